@@ -1,0 +1,1 @@
+"""Sub-commands of the ``flashsim`` console script (discovered by :mod:`flashsim_coffea.cli`)."""
