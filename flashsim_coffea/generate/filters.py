@@ -1,0 +1,61 @@
+"""Gen-level event filters (``flashsim generate --filter``).
+
+``vbf``: a loose VBF dimuon topology, looser than the reco selection of the VBF H→μμ
+analysis so that the filter does not bias it:
+
+* two opposite-charge final-state muons with pT > 15 GeV, |η| < 2.5 (the two leading ones),
+  m_μμ > 100 GeV;
+* two GenJets with pT > 20 GeV, |η| < 4.7, ΔR > 0.4 from both muons, whose leading pair has
+  m_jj > 300 GeV and |Δη_jj| > 2.0 (reco cuts: 35/25 GeV, m_jj > 400, |Δη| > 2.5).
+"""
+
+from __future__ import annotations
+
+import awkward as ak
+import numpy as np
+import vector
+
+from .genpart import FlatRecord
+
+vector.register_awkward()
+
+FILTERS = ("vbf",)
+
+
+def vbf_filter(rec: FlatRecord, genjets: dict[str, ak.Array]) -> np.ndarray:
+    """Boolean mask of events passing the loose VBF dimuon topology."""
+    eta = rec.eta()
+    sel = (rec.status > 0) & (np.abs(rec.pdg) == 13) & (rec.pt > 15.0) & (np.abs(eta) < 2.5)
+    event_of = np.repeat(np.arange(rec.counts.size), rec.counts)
+    counts = np.bincount(event_of[sel], minlength=rec.counts.size)
+    mu = ak.unflatten(
+        ak.zip(
+            {"pt": rec.pt[sel], "eta": eta[sel], "phi": rec.phi()[sel], "mass": rec.m[sel], "charge": -np.sign(rec.pdg[sel])},
+            with_name="Momentum4D",
+        ),
+        counts,
+    )
+    mu = mu[ak.argsort(mu.pt, axis=1, ascending=False)]
+    two_mu = ak.num(mu) >= 2
+    mu2 = ak.pad_none(mu, 2, axis=1)
+    m1, m2 = mu2[:, 0], mu2[:, 1]
+    mumu_ok = ak.fill_none(two_mu & (m1.charge != m2.charge) & ((m1 + m2).mass > 100.0), False)
+
+    jets = ak.zip(
+        {k: genjets[f"GenJet_{k}"] for k in ("pt", "eta", "phi", "mass")}, with_name="Momentum4D"
+    )
+    jets = jets[(jets.pt > 20.0) & (abs(jets.eta) < 4.7)]
+    pairs = ak.cartesian({"j": jets, "m": mu[:, :2]}, nested=True)
+    clean = ak.all(pairs.j.deltaR(pairs.m) > 0.4, axis=2)
+    jets = ak.pad_none(jets[clean], 2, axis=1)
+    j1, j2 = jets[:, 0], jets[:, 1]
+    jj_ok = ak.fill_none(((j1 + j2).mass > 300.0) & (abs(j1.eta - j2.eta) > 2.0), False)
+    return ak.to_numpy(mumu_ok & jj_ok)
+
+
+def apply_filter(name: str | None, rec: FlatRecord, genjets: dict[str, ak.Array]) -> np.ndarray:
+    if name is None:
+        return np.ones(rec.counts.size, dtype=bool)
+    if name == "vbf":
+        return vbf_filter(rec, genjets)
+    raise ValueError(f"unknown filter {name!r}; known: {', '.join(FILTERS)}")
