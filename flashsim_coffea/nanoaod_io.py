@@ -43,14 +43,24 @@ def check_output_path(path: str | os.PathLike, force: bool) -> Path:
     return path
 
 
+def is_counter(name: str, names) -> bool:
+    """NanoAOD counter ``nX`` of a jagged collection ``X_*`` (uproot writes counters itself)."""
+    if not name.startswith("n") or len(name) < 2:
+        return False
+    base = name[1:]
+    return any(other == base or other.startswith(base + "_") for other in names if other != name)
+
+
 def _group(branches: Mapping[str, Any]) -> dict[str, Any]:
     """{"GenJet_pt": jag, "GenJet_eta": jag, "run": flat} → {"GenJet": record(pt, eta), "run": flat}."""
     groups: dict[str, dict[str, Any]] = defaultdict(dict)
     out: dict[str, Any] = {}
     for name, arr in branches.items():
-        if isinstance(arr, ak.Array) and arr.ndim == 2 and "_" in name:
+        if isinstance(arr, ak.Array) and arr.ndim == 2 and "_" in name.strip("_"):
             prefix, field = name.split("_", 1)
             groups[prefix][field] = arr
+        elif isinstance(arr, ak.Array) and arr.ndim > 1:
+            out[name] = arr  # a lone jagged branch: uproot names its counter "n" + name
         else:
             out[name] = np.asarray(arr)
     for prefix, fields in groups.items():
@@ -86,17 +96,31 @@ class NanoAODWriter:
         self.sumw += float(w.sum())
         self.sumw2 += float((w**2).sum())
 
-    def close(self, xsec_pb: float = float("nan"), filter_efficiency: float = 1.0, metadata: Mapping[str, Any] | None = None) -> None:
-        runs = {
-            "run": np.array([1], dtype=np.uint32),
-            "genEventCount": np.array([self.n_events], dtype=np.int64),
-            "genEventSumw": np.array([self.sumw], dtype=np.float64),
-            "genEventSumw2": np.array([self.sumw2], dtype=np.float64),
-            "XSecPb": np.array([xsec_pb], dtype=np.float64),
-            "genFilterEfficiency": np.array([filter_efficiency], dtype=np.float64),
-        }
-        tree = self._file.mktree("Runs", {k: v.dtype for k, v in runs.items()}, title="Runs")
-        tree.extend(runs)
+    def close(
+        self,
+        xsec_pb: float = float("nan"),
+        filter_efficiency: float = 1.0,
+        metadata: Mapping[str, Any] | None = None,
+        runs: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Write ``Runs`` and the metadata, then close the file.
+
+        ``runs`` (e.g. the input's ``Runs`` in a resimulation) is copied as given; otherwise
+        one entry is built from the written events: genEventCount/Sumw/Sumw2 as in NanoAOD,
+        plus ``XSecPb`` and ``genFilterEfficiency``.
+        """
+        if runs is None:
+            runs = {
+                "run": np.array([1], dtype=np.uint32),
+                "genEventCount": np.array([self.n_events], dtype=np.int64),
+                "genEventSumw": np.array([self.sumw], dtype=np.float64),
+                "genEventSumw2": np.array([self.sumw2], dtype=np.float64),
+                "XSecPb": np.array([xsec_pb], dtype=np.float64),
+                "genFilterEfficiency": np.array([filter_efficiency], dtype=np.float64),
+            }
+        grouped = _group({k: v for k, v in runs.items() if not is_counter(k, runs)})
+        types = {k: (v.type.content if isinstance(v, ak.Array) else v.dtype) for k, v in grouped.items()}
+        self._file.mktree("Runs", types, title="Runs").extend(grouped)
         if metadata is not None:
             self._file[METADATA_KEY] = json.dumps(dict(metadata), sort_keys=True, default=float)
         self._file.close()

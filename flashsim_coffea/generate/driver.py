@@ -55,13 +55,12 @@ class GenerateSummary:
         return "\n".join(lines)
 
 
-def _blocks(n_events: int) -> list[tuple[int, int]]:
-    return [(b, min(BLOCK_SIZE, n_events - b * BLOCK_SIZE)) for b in range((n_events + BLOCK_SIZE - 1) // BLOCK_SIZE)]
+def _blocks(n_events: int, block_size: int) -> list[tuple[int, int]]:
+    return [(b, min(block_size, n_events - b * block_size)) for b in range((n_events + block_size - 1) // block_size)]
 
 
 def _run_block(args) -> BlockResult:
-    process, seed, block, n, filter_name, reference = args
-    return generate_block(process, seed, block, n, filter_name, reference)
+    return generate_block(*args)
 
 
 def validate_request(process: str, n_events: int, seed: int, workers: int, filter_name: str | None) -> None:
@@ -85,12 +84,13 @@ def generate(
     force: bool = False,
     reference: bool = True,
     progress: bool = True,
+    block_size: int = BLOCK_SIZE,
 ) -> GenerateSummary:
     """Generate ``n_events`` (after the filter) of ``process`` into the NanoAOD file ``output``."""
     validate_request(process, n_events, seed, workers, filter_name)
     path = check_output_path(output, force)
     proc = get_process(process)
-    tasks = [(proc, seed, b, n, filter_name, reference) for b, n in _blocks(n_events)]
+    tasks = [(proc, seed, b, n, filter_name, reference, block_size) for b, n in _blocks(n_events, block_size)]
     t0 = time.perf_counter()
     writer = NanoAODWriter(path)
     sig, sig_w, sig_err2, n_tried, n_jets, n_muons = 0.0, 0, 0.0, 0, 0, 0
@@ -133,7 +133,7 @@ def generate(
         "xsec_pb_before_filter": sigma,
         "xsec_pb": sigma * eff,
         "xsec_err_pb": sigma_err * eff,
-        "block_size": BLOCK_SIZE,
+        "block_size": block_size,
         "reference_response": bool(reference),
     }
     writer.close(xsec_pb=sigma * eff, filter_efficiency=eff, metadata=meta)

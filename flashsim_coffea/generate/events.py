@@ -85,7 +85,15 @@ def gen_branches(prt: ak.Array, info: ak.Array, rec: FlatRecord, genjets: dict, 
     return out
 
 
-def generate_block(process: Process, seed: int, block: int, n_events: int, filter_name: str | None, reference: bool = True) -> BlockResult:
+def generate_block(
+    process: Process,
+    seed: int,
+    block: int,
+    n_events: int,
+    filter_name: str | None,
+    reference: bool = True,
+    block_size: int = BLOCK_SIZE,
+) -> BlockResult:
     """Generate ``n_events`` accepted events of block ``block`` (see module docstring)."""
     pythia = make_pythia(process, block_seed(seed, process.name, block))
     kept: list[ak.Array] = []
@@ -105,7 +113,7 @@ def generate_block(process: Process, seed: int, block: int, n_events: int, filte
         batch = int(min(max((n_events - n_kept) / eff * 1.1, 20), 2000))
 
     parts = []
-    first = block * BLOCK_SIZE + 1
+    first = block * block_size + 1
     remaining = n_events
     for events, mask, rec, genjets, tried_before in kept:
         if remaining <= 0:
