@@ -1,0 +1,132 @@
+"""The reference detector response: FullSim's stand-in for development, tests and the demo.
+
+``simulate(gen, seed)`` takes Gen-level NanoAOD branches (GenJet_*, GenPart_*, run,
+luminosityBlock, event, Pileup_*) and returns reconstructed ``Jet_*`` and ``Muon_*`` branches
+(jagged awkward arrays, Run-2 NanoAOD names, dtypes and float precision) from a vectorized,
+seeded, parametric model: see :mod:`.jets`, :mod:`.fakes`, :mod:`.taggers`, :mod:`.muons`
+for the formulas. This is **not** CMS FullSim: it is a plausible, documented model that the
+flows learn and the validation compares against.
+
+Every random number is a pure function of ``(seed, stream, run, luminosityBlock, event,
+object index)`` (GenJet index for jets, −1 − i for the i-th pile-up fake of an event, GenPart
+index for muons), so ``simulate`` of a chunk equals the same events of ``simulate`` of the
+whole file, bit for bit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import awkward as ak
+import numpy as np
+
+from flashsim_coffea.precision import NANOAOD_MANTISSA_BITS, round_mantissa
+
+from ._inputs import GenInput, closest_in_cone, delta_phi, pairs_within, read_gen
+from .fakes import simulate_fakes
+from .jets import simulate_genjets
+from .muons import simulate_muons
+
+__all__ = ["simulate", "JET_BRANCHES", "MUON_BRANCHES"]
+
+_F, _I, _B, _U8 = np.dtype(np.float32), np.dtype(np.int32), np.dtype(np.bool_), np.dtype(np.uint8)
+
+#: output jet branches and their Run-2 NanoAOD dtypes
+JET_BRANCHES: dict[str, np.dtype] = {
+    **{f"Jet_{v}": _F for v in (
+        "pt", "eta", "phi", "mass", "area", "btagCMVA", "btagCSVV2", "btagDeepB", "btagDeepC",
+        "btagDeepFlavB", "btagDeepFlavC", "bRegCorr", "qgl", "muEF")},
+    **{f"Jet_{v}": _I for v in (
+        "nConstituents", "puId", "jetId", "genJetIdx", "hadronFlavour", "partonFlavour",
+        "muonIdx1", "muonIdx2", "nMuons")},
+}
+
+#: output muon branches and their Run-2 NanoAOD dtypes
+MUON_BRANCHES: dict[str, np.dtype] = {
+    **{f"Muon_{v}": _F for v in (
+        "pt", "eta", "phi", "mass", "ptErr", "dxy", "dxyErr", "dz", "dzErr", "ip3d", "sip3d",
+        "jetPtRelv2", "jetRelIso", "pfRelIso03_all", "pfRelIso03_chg", "pfRelIso04_all", "softMva")},
+    **{f"Muon_{v}": _I for v in ("charge", "pdgId", "genPartIdx", "jetIdx")},
+    "Muon_genPartFlav": _U8,
+    **{f"Muon_{v}": _B for v in (
+        "isGlobal", "isTracker", "isPFcand", "looseId", "mediumId", "tightId", "softId", "softMvaId")},
+}
+
+
+def _sort_by_event_pt(d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Order objects by (event, descending pT): NanoAOD's order within each event."""
+    order = np.lexsort((-d["pt"], d["evt"]))
+    return {k: v[order] for k, v in d.items()}
+
+
+def _concat(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k: np.concatenate([a[k], b[k]]) for k in a}
+
+
+def _cross_reference(jets: dict, muons: dict, n_events: int) -> None:
+    """Jet_muonIdx1/2, Jet_nMuons, Muon_jetIdx, Muon_jetRelIso, Muon_jetPtRelv2 (in place).
+
+    Both collections are already sorted by (event, −pT), so local indices are final.
+    * Jet_muonIdx1/2: the first two (highest-pT) muons within ΔR < 0.4 of the jet, −1 if none;
+      Jet_nMuons their count.
+    * Muon_jetIdx: the closest jet within ΔR < 0.4, −1 if none.
+    * Muon_jetRelIso = pT_jet/pT_μ − 1 (NanoAOD's 1/ptRatio − 1), pfRelIso04_all without jet.
+    * Muon_jetPtRelv2 = the muon's momentum transverse to the jet-minus-muon axis (model in
+      :mod:`.muons`), 0 without jet.
+    """
+    nj, nm = len(jets["pt"]), len(muons["pt"])
+    jc = np.bincount(jets["evt"], minlength=n_events)
+    mc = np.bincount(muons["evt"], minlength=n_events)
+    joff = np.concatenate([[0], np.cumsum(jc)])
+    moff = np.concatenate([[0], np.cumsum(mc)])
+    ij, im = pairs_within(jc, mc, joff, moff)
+    dr = np.hypot(jets["eta"][ij] - muons["eta"][im], delta_phi(jets["phi"][ij], muons["phi"][im]))
+    inside = dr < 0.4
+    jets["nMuons"] = np.bincount(ij[inside], minlength=nj)
+    # pairs are jet-major and muon-ordered: rank by muon index = rank by pT
+    for rank, name in ((0, "muonIdx1"), (1, "muonIdx2")):
+        g = closest_in_cone(ij, im, np.where(inside, im.astype(np.float64), np.inf), nj, rank=rank, cone=np.inf)
+        jets[name] = np.where(g >= 0, g - moff[:-1][jets["evt"]], -1)
+    gj = closest_in_cone(im, ij, dr, nm)
+    has = gj >= 0
+    muons["jetIdx"] = np.where(has, gj - joff[:-1][muons["evt"]], -1)
+    j = np.where(has, gj, 0)
+
+    jpt = jets["pt"][j] if nj else np.zeros(nm)
+    muons["jetPtRelv2"] = np.where(has, muons.pop("ptRelIfJet"), 0.0)
+    muons["jetRelIso"] = np.where(has, jpt / muons["pt"] - 1.0, muons["pfRelIso04_all"])
+
+
+def _pack(d: dict[str, np.ndarray], prefix: str, branches: dict[str, np.dtype], n_events: int) -> dict[str, ak.Array]:
+    counts = np.bincount(d["evt"], minlength=n_events)
+    out = {}
+    for name, dtype in branches.items():
+        x = np.asarray(d[name[len(prefix):]]).astype(dtype)
+        bits = NANOAOD_MANTISSA_BITS.get(name, 23)
+        if dtype == _F and bits < 23:
+            x = round_mantissa(x, bits)
+        out[name] = ak.unflatten(x, counts)
+    return out
+
+
+def simulate_flat(g: GenInput, seed: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Flat (jets, muons) dicts, sorted, cross-referenced, before dtype conversion/rounding."""
+    jets = _sort_by_event_pt(_concat(simulate_genjets(g, seed), simulate_fakes(g, seed)))
+    muons = _sort_by_event_pt(simulate_muons(g, seed))
+    _cross_reference(jets, muons, g.n_events)
+    return jets, muons
+
+
+def simulate(gen: Mapping, seed: int, source: str = "<input>") -> dict[str, ak.Array]:
+    """Reference detector response of one chunk of Gen events.
+
+    ``gen``: NanoAOD Gen branches (see :func:`._inputs.read_gen`; missing required branches
+    raise :class:`flashsim_coffea.errors.MissingBranchesError` naming ``source``).
+    Returns ``Jet_*`` and ``Muon_*`` branches (:data:`JET_BRANCHES`, :data:`MUON_BRANCHES`)
+    as jagged awkward arrays, one list per event, pT-ordered, with NanoAOD float precision.
+    """
+    g = read_gen(gen, source)
+    jets, muons = simulate_flat(g, seed)
+    out = _pack(jets, "Jet_", JET_BRANCHES, g.n_events)
+    out.update(_pack(muons, "Muon_", MUON_BRANCHES, g.n_events))
+    return out

@@ -1,0 +1,204 @@
+"""Reference response of Gen muons: one reco candidate per status-1 Gen muon.
+
+Candidates: |pdgId| = 13, status 1, |η| < 2.4, pT > 3 GeV; noise keyed on the GenPart index.
+
+* **Origin** (``Muon_genPartFlav``): 1 if statusFlags bit 0 (isPrompt); 15 if bit 2/5
+  (tau decay product) or a τ in the ancestry; else 5 if a b hadron is in the ancestry
+  (found by walking ``genPartIdxMother``), 4 for a c hadron, 3 otherwise (light/unknown).
+* **Efficiency** ε = 0.985·(1 − e^{−(pT − 2.5)/3})·(0.96 if 0.2<|η|<0.3: chimney cracks)
+  ·(0.97 if non-prompt); reco pT > 3 kept.
+* **Momentum** in curvature: 1/pT_reco = (1/pT)(1 + σ z), σ = √(0.010² + (1e-4 pT)²)·
+  (1 + 0.6 (|η|/2.4)²), with 5 % of muons at 2.5 σ (tails). ptErr = pT_reco·σ·e^{0.1 z'}.
+  Δη ~ N(0, 0.0005 + 0.002/pT), Δφ ~ N(0, 0.0003 + 0.01/pT). Charge flip probability
+  1e-4·pT/100.
+* **Impact parameters** (cm): resolution σ_xy = √(0.0011² + (0.025/pT)²)(1 + 0.2|η|),
+  σ_z = √(0.0025² + (0.04/pT)²)(1 + 0.35 η²)^{1/2}; true displacement
+  d = s·cτ·E·U (s = ±1, E ~ Exp(1), U ~ U(0,1)) with cτ = 0 (prompt), 0.0087 (τ),
+  0.045 (b), 0.025 (c), 0.2 (light: decays in flight); dz_true likewise ×√cosh η.
+  Per event, the primary vertex is a pile-up one with probability 0.004 + 0.0003 nTrueInt:
+  every muon of that event gets dz += Δz, Δz ~ N(0, 5 cm). dxy = d + σ_xy ε (ε ~ N(0,1),
+  3 N(0,1) for 5 %); dxyErr = σ_xy e^{0.12 z}; likewise dz. ip3d = √(dxy² + (dz/cosh η)²),
+  sip3d = ip3d/√(dxyErr² + (dzErr/cosh η)²).
+* **Isolation** (absolute sums in GeV; A = activity of the closest GenJet within ΔR < 0.4
+  without the muon, A = max(pT_jet − pT_μ, 0), f = max(1 − 1.2 ΔR, 0.3)): charged from the
+  PV ch04 = 0.6 A f L₁ + B·0.4 E₁ (B Bernoulli(0.5)), neutral n04 = 0.4 A f L₂ + 0.02 nTrueInt E₂,
+  charged pile-up pu04 = 0.04 nTrueInt E₃ (L lognormal(0, 0.3)). The 0.3 cone keeps
+  0.7 of the jet term and 0.5625 of the diffuse terms. Δβ-corrected
+  pfRelIso = (ch + max(0, n − 0.5 pu))/pT (the zero spike), pfRelIso03_chg = ch03/pT.
+* **jetPtRelv2** (if the muon is in a reco jet) = pT_μ·ΔR_rest·e^{0.1 z}, ΔR_rest = min(ΔR·pT_jet/A, 0.6)
+  the distance of the jet-minus-muon axis (0.05 + 0.3 U when A < 0.5 GeV).
+* **IDs** from a quality latent q ~ N(μ_q, 1) (μ_q = 1.5 prompt/τ, 0.8 b/c, −0.3 light,
+  −0.5 at pT<5): isTracker (p = 0.995), isGlobal (p = 0.99 − 0.3 e^{−(pT−3)/4}),
+  isPFcand = (isGlobal ∨ isTracker) ∧ (u < 0.995), looseId = isPFcand ∧ (isGlobal ∨ isTracker),
+  mediumId = looseId ∧ q > −0.6, tightId = mediumId ∧ isGlobal ∧ q > 0 ∧ |dxy|<0.2 ∧ |dz|<0.5,
+  softId = isTracker ∧ q > −1.5 ∧ |dxy|<0.3 ∧ |dz|<20.
+* **softMva** = clip(tanh(0.75 + 0.35 q + 0.15 ln(pT/10) − 0.2[non-prompt] + 0.1 z), −1, 1),
+  softMvaId = softId ∧ softMva > 0.58.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from flashsim_coffea import noise
+
+from ._inputs import GenInput, ObjectNoise, closest_in_cone, delta_phi, is_gen_muon, pairs_within
+
+__all__ = ["MUON_MASS", "gen_muon_origin", "simulate_muons"]
+
+MUON_MASS = 0.10566
+MAX_ANCESTRY_DEPTH = 64
+
+
+def heavy_quark(pdg: np.ndarray) -> np.ndarray:
+    """Heaviest quark of a hadron PDG id (5 for B/Λb, 4 for D/Λc, …), 0 for non-hadrons."""
+    a = np.abs(pdg) % 10000
+    q = np.where(a >= 1000, a // 1000, (a // 100) % 10)
+    return np.where(np.abs(pdg) > 100, q, 0)
+
+
+def gen_muon_origin(g: GenInput, mu: np.ndarray) -> np.ndarray:
+    """genPartFlav-like origin (1, 15, 5, 4, 3) of the Gen muons at flat GenPart indices ``mu``.
+
+    Walks the mother chain of all muons at once (a loop over the depth, vectorized over muons).
+    """
+    gp = g.genpart
+    flags = gp["statusFlags"][mu]
+    has_tau = (flags & ((1 << 2) | (1 << 5))) != 0
+    has_b = np.zeros(mu.size, dtype=bool)
+    has_c = np.zeros(mu.size, dtype=bool)
+    cur = mu.copy()
+    active = np.arange(mu.size)
+    for _ in range(MAX_ANCESTRY_DEPTH):
+        if active.size == 0:
+            break
+        c = cur[active]
+        m_local = gp["genPartIdxMother"][c]
+        ok = (m_local >= 0) & (m_local < gp.counts[gp.evt[c]])
+        active, c, m_local = active[ok], c[ok], m_local[ok]
+        m = gp.offsets[gp.evt[c]] + m_local
+        pdg = gp["pdgId"][m]
+        hq = heavy_quark(pdg)
+        has_b[active] |= hq == 5
+        has_c[active] |= hq == 4
+        has_tau[active] |= np.abs(pdg) == 15
+        cur[active] = m
+    prompt = (flags & 1) != 0
+    return np.where(prompt, 1, np.where(has_tau, 15, np.where(has_b, 5, np.where(has_c, 4, 3)))).astype(np.int64)
+
+
+def _closest_genjet(g: GenInput, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dr, pt, mass) of the closest GenJet within ΔR < 0.4 of each muon (0.5, 0, 0 if none)."""
+    gp, gj = g.genpart, g.genjet
+    counts = np.bincount(gp.evt[mu], minlength=g.n_events)
+    off = np.concatenate([[0], np.cumsum(counts)])
+    ia, ib = pairs_within(counts, gj.counts, off, gj.offsets)
+    dr = np.hypot(gp["eta"][mu[ia]] - gj["eta"][ib], delta_phi(gp["phi"][mu[ia]], gj["phi"][ib]))
+    j = closest_in_cone(ia, ib, dr, mu.size)
+    has = j >= 0
+    jj = np.where(has, j, 0)
+    d = np.where(has, np.hypot(gp["eta"][mu] - gj["eta"][jj], delta_phi(gp["phi"][mu], gj["phi"][jj])) if len(gj) else 0.5, 0.5)
+    pt = np.where(has, gj["pt"][jj] if len(gj) else 0.0, 0.0)
+    m = np.where(has, gj["mass"][jj] if len(gj) else 0.0, 0.0)
+    return d, pt, m
+
+
+_CTAU = {1: 0.0, 15: 0.0087, 5: 0.045, 4: 0.025, 3: 0.2}
+
+
+def simulate_muons(g: GenInput, seed: int) -> dict[str, np.ndarray]:
+    """Flat arrays of the reconstructed muons (unsorted, unrounded) with ``evt`` and
+    ``genPartIdx`` (local GenPart index); see the module docstring for the model."""
+    gp = g.genpart
+    cand = is_gen_muon(gp) & (np.abs(gp["eta"]) < 2.4) & (gp["pt"] > 3.0)
+    mu = np.flatnonzero(cand)
+    evt = gp.evt[mu]
+    nz = ObjectNoise.for_objects(seed, "muon", g.run[evt], g.lumi[evt], g.event[evt], gp.local[mu])
+    pt, eta, phi = gp["pt"][mu], gp["eta"][mu], gp["phi"][mu]
+    pdg = gp["pdgId"][mu]
+    origin = gen_muon_origin(g, mu)
+    nonprompt = (origin != 1) & (origin != 15)
+    abseta = np.abs(eta)
+
+    eff = 0.985 * (1.0 - np.exp(-(pt - 2.5) / 3.0))
+    eff = eff * np.where((abseta > 0.2) & (abseta < 0.3), 0.96, 1.0) * np.where(nonprompt, 0.97, 1.0)
+    sig = np.sqrt(0.010**2 + (1e-4 * pt) ** 2) * (1.0 + 0.6 * (abseta / 2.4) ** 2)
+    tail = nz.uniform("mu_tail") < 0.05
+    z = nz.normal("mu_response") * np.where(tail, 2.5, 1.0)
+    pt_reco = pt / np.maximum(1.0 + sig * z, 0.05)
+    keep = (nz.uniform("mu_eff") < eff) & (pt_reco > 3.0)
+    idx = np.flatnonzero(keep)
+    nz = nz.subset(idx)
+    mu, evt, pt, eta, phi, pdg, origin, nonprompt, abseta, sig, pt_reco = (
+        a[idx] for a in (mu, evt, pt, eta, phi, pdg, origin, nonprompt, abseta, sig, pt_reco)
+    )
+    ntrue = g.pileup["Pileup_nTrueInt"][evt]
+    out: dict[str, np.ndarray] = {"evt": evt, "genPartIdx": gp.local[mu], "genPartFlav": origin}
+    out["pt"] = pt_reco
+    out["ptErr"] = pt_reco * sig * np.exp(0.1 * nz.normal("mu_pterr"))
+    out["eta"] = eta + (0.0005 + 0.002 / pt) * nz.normal("mu_deta")
+    out["phi"] = delta_phi(phi + (0.0003 + 0.01 / pt) * nz.normal("mu_dphi"), 0.0)
+    out["mass"] = np.full(idx.size, MUON_MASS)
+    charge = np.where(pdg > 0, -1, 1)
+    flip = nz.uniform("mu_charge_flip") < 1e-4 * pt / 100.0
+    charge = np.where(flip, -charge, charge)
+    out["charge"] = charge
+    out["pdgId"] = -13 * charge
+
+    # impact parameters
+    cosh = np.cosh(eta)
+    s_xy = np.sqrt(0.0011**2 + (0.025 / pt) ** 2) * (1.0 + 0.2 * abseta)
+    s_z = np.sqrt(0.0025**2 + (0.04 / pt) ** 2) * np.sqrt(1.0 + 0.35 * eta**2)
+    ctau = np.select([origin == k for k in _CTAU], list(_CTAU.values()), 0.0)
+    sign_xy = np.where(nz.uniform("mu_dxy_sign") < 0.5, -1.0, 1.0)
+    sign_z = np.where(nz.uniform("mu_dz_sign") < 0.5, -1.0, 1.0)
+    dxy_true = sign_xy * ctau * nz.exponential("mu_dxy_len") * nz.uniform("mu_dxy_angle")
+    dz_true = sign_z * ctau * np.sqrt(cosh) * nz.exponential("mu_dz_len") * nz.uniform("mu_dz_angle")
+    # wrong primary vertex: event-level
+    p_wrong = 0.004 + 0.0003 * g.pileup["Pileup_nTrueInt"]
+    u_pv = noise.uniform(seed, "mu_wrong_pv", g.run, g.lumi, g.event)
+    shift = np.where(u_pv < p_wrong, 5.0 * noise.normal(seed, "mu_wrong_pv_dz", g.run, g.lumi, g.event), 0.0)
+    dz_true = dz_true + shift[evt]
+    ip_tail = np.where(nz.uniform("mu_ip_tail") < 0.05, 3.0, 1.0)
+    out["dxy"] = dxy_true + s_xy * ip_tail * nz.normal("mu_dxy")
+    out["dz"] = dz_true + s_z * ip_tail * nz.normal("mu_dz")
+    out["dxyErr"] = s_xy * np.exp(0.12 * nz.normal("mu_dxyerr"))
+    out["dzErr"] = s_z * np.exp(0.12 * nz.normal("mu_dzerr"))
+    out["ip3d"] = np.hypot(out["dxy"], out["dz"] / cosh)
+    out["sip3d"] = out["ip3d"] / np.hypot(out["dxyErr"], out["dzErr"] / cosh)
+
+    # isolation
+    jdr, jpt, _ = _closest_genjet(g, mu)
+    act = np.maximum(jpt - pt, 0.0)
+    f = np.maximum(1.0 - 1.2 * jdr, 0.3) * (jpt > 0)
+    jet_ch = 0.6 * act * f * np.exp(0.3 * nz.normal("mu_iso_l1"))
+    jet_ne = 0.4 * act * f * np.exp(0.3 * nz.normal("mu_iso_l2"))
+    ue_ch = np.where(nz.uniform("mu_iso_b") < 0.5, 0.4 * nz.exponential("mu_iso_e1"), 0.0)
+    ue_ne = 0.02 * ntrue * nz.exponential("mu_iso_e2")
+    pu_ch = 0.04 * ntrue * nz.exponential("mu_iso_e3")
+    ch04, ne04 = jet_ch + ue_ch, jet_ne + ue_ne
+    ch03, ne03, pu03 = 0.7 * jet_ch + 0.5625 * ue_ch, 0.7 * jet_ne + 0.5625 * ue_ne, 0.5625 * pu_ch
+    out["pfRelIso04_all"] = (ch04 + np.maximum(ne04 - 0.5 * pu_ch, 0.0)) / pt_reco
+    out["pfRelIso03_all"] = (ch03 + np.maximum(ne03 - 0.5 * pu03, 0.0)) / pt_reco
+    out["pfRelIso03_chg"] = ch03 / pt_reco
+    # pT relative to the jet-minus-muon axis, used if the muon ends up inside a reco jet:
+    # the remainder of a jet whose axis is at ΔR = d from the muon sits at d·pT_jet/A.
+    dr_rest = np.where(act > 0.5, np.minimum(jdr * jpt / np.maximum(act, 0.5), 0.6), 0.05 + 0.3 * nz.uniform("mu_ptrel_dr"))
+    out["ptRelIfJet"] = pt_reco * dr_rest * np.exp(0.1 * nz.normal("mu_ptrel"))
+
+    # identification
+    mq = np.where(nonprompt, np.where(origin == 3, -0.3, 0.8), 1.5) - 0.5 * (pt < 5.0)
+    q = mq + nz.normal("mu_quality")
+    is_tracker = nz.uniform("mu_is_tracker") < 0.995
+    is_global = nz.uniform("mu_is_global") < 0.99 - 0.3 * np.exp(-(pt - 3.0) / 4.0)
+    is_pf = (is_global | is_tracker) & (nz.uniform("mu_is_pf") < 0.995)
+    loose = is_pf & (is_global | is_tracker)
+    medium = loose & (q > -0.6)
+    tight = medium & is_global & (q > 0.0) & (np.abs(out["dxy"]) < 0.2) & (np.abs(out["dz"]) < 0.5)
+    soft = is_tracker & (q > -1.5) & (np.abs(out["dxy"]) < 0.3) & (np.abs(out["dz"]) < 20.0)
+    mva = np.tanh(0.75 + 0.35 * q + 0.15 * np.log(pt / 10.0) - 0.2 * nonprompt + 0.1 * nz.normal("mu_softmva"))
+    out.update(
+        isGlobal=is_global, isTracker=is_tracker, isPFcand=is_pf, looseId=loose, mediumId=medium,
+        tightId=tight, softId=soft, softMva=np.clip(mva, -1.0, 1.0), softMvaId=soft & (mva > 0.58),
+    )
+    return out
