@@ -1,0 +1,26 @@
+"""Declarative object specs: what each flow conditions on and simulates.
+
+Public API::
+
+    from flashsim_coffea.objects import get_spec, register_spec, known_specs, ObjectSpec
+    spec = get_spec("jets")                     # or "muons", a .json file, "module:attr"
+    ctx = spec.context(events)                  # events: uproot arrays or NanoEvents
+    cond = spec.conditioning_matrix(ctx)        # (N, C) float64, Gen objects flattened
+    keys = spec.noise_keys(ctx)                 # run, luminosityBlock, event, object
+    reco = spec.rebuild(targets, gen_fields)    # flat reco fields with NanoAOD precision
+    spec.hash()                                 # stable SHA-256 for checkpoint cards
+"""
+
+from .features import Bit, EventBranch, Feature, Field, Neighbour, register_feature
+from .gen import GenCollection, branch, has_branch
+from .registry import get_spec, known_specs, register_spec
+from .spec import EVENT_ID_BRANCHES, GenContext, ObjectSpec
+from .targets import Spike, Target
+from .transforms import Arctan, Identity, Log, Log1p, Transform, register_transform
+
+__all__ = [
+    "Arctan", "Bit", "EVENT_ID_BRANCHES", "EventBranch", "Feature", "Field", "GenCollection",
+    "GenContext", "Identity", "Log", "Log1p", "Neighbour", "ObjectSpec", "Spike", "Target",
+    "Transform", "branch", "get_spec", "has_branch", "known_specs", "register_feature",
+    "register_spec", "register_transform",
+]

@@ -1,0 +1,220 @@
+"""Matched (Gen, reco) training pairs from NanoAOD, columnar.
+
+For a spec with reco collection R, match branch ``R_<match>`` pointing into the Gen source
+collection S (``Jet_genJetIdx`` → GenJet, ``Muon_genPartIdx`` → GenPart), a reco object is
+kept when its index i satisfies, in this order (the first failing rule is the drop reason):
+
+1. ``unmatched``:        i ≥ 0 (NanoAOD writes −1 for unmatched objects);
+2. ``gen_not_stored``:   i < nS (NanoAOD may point beyond the stored GenJets, pt > 10 GeV);
+3. ``gen_not_selected``: S[i] is in the spec's simulated Gen collection (e.g. a status-1 muon);
+4. ``duplicate``:        no earlier reco object of the event matched the same Gen object;
+5. ``nonfinite``:        every conditioning value and target is finite;
+6. ``not_admissible``:   integer/ordinal targets take an admissible value.
+
+Real targets outside their ``bounds`` (except an exact spike value) are clipped and counted
+per target in ``clipped``. Everything is done on whole chunks with awkward/numpy.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+
+from flashsim_coffea import __version__
+from flashsim_coffea.errors import MissingBranchesError, UserError
+
+from .gen import branch
+from .spec import EVENT_ID_BRANCHES, ObjectSpec
+
+__all__ = ["Extracted", "extract_events", "extract_files", "DROP_REASONS"]
+
+DROP_REASONS = ("unmatched", "gen_not_stored", "gen_not_selected", "duplicate", "nonfinite", "not_admissible")
+KEY_NAMES = (*EVENT_ID_BRANCHES, "object")
+
+
+@dataclass
+class Extracted:
+    """Flat matched pairs: conditioning (N, C), targets (N, T), noise keys and Gen fields."""
+
+    cond: np.ndarray
+    targets: np.ndarray
+    keys: dict[str, np.ndarray]
+    gen: dict[str, np.ndarray]
+    drops: Counter = field(default_factory=Counter)
+    clipped: Counter = field(default_factory=Counter)
+    n_reco: int = 0
+    n_events: int = 0
+
+    def __len__(self) -> int:
+        return len(self.cond)
+
+    @staticmethod
+    def concatenate(parts: list["Extracted"], spec: ObjectSpec) -> "Extracted":
+        if not parts:
+            return Extracted(np.zeros((0, len(spec.conditioning))), np.zeros((0, len(spec.targets))), {}, {})
+        out = Extracted(
+            np.concatenate([p.cond for p in parts]),
+            np.concatenate([p.targets for p in parts]),
+            {k: np.concatenate([p.keys[k] for p in parts]) for k in parts[0].keys},
+            {k: np.concatenate([p.gen[k] for p in parts]) for k in parts[0].gen},
+        )
+        for p in parts:
+            out.drops.update(p.drops)
+            out.clipped.update(p.clipped)
+            out.n_reco += p.n_reco
+            out.n_events += p.n_events
+        return out
+
+
+def _gen_fields(spec: ObjectSpec) -> list[str]:
+    return sorted({t.gen_field for t in spec.targets if t.gen_field} | {g for _, g in spec.copy_from_gen})
+
+
+def extract_events(spec: ObjectSpec, events) -> Extracted:
+    """Matched pairs of one chunk of events (uproot arrays or NanoEvents)."""
+    ctx = spec.context(events)
+    objs = ctx.objects()
+    cond_jagged = spec.conditioning_jagged(ctx)
+    idx = branch(events, f"{spec.reco}_{spec.match}")
+    n_source = ak.num(branch(events, f"{spec.simulated.prefix}_{spec.simulated.fields[0]}"), axis=1)
+    n_reco = int(ak.sum(ak.num(idx, axis=1)))
+    drops: Counter = Counter()
+
+    # positions of the matched Gen objects inside the simulated collection
+    pairs = ak.cartesian({"r": idx, "g": objs["index"]}, axis=1, nested=True)
+    eq = pairs["r"] == pairs["g"]
+    found = ak.any(eq, axis=2)
+    pos = ak.argmax(eq, axis=2)
+    neg = idx < 0
+    beyond = (~neg) & (idx >= n_source)
+    notsel = (~neg) & (~beyond) & (~found)
+    drops["unmatched"] += int(ak.sum(neg))
+    drops["gen_not_stored"] += int(ak.sum(beyond))
+    drops["gen_not_selected"] += int(ak.sum(notsel))
+    keep = found & (~neg)
+
+    # flatten the kept reco objects and their Gen positions
+    pos_k = pos[keep]
+    counts = ak.to_numpy(ak.num(pos_k, axis=1))
+    obj_offsets = np.concatenate([[0], np.cumsum(ak.to_numpy(ak.num(objs, axis=1)))])[:-1]
+    gpos = np.asarray(ak.to_numpy(ak.flatten(pos_k, axis=1)), dtype=np.int64) + np.repeat(obj_offsets, counts)
+    first = np.zeros(len(gpos), dtype=bool)
+    first[np.unique(gpos, return_index=True)[1]] = True
+    drops["duplicate"] += int((~first).sum())
+
+    cond = np.stack(
+        [np.asarray(ak.to_numpy(ak.flatten(c, axis=1)), dtype=np.float64)[gpos] for c in cond_jagged.values()], axis=1
+    )
+    gen = {f: np.asarray(ak.to_numpy(ak.flatten(objs[f], axis=1)), dtype=np.float64)[gpos] for f in _gen_fields(spec)}
+    cols = []
+    for t in spec.targets:
+        r = np.asarray(ak.to_numpy(ak.flatten(branch(events, spec.reco_branch(t))[keep], axis=1)), dtype=np.float64)
+        cols.append(t.from_reco(r, gen.get(t.gen_field)))
+    targets = np.stack(cols, axis=1) if cols else np.zeros((len(gpos), 0))
+    ev_keys = {
+        k: np.repeat(np.asarray(ak.to_numpy(branch(events, k))).astype(np.int64), counts) for k in EVENT_ID_BRANCHES
+    }
+    ev_keys["object"] = np.asarray(ak.to_numpy(ak.flatten(objs["index"], axis=1)), dtype=np.int64)[gpos]
+
+    with np.errstate(invalid="ignore"):
+        finite = np.isfinite(cond).all(axis=1) & np.isfinite(targets).all(axis=1)
+    ok = first & finite
+    drops["nonfinite"] += int((first & ~finite).sum())
+    admissible = np.ones(len(ok), dtype=bool)
+    clipped: Counter = Counter()
+    for j, t in enumerate(spec.targets):
+        x = targets[:, j]
+        if t.kind == "ordinal":
+            admissible &= np.isin(x, np.asarray(t.values))
+        elif t.kind == "integer":
+            admissible &= (x == np.rint(x)) & (x >= t.bounds[0]) & (x <= t.bounds[1])
+        else:
+            lo, hi = t.bounds
+            spike = (x == t.spike.value) if t.spike is not None else np.zeros(len(x), dtype=bool)
+            out = ok & ~spike & ((x < lo) | (x > hi))
+            if out.any():
+                clipped[t.name] += int(out.sum())
+                targets[out, j] = np.clip(x[out], lo, hi)
+    drops["not_admissible"] += int((ok & ~admissible).sum())
+    ok &= admissible
+
+    return Extracted(
+        cond[ok],
+        targets[ok],
+        {k: v[ok] for k, v in ev_keys.items()},
+        {k: v[ok] for k, v in gen.items()},
+        drops,
+        clipped,
+        n_reco=n_reco,
+        n_events=len(idx),
+    )
+
+
+def required_branches(spec: ObjectSpec) -> list[str]:
+    return sorted(set(spec.gen_branches()) | set(spec.reco_branches()))
+
+
+def _check_branches(path: str, tree, spec: ObjectSpec) -> None:
+    have = set(tree.keys())
+    missing = [b for b in required_branches(spec) if b not in have]
+    if missing:
+        raise MissingBranchesError(path, missing, f"extract {spec.name!r} training pairs (is it MC NanoAOD with Gen collections?)")
+
+
+def extract_files(
+    spec: ObjectSpec, files: list[str], step_size: int = 20_000, progress: bool = True, max_objects: int | None = None
+) -> tuple[Extracted, dict]:
+    """Extract matched pairs from NanoAOD files; returns the data and a provenance dict."""
+    import uproot
+    from tqdm.auto import tqdm
+
+    branches = required_branches(spec)
+    trees = []
+    for f in files:
+        try:
+            tree = uproot.open(f)["Events"]
+        except (OSError, KeyError, ValueError) as err:
+            raise UserError(f"{f}: cannot read an Events tree ({err})") from err
+        _check_branches(f, tree, spec)
+        trees.append((f, tree))
+    total = sum(t.num_entries for _, t in trees)
+    parts: list[Extracted] = []
+    bar = tqdm(total=total, unit="ev", desc=f"extract {spec.name}", disable=not progress)
+    n = 0
+    for f, tree in trees:
+        for chunk in tree.iterate(branches, step_size=step_size, library="ak"):
+            part = extract_events(spec, chunk)
+            parts.append(part)
+            n += len(part)
+            bar.update(len(chunk))
+            bar.set_postfix(objects=n, dropped=sum(sum(p.drops.values()) for p in parts))
+            if max_objects is not None and n >= max_objects:
+                break
+        if max_objects is not None and n >= max_objects:
+            break
+    bar.close()
+    data = Extracted.concatenate(parts, spec)
+    if max_objects is not None and len(data) > max_objects:
+        data = Extracted(data.cond[:max_objects], data.targets[:max_objects],
+                         {k: v[:max_objects] for k, v in data.keys.items()},
+                         {k: v[:max_objects] for k, v in data.gen.items()},
+                         data.drops, data.clipped, data.n_reco, data.n_events)
+    provenance = {
+        "spec": spec.name,
+        "spec_hash": spec.hash(),
+        "files": [{"path": str(Path(f).resolve()), "bytes": Path(f).stat().st_size, "entries": t.num_entries} for f, t in trees],
+        "n_events": data.n_events,
+        "n_reco": data.n_reco,
+        "n_objects": len(data),
+        "dropped": {r: int(data.drops.get(r, 0)) for r in DROP_REASONS},
+        "clipped": dict(data.clipped),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "package_version": __version__,
+    }
+    return data, provenance

@@ -1,0 +1,90 @@
+"""Default ``jets`` spec: one reco Jet per GenJet, 14 conditioning features → 17 targets (seed set).
+
+Conditioning: GenJet pt, eta, phi, mass, partonFlavour, hadronFlavour; closest and
+second-closest status-1 Gen muon within ΔR < 0.4: dr, pt, deta, dphi (absent: dr = deta =
+dphi = 0.5, pt = 0). Targets and transforms are chosen so that every one has an exact inverse:
+taggers keep their value with the "undefined" sentinel (CSVv2 −10, DeepCSV B −2, others −1)
+moved to a band below [0, 1]; the 86 % zero spike of muEF likewise; nConstituents is an
+integer ≥ 1 (dequantized, snapped); jetId ∈ {0, 2, 6}, puId ∈ {0, 4, 6, 7} are ordinals.
+"""
+
+from __future__ import annotations
+
+from .features import Field, Neighbour
+from .gen import GenCollection
+from .spec import ObjectSpec
+from .targets import Spike, Target
+from .transforms import Arctan, Log
+
+GENJET = GenCollection("GenJet", "GenJet", ("pt", "eta", "phi", "mass", "partonFlavour", "hadronFlavour"))
+GENMUON = GenCollection(
+    "GenMuon", "GenPart", ("pt", "eta", "phi", "mass", "statusFlags"), abs_pdg_id=13, status=1, with_charge=True
+)
+
+
+def tagger_sentinel(value: float) -> Spike:
+    """Sentinel ``value`` of a [0, 1] tagger ↔ band [−1.5, −0.5), decoded below −0.25."""
+    return Spike(value=value, lo=-1.5, hi=-0.5, cut=-0.25)
+
+
+def tagger(name: str, sentinel: float = -1.0) -> Target:
+    return Target(name, name, bounds=(0.0, 1.0), spike=tagger_sentinel(sentinel))
+
+
+def muon_neighbour_features(prefix: str = "GenMuon") -> tuple:
+    out = []
+    for rank in (0, 1):
+        for q, default in (("dr", 0.5), ("pt", 0.0), ("deta", 0.5), ("dphi", 0.5)):
+            tr = Log(eps=1.0) if q == "pt" else Arctan(scale=1.0)
+            out.append(Neighbour(f"{prefix}{rank}_{q}", collection="GenMuon", rank=rank, quantity=q,
+                                 max_dr=0.4, default=default, transform=tr))
+    return tuple(out)
+
+
+GENJET_FEATURES = (
+    Field("GenJet_pt", field="pt", transform=Log(eps=1.0)),
+    Field("GenJet_eta", field="eta"),
+    Field("GenJet_phi", field="phi"),
+    Field("GenJet_mass", field="mass", transform=Log(eps=1.0)),
+    Field("GenJet_partonFlavour", field="partonFlavour"),
+    Field("GenJet_hadronFlavour", field="hadronFlavour"),
+)
+
+JET_KINEMATIC_TARGETS = (
+    Target("etaMinusGen", "eta", relation="diff", gen_field="eta", transform=Arctan(scale=20.0)),
+    Target("phiMinusGen", "phi", relation="dphi", gen_field="phi", transform=Arctan(scale=20.0)),
+    Target("ptRatio", "pt", relation="ratio", gen_field="pt", transform=Arctan(scale=5.0, shift=1.0), bounds=(0.0, 3.0)),
+    Target("massRatio", "mass", relation="ratio", gen_field="mass", transform=Log(eps=0.05), bounds=(0.0, 7.0)),
+)
+
+
+def make_jets_spec() -> ObjectSpec:
+    targets = (
+        Target("area", "area", bounds=(0.0, 2.0)),
+        Target("btagCMVA", "btagCMVA", bounds=(-1.0, 1.0)),
+        tagger("btagCSVV2", -10.0),
+        tagger("btagDeepB", -2.0),
+        tagger("btagDeepC", -1.0),
+        tagger("btagDeepFlavB", -1.0),
+        tagger("btagDeepFlavC", -1.0),
+        JET_KINEMATIC_TARGETS[0],
+        Target("bRegCorr", "bRegCorr", bounds=(0.0, 3.0)),
+        JET_KINEMATIC_TARGETS[3],
+        Target("nConstituents", "nConstituents", kind="integer", bounds=(1.0, 200.0), transform=Log(eps=0.0), dtype="int32"),
+        JET_KINEMATIC_TARGETS[1],
+        JET_KINEMATIC_TARGETS[2],
+        tagger("qgl", -1.0),
+        Target("muEF", "muEF", bounds=(0.0, 1.0), spike=Spike(0.0, lo=-0.6, hi=-0.1, cut=-0.05)),
+        Target("puId", "puId", kind="ordinal", values=(0.0, 4.0, 6.0, 7.0), dtype="int32"),
+        Target("jetId", "jetId", kind="ordinal", values=(0.0, 2.0, 6.0), dtype="int32"),
+    )
+    return ObjectSpec(
+        name="jets",
+        reco="Jet",
+        simulated=GENJET,
+        match="genJetIdx",
+        collections=(GENMUON,),
+        conditioning=GENJET_FEATURES + muon_neighbour_features(),
+        targets=targets,
+        description="Run-2 NanoAOD jets (seed set): 14 GenJet conditioning features -> 17 Jet targets",
+    )

@@ -1,0 +1,88 @@
+"""Default ``muons`` spec: one reco Muon per status-1 Gen muon, 30 conditioning → 22 targets.
+
+Conditioning: Gen eta, phi, pt, charge; the 15 ``GenPart_statusFlags`` bits; closest GenJet
+within ΔR < 0.4: dr, deta, dphi, pt, mass (absent: dr = deta = dphi = 0.5, pt = mass = 0);
+Pileup gpudensity, nPU, nTrueInt, pudensity, sumEOOT, sumLOOT. Targets follow the seed's
+transforms (arctan scalings of Δη ×100, Δφ ×80, ptRatio−1 ×10, dxy ×150, dz ×50; logs of
+the errors and impact parameters; isolations log(x + 1e-5)) with their zero spikes moved to
+bands, booleans as ordinals {0, 1}. Charge is copied from the Gen muon.
+"""
+
+from __future__ import annotations
+
+from .features import Bit, EventBranch, Field, Neighbour
+from .gen import GenCollection
+from .jets import GENMUON
+from .spec import ObjectSpec
+from .targets import Spike, Target
+from .transforms import Arctan, Log, Log1p
+
+GENJET_FOR_MUONS = GenCollection("GenJet", "GenJet", ("pt", "eta", "phi", "mass"))
+
+STATUS_FLAG_NAMES = (
+    "isPrompt", "isDecayedLeptonHadron", "isTauDecayProduct", "isPromptTauDecayProduct",
+    "isDirectTauDecayProduct", "isDirectPromptTauDecayProduct", "isDirectHadronDecayProduct",
+    "isHardProcess", "fromHardProcess", "isHardProcessTauDecayProduct",
+    "isDirectHardProcessTauDecayProduct", "fromHardProcessBeforeFSR", "isFirstCopy",
+    "isLastCopy", "isLastCopyBeforeFSR",
+)
+PILEUP = ("gpudensity", "nPU", "nTrueInt", "pudensity", "sumEOOT", "sumLOOT")
+
+_ISO_SPIKE = Spike(0.0, lo=-14.0, hi=-13.0, cut=-12.5)  # log(0 + 1e-5) = -11.5 -> below
+
+
+def _boolean(name: str) -> Target:
+    return Target(name, name, kind="ordinal", values=(0.0, 1.0), dtype="bool")
+
+
+def make_muons_spec() -> ObjectSpec:
+    conditioning = (
+        Field("GenMuon_eta", field="eta"),
+        Field("GenMuon_phi", field="phi"),
+        Field("GenMuon_pt", field="pt", transform=Log(eps=0.0)),
+        Field("GenMuon_charge", field="charge"),
+        *(Bit(f"GenMuon_{n}", field="statusFlags", bit=i) for i, n in enumerate(STATUS_FLAG_NAMES)),
+        *(
+            Neighbour(f"ClosestGenJet_{q}", collection="GenJet", rank=0, quantity=q, max_dr=0.4,
+                      default=d, transform=Log(eps=1.0) if q in ("pt", "mass") else Arctan(scale=1.0))
+            for q, d in (("dr", 0.5), ("deta", 0.5), ("dphi", 0.5), ("pt", 0.0), ("mass", 0.0))
+        ),
+        *(EventBranch(f"Pileup_{p}", branch=f"Pileup_{p}") for p in PILEUP),
+    )
+    targets = (
+        Target("etaMinusGen", "eta", relation="diff", gen_field="eta", transform=Arctan(scale=100.0)),
+        Target("phiMinusGen", "phi", relation="dphi", gen_field="phi", transform=Arctan(scale=80.0)),
+        Target("ptRatio", "pt", relation="ratio", gen_field="pt", transform=Arctan(scale=10.0, shift=1.0), bounds=(0.0, 10.0)),
+        Target("dxy", "dxy", transform=Arctan(scale=150.0)),
+        Target("dxyErr", "dxyErr", transform=Log(eps=1e-4), bounds=(0.0, 10.0)),
+        Target("dz", "dz", transform=Arctan(scale=50.0)),
+        Target("dzErr", "dzErr", transform=Log(eps=1e-3), bounds=(0.0, 10.0)),
+        Target("ip3d", "ip3d", transform=Log(eps=1e-3), bounds=(0.0, 100.0)),
+        _boolean("isGlobal"),
+        _boolean("isPFcand"),
+        _boolean("isTracker"),
+        Target("jetPtRelv2", "jetPtRelv2", transform=Log(eps=1e-3), bounds=(0.0, 1e3),
+               spike=Spike(0.0, lo=-9.0, hi=-8.0, cut=-7.5)),
+        Target("jetRelIso", "jetRelIso", transform=Log(eps=0.2), bounds=(-0.19, 1e3),
+               spike=Spike(0.0, lo=-4.0, hi=-3.5, cut=-3.0)),
+        _boolean("mediumId"),
+        Target("pfRelIso03_all", "pfRelIso03_all", transform=Log(eps=1e-5), bounds=(0.0, 1e3), spike=_ISO_SPIKE),
+        Target("pfRelIso03_chg", "pfRelIso03_chg", transform=Log(eps=1e-5), bounds=(0.0, 1e3), spike=_ISO_SPIKE),
+        Target("pfRelIso04_all", "pfRelIso04_all", transform=Log(eps=1e-5), bounds=(0.0, 1e3), spike=_ISO_SPIKE),
+        Target("ptErr", "ptErr", transform=Log(eps=1e-3), bounds=(0.0, 1e4)),
+        Target("sip3d", "sip3d", transform=Log1p(), bounds=(0.0, 1e5)),
+        _boolean("softId"),
+        Target("softMva", "softMva", bounds=(-1.0, 1.0)),
+        _boolean("softMvaId"),
+    )
+    return ObjectSpec(
+        name="muons",
+        reco="Muon",
+        simulated=GENMUON,
+        match="genPartIdx",
+        collections=(GENJET_FOR_MUONS,),
+        conditioning=conditioning,
+        targets=targets,
+        copy_from_gen=(("charge", "charge"),),
+        description="Run-2 NanoAOD muons (seed set): 30 Gen-muon conditioning features -> 22 Muon targets",
+    )

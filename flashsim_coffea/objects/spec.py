@@ -1,0 +1,199 @@
+"""The declarative object spec: what one flow conditions on, simulates and rebuilds.
+
+An :class:`ObjectSpec` names
+
+* ``reco``: the NanoAOD reco collection it produces (``Jet``),
+* ``simulated``: the Gen collection with one flow sample per object (``GenJet``),
+* ``match``: the reco branch pointing into the simulated Gen collection's *source*
+  collection (``Jet_genJetIdx`` → GenJet, ``Muon_genPartIdx`` → GenPart),
+* ``collections``: further Gen collections used by :class:`~.features.Neighbour` features,
+* ``conditioning``: the ordered conditioning features, ``targets``: the ordered targets,
+* ``copy_from_gen``: reco fields copied from the Gen object (muon ``charge``).
+
+The same object drives extraction, preprocessing, training, injection and validation.
+:meth:`ObjectSpec.hash` is the SHA-256 of its canonical JSON (sorted keys), stored in
+checkpoint cards so that a model is never used with another spec.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+
+import awkward as ak
+import numpy as np
+
+from flashsim_coffea.precision import NANOAOD_MANTISSA_BITS, round_mantissa
+
+from .features import Feature, feature_from_dict, neighbour_table
+from .gen import GenCollection, branch
+from .targets import Target
+
+__all__ = ["ObjectSpec", "GenContext", "EVENT_ID_BRANCHES"]
+
+EVENT_ID_BRANCHES = ("run", "luminosityBlock", "event")
+
+
+class GenContext:
+    """Per-chunk cache of Gen collections and neighbour tables for one spec."""
+
+    def __init__(self, spec: "ObjectSpec", events):
+        self.spec, self.events = spec, events
+        self._collections: dict[str, ak.Array] = {}
+        self._neighbours: dict[tuple[str, float], ak.Array] = {}
+
+    def collection(self, name: str) -> ak.Array:
+        if name not in self._collections:
+            self._collections[name] = self.spec.collection(name).load(self.events)
+        return self._collections[name]
+
+    def objects(self) -> ak.Array:
+        return self.collection(self.spec.simulated.name)
+
+    def neighbours(self, name: str, max_dr: float) -> ak.Array:
+        key = (name, float(max_dr))
+        if key not in self._neighbours:
+            self._neighbours[key] = neighbour_table(self.objects(), self.collection(name), max_dr)
+        return self._neighbours[key]
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    name: str
+    reco: str
+    simulated: GenCollection
+    match: str
+    conditioning: tuple[Feature, ...]
+    targets: tuple[Target, ...]
+    collections: tuple[GenCollection, ...] = ()
+    copy_from_gen: tuple[tuple[str, str], ...] = ()
+    description: str = ""
+
+    def __post_init__(self):
+        for kind, items in (("conditioning", self.conditioning), ("target", self.targets)):
+            names = [x.name for x in items]
+            if len(set(names)) != len(names):
+                raise ValueError(f"spec {self.name!r}: duplicate {kind} names")
+
+    # -- names ------------------------------------------------------------------------------
+    @property
+    def conditioning_names(self) -> list[str]:
+        return [f.name for f in self.conditioning]
+
+    @property
+    def target_names(self) -> list[str]:
+        return [t.name for t in self.targets]
+
+    def collection(self, name: str) -> GenCollection:
+        for c in (self.simulated, *self.collections):
+            if c.name == name:
+                return c
+        raise KeyError(f"spec {self.name!r} has no Gen collection {name!r}")
+
+    def reco_branch(self, t: Target) -> str:
+        return f"{self.reco}_{t.branch}"
+
+    # -- branches -----------------------------------------------------------------------------
+    def gen_branches(self) -> list[str]:
+        """Branches needed to compute the conditioning and rebuild reco objects."""
+        out = set(EVENT_ID_BRANCHES) | set(self.simulated.branches())
+        for f in self.conditioning:
+            out.update(f.branches(self))
+        for t in self.targets:
+            if t.gen_field:
+                out.add(f"{self.simulated.prefix}_{t.gen_field}")
+        return sorted(out)
+
+    def reco_branches(self) -> list[str]:
+        """Reco branches needed to extract training targets (incl. the match index)."""
+        return sorted({f"{self.reco}_{self.match}"} | {self.reco_branch(t) for t in self.targets})
+
+    # -- conditioning -------------------------------------------------------------------------
+    def context(self, events) -> GenContext:
+        return GenContext(self, events)
+
+    def conditioning_jagged(self, ctx: GenContext) -> dict[str, ak.Array]:
+        """Each conditioning feature as a jagged array aligned with ``ctx.objects()``."""
+        objs = ctx.objects()
+        return {f.name: f.compute(objs, ctx) for f in self.conditioning}
+
+    def conditioning_matrix(self, ctx: GenContext) -> np.ndarray:
+        """(N objects, C features) float64 matrix, objects flattened event by event."""
+        cols = self.conditioning_jagged(ctx)
+        if not cols:
+            return np.zeros((0, 0))
+        flat = [np.asarray(ak.to_numpy(ak.flatten(c, axis=1)), dtype=np.float64) for c in cols.values()]
+        return np.stack(flat, axis=1) if flat else np.zeros((0, 0))
+
+    def noise_keys(self, ctx: GenContext) -> dict[str, np.ndarray]:
+        """Per-object noise keys: run, lumi, event (broadcast) and the Gen object's source index."""
+        objs = ctx.objects()
+        counts = ak.to_numpy(ak.num(objs, axis=1))
+        keys = {
+            k: np.repeat(np.asarray(ak.to_numpy(branch(ctx.events, k))).astype(np.int64), counts)
+            for k in EVENT_ID_BRANCHES
+        }
+        keys["object"] = np.asarray(ak.to_numpy(ak.flatten(objs["index"], axis=1))).astype(np.int64)
+        return keys
+
+    # -- reco rebuild -------------------------------------------------------------------------
+    def rebuild(self, targets: dict[str, np.ndarray], gen: dict[str, np.ndarray], precision: bool = True) -> dict[str, np.ndarray]:
+        """Flat reco fields (without the collection prefix) from flat targets and Gen fields.
+
+        r = to_reco(t, g) per target (pt = ptRatio·pt_gen, eta = eta_gen + etaMinusGen, φ
+        wrapped …), fields in ``copy_from_gen`` copied, then NanoAOD precision
+        (``NANOAOD_MANTISSA_BITS`` of ``<reco>_<field>``) applied to float fields.
+        """
+        out: dict[str, np.ndarray] = {}
+        for t in self.targets:
+            g = np.asarray(gen[t.gen_field], dtype=np.float64) if t.gen_field else None
+            r = t.to_reco(np.asarray(targets[t.name], dtype=np.float64), g)
+            if t.dtype == "float32":
+                r = r.astype(np.float32)
+                bits = NANOAOD_MANTISSA_BITS.get(self.reco_branch(t), 23)
+                if precision and bits < 23:
+                    r = round_mantissa(r, bits)
+            elif t.dtype == "bool":
+                r = r > 0.5
+            else:
+                r = np.rint(r).astype(t.dtype)
+            out[t.branch] = r
+        for reco_field, gen_field in self.copy_from_gen:
+            out[reco_field] = np.asarray(gen[gen_field])
+        return out
+
+    # -- serialisation ------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "reco": self.reco,
+            "simulated": self.simulated.to_dict(),
+            "match": self.match,
+            "collections": [c.to_dict() for c in self.collections],
+            "conditioning": [f.to_dict() for f in self.conditioning],
+            "targets": [t.to_dict() for t in self.targets],
+            "copy_from_gen": [list(p) for p in self.copy_from_gen],
+            "description": self.description,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ObjectSpec":
+        return cls(
+            name=d["name"],
+            reco=d["reco"],
+            simulated=GenCollection.from_dict(d["simulated"]),
+            match=d["match"],
+            collections=tuple(GenCollection.from_dict(c) for c in d["collections"]),
+            conditioning=tuple(feature_from_dict(f) for f in d["conditioning"]),
+            targets=tuple(Target.from_dict(t) for t in d["targets"]),
+            copy_from_gen=tuple(tuple(p) for p in d["copy_from_gen"]),
+            description=d.get("description", ""),
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    def hash(self) -> str:
+        """SHA-256 of the canonical JSON of the spec (stable across runs and machines)."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()

@@ -1,0 +1,117 @@
+"""Simulated (target) variables: how each is derived from reco and Gen, and rebuilt.
+
+A :class:`Target` relates a NanoAOD reco branch ``<Reco>_<branch>`` to its Gen object:
+
+    relation   target t from reco r and Gen g       reco r rebuilt from t and g
+    direct     t = r                                 r = t
+    ratio      t = r / g                             r = t · g
+    diff       t = r − g                             r = g + t
+    dphi       t = wrap(r − g)                       r = wrap(g + t),   wrap into [−π, π)
+
+and declares its kind:
+
+    real     continuous; ``bounds`` clip it (also the physical range after sampling)
+    integer  integers in [bounds]; uniformly dequantized n + u, u ∈ [−½, ½) for training,
+             snapped back by rounding (e.g. nConstituents ≥ 1: no "bridging")
+    ordinal  one of ``values`` (jetId {0,2,6}, puId {0,4,6,7}, booleans {0,1}); the ordinal
+             index k is dequantized k + u and snapped back to the nearest admissible value
+
+An optional :class:`Spike` moves an exactly repeated value (tagger sentinel −1, a zero spike
+in isolations) to a uniform band [lo, hi) *below* the transformed regular values; after
+sampling any encoded value < cut becomes that value again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .gen import wrap_phi
+from .transforms import Identity, Transform, transform_from_dict
+
+__all__ = ["Spike", "Target", "RELATIONS", "KINDS"]
+
+RELATIONS = ("direct", "ratio", "diff", "dphi")
+KINDS = ("real", "integer", "ordinal")
+
+
+@dataclass(frozen=True)
+class Spike:
+    """Exact value ``value`` ↔ uniform band [lo, hi) of the transformed axis; decoded when < cut."""
+
+    value: float
+    lo: float
+    hi: float
+    cut: float
+
+    def __post_init__(self):
+        if not (self.lo < self.hi <= self.cut):
+            raise ValueError(f"Spike needs lo < hi <= cut, got {self}")
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    branch: str
+    relation: str = "direct"
+    gen_field: str | None = None
+    transform: Transform = field(default_factory=Identity)
+    kind: str = "real"
+    values: tuple[float, ...] = ()
+    bounds: tuple[float, float] = (-np.inf, np.inf)
+    spike: Spike | None = None
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        if self.relation not in RELATIONS:
+            raise ValueError(f"{self.name}: relation must be one of {RELATIONS}")
+        if self.kind not in KINDS:
+            raise ValueError(f"{self.name}: kind must be one of {KINDS}")
+        if self.relation != "direct" and not self.gen_field:
+            raise ValueError(f"{self.name}: relation {self.relation!r} needs gen_field")
+        if self.kind == "ordinal" and (len(self.values) < 2 or list(self.values) != sorted(self.values)):
+            raise ValueError(f"{self.name}: ordinal targets need >= 2 sorted admissible values")
+
+    # -- reco <-> target ------------------------------------------------------------------
+    def from_reco(self, reco, gen=None):
+        """Target value t from the reco branch value r (and Gen value g for relative targets)."""
+        if self.relation == "direct":
+            return reco
+        if self.relation == "ratio":
+            return reco / gen
+        if self.relation == "diff":
+            return reco - gen
+        return wrap_phi(reco - gen)
+
+    def to_reco(self, t, gen=None):
+        """Reco branch value r rebuilt from target t (inverse of :meth:`from_reco`)."""
+        if self.relation == "direct":
+            return t
+        if self.relation == "ratio":
+            return t * gen
+        if self.relation == "diff":
+            return gen + t
+        return wrap_phi(gen + t)
+
+    # -- serialisation --------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["transform"] = self.transform.to_dict()
+        d["values"] = list(self.values)
+        d["bounds"] = [_jsonable(b) for b in self.bounds]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Target":
+        d = dict(d)
+        d["transform"] = transform_from_dict(d["transform"])
+        d["values"] = tuple(d["values"])
+        d["bounds"] = tuple(float(b) for b in d["bounds"])
+        d["spike"] = Spike(**d["spike"]) if d.get("spike") else None
+        return cls(**d)
+
+
+def _jsonable(x: float):
+    """JSON has no inf: encode ±inf as the strings float() reads back."""
+    return x if np.isfinite(x) else ("inf" if x > 0 else "-inf")
