@@ -75,21 +75,23 @@ PROCESSES: dict[str, Process] = {
         ),
         Process(
             "ewk_mumujj",
-            "EWK μμjj stand-in: VBF production of a Z-mass scalar → μμ, 105 < m_μμ < 160 GeV",
+            "EWK μμjj stand-in: VBF production of a broad scalar → μμ, 100 < m_μμ < 160 GeV",
             _VBF_H
             + (
-                "25:m0 = 91.1876",
-                "25:mWidth = 2.4952",
+                "25:m0 = 105.0",
+                "25:mWidth = 30.0",
                 "25:doForceWidth = on",
-                "25:mMin = 105.",
+                "25:mMin = 100.",
                 "25:mMax = 160.",
             ),
             notes=(
-                "Pythia 8 has no EWK Zjj process. A scalar with the Z mass and width produced by "
-                "WW/ZZ fusion gives the tagging-jet topology (two forward jets, rapidity gap); its "
-                "Breit–Wigner tail restricted to 105–160 GeV gives a falling m_μμ spectrum in the "
-                "analysis window. Angular distributions of the muons are those of a scalar, not of "
-                "a vector boson, and the cross section is not the EWK Zjj one."
+                "Pythia 8 has no EWK Zjj process. A scalar produced by WW/ZZ fusion gives the "
+                "tagging-jet topology (two forward jets, rapidity gap). The design's Z-mass scalar "
+                "restricted to the analysis window makes Pythia's init fail (vanishing cross "
+                "section), so the stand-in is a scalar at 105 GeV with a forced 30 GeV width, cut to "
+                "100–160 GeV: a falling m_μμ spectrum across the window, like the Z/γ* tail. Muon "
+                "angular distributions are those of a scalar, and the cross section (Pythia's, for "
+                "this scalar) is not the EWK Zjj one."
             ),
         ),
         Process(

@@ -1,0 +1,44 @@
+"""Shared fixtures: real CMS NanoAOD location and small generated samples (made once per session)."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_NANOAOD = REPO.parent / "shared" / "data" / "real-nanoaod"
+
+
+def real_file(name: str) -> Path:
+    """Path of a real CMS NanoAOD test file; skips the test when ../shared is absent."""
+    path = REAL_NANOAOD / name
+    if not path.exists():
+        pytest.skip(f"real CMS NanoAOD test file {path} not available")
+    return path
+
+
+@pytest.fixture(scope="session")
+def generated(tmp_path_factory):
+    """Factory of small generated samples, cached per (process, n, seed, filter) for the session."""
+    from flashsim_coffea.generate.driver import generate
+
+    cache: dict = {}
+    folder = tmp_path_factory.mktemp("generated")
+
+    def make(process: str, n: int = 100, seed: int = 1, filter_name: str | None = None, block_size: int = 500):
+        key = (process, n, seed, filter_name, block_size)
+        if key not in cache:
+            path = folder / f"{process}_{n}_{seed}_{filter_name}_{block_size}.root"
+            cache[key] = (path, generate(process, n, seed, path, filter_name=filter_name, progress=False, block_size=block_size))
+        return cache[key]
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _quiet_nanoaod_warnings():
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Missing cross-reference index")
+        yield
