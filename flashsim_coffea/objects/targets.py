@@ -72,6 +72,9 @@ class Target:
             raise ValueError(f"{self.name}: relation {self.relation!r} needs gen_field")
         if self.kind == "ordinal" and (len(self.values) < 2 or list(self.values) != sorted(self.values)):
             raise ValueError(f"{self.name}: ordinal targets need >= 2 sorted admissible values")
+        if self.spike is not None and np.isfinite(self.bounds[0]):
+            if not self.transform.forward(np.float64(self.bounds[0])) > self.spike.cut:
+                raise ValueError(f"{self.name}: spike band must lie below the transformed lower bound")
 
     # -- reco <-> target ------------------------------------------------------------------
     def from_reco(self, reco, gen=None):

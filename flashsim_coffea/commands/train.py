@@ -1,0 +1,46 @@
+"""``flashsim train SPEC --data DATA -o MODEL_DIR``: train a conditional flow for an object spec."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "train"
+HELP = "train a FlashSim flow (safetensors + JSON card) on data from `flashsim extract`"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from flashsim_coffea.flows.model import ARCHITECTURES
+
+    parser.add_argument("spec", help="object spec: jets, muons, a spec .json file or module:attribute")
+    parser.add_argument("--data", required=True, help="training data (.npz/.safetensors from `flashsim extract`)")
+    parser.add_argument("-o", "--output", required=True, help="model directory (card.json + model.safetensors)")
+    parser.add_argument("--arch", default="default", choices=sorted(ARCHITECTURES), help="network size")
+    parser.add_argument("--tiny", action="store_true", help="tiny configuration for tests (seconds)")
+    parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--patience", type=int, default=None, help="early stopping: epochs without improvement")
+    parser.add_argument("--max-objects", type=int, default=None)
+    parser.add_argument("--max-minutes", type=float, default=None, help="stop after this wall time")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--resume", action="store_true", help="continue from MODEL_DIR/checkpoint")
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from flashsim_coffea.flows.data import load_data
+    from flashsim_coffea.flows.train import TINY, TrainConfig, train
+    from flashsim_coffea.objects import get_spec
+
+    spec = get_spec(args.spec)
+    cfg = dict(TINY) if args.tiny else {"arch": args.arch}
+    for key in ("epochs", "batch_size", "lr", "patience", "max_objects", "max_minutes", "threads"):
+        if getattr(args, key) is not None:
+            cfg[key] = getattr(args, key)
+    config = TrainConfig(**cfg, seed=args.seed, device=args.device)
+    metrics = train(spec, load_data(args.data), args.output, config, resume=args.resume, progress=not args.no_progress)
+    print(f"{spec.name}: best validation NLL {metrics['best_val_nll']:.4f} at epoch {metrics['best_epoch']} "
+          f"({metrics['epochs_run']} epochs, {metrics['n_parameters']} parameters) -> {args.output}")
+    return 0

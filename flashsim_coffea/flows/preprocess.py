@@ -1,0 +1,143 @@
+"""Preprocessing with exact inverses: transforms, dequantization, spikes, standardisation.
+
+Targets, column by column (``e`` = encoded value before standardisation, u ~ U(0, 1)):
+
+    ordinal  e = k + u − ½   with k the index of x in the admissible values
+             decode: x = values[clip(rint(e), 0, K−1)]                  (snap to the set)
+    integer  e = f(x + u − ½)  (f the target's transform, e.g. log)
+             decode: x = clip(rint(f⁻¹(e)), lo, hi)                     (integer, no bridging)
+    real     e = f(x); an exact spike value s → e = lo_s + u (hi_s − lo_s)
+             decode: x = clip(f⁻¹(e), lo, hi), and x = s where e < cut_s
+
+then y = (e − μ) / σ with μ, σ fitted on the training set. Conditioning features are
+transformed by their feature transform and standardised the same way; at sampling time
+non-finite conditioning rows are flagged and set to the training mean, and values outside
+the training range are clamped into it (both counted). For every x in the admissible
+domain and every u in (0, 1), decode(encode(x, u)) == x (to float64 rounding for reals).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from flashsim_coffea.objects.spec import ObjectSpec
+from flashsim_coffea.objects.targets import Target
+
+__all__ = ["Preprocessor", "encode_target", "decode_target", "needs_noise"]
+
+
+def needs_noise(t: Target) -> bool:
+    """Whether encoding the target uses uniform noise (dequantization or a spike band)."""
+    return t.kind != "real" or t.spike is not None
+
+
+def encode_target(t: Target, x: np.ndarray, u: np.ndarray | None) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    if needs_noise(t) and u is None:
+        u = np.full(x.shape, 0.5)
+    if t.kind == "ordinal":
+        k = np.searchsorted(np.asarray(t.values, dtype=np.float64), x)
+        return k + u - 0.5
+    if t.kind == "integer":
+        return t.transform.forward(x + u - 0.5)
+    if t.spike is None:
+        return t.transform.forward(x)
+    s = t.spike
+    is_spike = x == s.value
+    e = t.transform.forward(np.where(is_spike, np.clip(x, *t.bounds), x))
+    return np.where(is_spike, s.lo + u * (s.hi - s.lo), e)
+
+
+def decode_target(t: Target, e: np.ndarray) -> np.ndarray:
+    e = np.asarray(e, dtype=np.float64)
+    if t.kind == "ordinal":
+        values = np.asarray(t.values, dtype=np.float64)
+        return values[np.clip(np.rint(e), 0, len(values) - 1).astype(np.int64)]
+    lo, hi = t.bounds
+    if t.kind == "integer":
+        return np.clip(np.rint(t.transform.inverse(e)), lo, hi)
+    x = np.clip(t.transform.inverse(e), lo, hi)
+    if t.spike is not None:
+        x = np.where(e < t.spike.cut, t.spike.value, x)
+    return x
+
+
+@dataclass
+class Preprocessor:
+    """Fitted standardisation of one spec (see module docstring for the formulas)."""
+
+    spec: ObjectSpec
+    cond_mean: np.ndarray
+    cond_std: np.ndarray
+    cond_min: np.ndarray
+    cond_max: np.ndarray
+    targ_mean: np.ndarray
+    targ_std: np.ndarray
+
+    # -- fitting --------------------------------------------------------------------------
+    @classmethod
+    def fit(cls, spec: ObjectSpec, cond: np.ndarray, targets: np.ndarray, u: np.ndarray | None = None) -> "Preprocessor":
+        ec = cls._transform_cond(spec, cond)
+        et = cls._encode_targets_raw(spec, targets, u)
+        cstd = ec.std(axis=0)
+        tstd = et.std(axis=0)
+        return cls(
+            spec,
+            ec.mean(axis=0),
+            np.where(cstd > 1e-12, cstd, 1.0),
+            ec.min(axis=0),
+            ec.max(axis=0),
+            et.mean(axis=0),
+            np.where(tstd > 1e-12, tstd, 1.0),
+        )
+
+    @staticmethod
+    def _transform_cond(spec: ObjectSpec, cond: np.ndarray) -> np.ndarray:
+        cond = np.asarray(cond, dtype=np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.stack([f.transform.forward(cond[:, j]) for j, f in enumerate(spec.conditioning)], axis=1)
+
+    @staticmethod
+    def _encode_targets_raw(spec: ObjectSpec, targets: np.ndarray, u: np.ndarray | None) -> np.ndarray:
+        targets = np.asarray(targets, dtype=np.float64)
+        cols = [encode_target(t, targets[:, j], None if u is None else u[:, j]) for j, t in enumerate(spec.targets)]
+        return np.stack(cols, axis=1)
+
+    # -- conditioning ---------------------------------------------------------------------
+    def encode_cond(self, cond: np.ndarray) -> tuple[np.ndarray, dict]:
+        """Standardised float32 conditioning and counts of non-finite / out-of-range rows."""
+        e = self._transform_cond(self.spec, cond)
+        finite = np.isfinite(e)
+        bad_rows = ~finite.all(axis=1)
+        e = np.where(finite, e, self.cond_mean)
+        out_of_range = (e < self.cond_min) | (e > self.cond_max)
+        e = np.clip(e, self.cond_min, self.cond_max)
+        y = (e - self.cond_mean) / self.cond_std
+        info = {
+            "nonfinite_cond": bad_rows,
+            "n_nonfinite_cond": int(bad_rows.sum()),
+            "n_out_of_range_cond": int(out_of_range.any(axis=1).sum()),
+        }
+        return y.astype(np.float32), info
+
+    # -- targets --------------------------------------------------------------------------
+    def encode_targets(self, targets: np.ndarray, u: np.ndarray | None = None) -> np.ndarray:
+        """Standardised float64 targets; ``u`` (N, T) uniforms for dequantization/spikes."""
+        return (self._encode_targets_raw(self.spec, targets, u) - self.targ_mean) / self.targ_std
+
+    def decode_targets(self, y: np.ndarray) -> np.ndarray:
+        """Raw targets (N, T) float64 from standardised values: inverse, snapping, bounds."""
+        e = np.asarray(y, dtype=np.float64) * self.targ_std + self.targ_mean
+        return np.stack([decode_target(t, e[:, j]) for j, t in enumerate(self.spec.targets)], axis=1)
+
+    # -- serialisation --------------------------------------------------------------------
+    _ARRAYS = ("cond_mean", "cond_std", "cond_min", "cond_max", "targ_mean", "targ_std")
+
+    def to_dict(self) -> dict:
+        return {k: [float(v) for v in getattr(self, k)] for k in self._ARRAYS}
+
+    @classmethod
+    def from_dict(cls, spec: ObjectSpec, d: dict) -> "Preprocessor":
+        return cls(spec, *(np.asarray(d[k], dtype=np.float64) for k in cls._ARRAYS))

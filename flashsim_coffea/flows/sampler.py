@@ -1,0 +1,173 @@
+"""Public sampling API: ``FlowModel.load(path)`` and ``model.sample(cond, keys, fold)``.
+
+Base noise for object i, dimension d is
+
+    z_id = Φ⁻¹(u),  u = uniform(seed, stream + attempt, run_i, lumi_i, event_i, object_i, fold, d)
+
+(``flashsim_coffea.noise``), so an object's reco values depend only on its identity, never
+on the batch, chunk or executor. The flow is inverted in blocks of exactly ``block_size``
+rows (the last one zero-padded) under ``torch.inference_mode()`` with float32: the matrix
+library then runs the same kernels on every block, so results do not change with the number
+of objects per call either. Rows whose output is not finite are redrawn with
+``attempt`` = 1, 2, … (still counter-based) and counted; after ``MAX_ATTEMPTS`` they take the
+decoded zero vector (the mode of the standardised base) and are counted as ``n_fallback``.
+
+Use :func:`load_model` from workers: a module-level cache keyed on (path, weights SHA-256)
+loads each model once per process.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from flashsim_coffea import noise
+from flashsim_coffea.errors import UserError
+from flashsim_coffea.objects import ObjectSpec, get_spec
+
+from .checkpoint import load_weights, read_card
+from .model import build_flow
+from .preprocess import Preprocessor
+
+__all__ = ["FlowModel", "load_model", "shipped_model_path", "KEY_NAMES", "MAX_ATTEMPTS"]
+
+KEY_NAMES = ("run", "luminosityBlock", "event", "object")
+MAX_ATTEMPTS = 8
+
+
+class FlowModel:
+    """A trained flow with its spec and preprocessing; samples targets for Gen objects."""
+
+    def __init__(self, spec: ObjectSpec, preprocessor: Preprocessor, flow, card: dict, path: Path | None = None):
+        self.spec, self.pre, self.flow, self.card, self.path = spec, preprocessor, flow, card, path
+        self.flow.eval()
+        sampling = card.get("sampling", {})
+        self.block_size = int(sampling.get("block_size", 4096))
+        self.seed = int(sampling.get("seed", 0))
+        self.stream = noise.stream_id(f"flashsim/{spec.name}")
+
+    @property
+    def target_names(self) -> list[str]:
+        return self.spec.target_names
+
+    # -- loading --------------------------------------------------------------------------
+    @classmethod
+    def from_card(cls, card: dict, state_dict: dict, path: Path | None = None, spec: str | ObjectSpec | None = None) -> "FlowModel":
+        card_spec = ObjectSpec.from_dict(card["spec"])
+        if card_spec.hash() != card.get("spec_hash"):
+            raise UserError(f"{path}: model card's spec does not match its recorded hash (card edited?)")
+        if spec is not None:
+            want = get_spec(spec)
+            if want.hash() != card["spec_hash"]:
+                raise UserError(
+                    f"{path}: model was trained for spec {card_spec.name!r} (hash {card['spec_hash'][:12]}…), "
+                    f"not for the requested spec {want.name!r} (hash {want.hash()[:12]}…)"
+                )
+        flow = build_flow(card["n_targets"], card["n_context"], card["architecture"])
+        try:
+            flow.load_state_dict(state_dict)
+        except RuntimeError as err:
+            raise UserError(f"{path}: weights do not fit the card's architecture ({err})") from err
+        return cls(card_spec, Preprocessor.from_dict(card_spec, card["preprocessing"]), flow, card, path)
+
+    @classmethod
+    def load(cls, path: str | Path, spec: str | ObjectSpec | None = None) -> "FlowModel":
+        """Load a model directory (card.json + model.safetensors); never unpickles."""
+        card, card_path = read_card(path)
+        state, _ = load_weights(card, card_path)
+        return cls.from_card(card, state, card_path.parent, spec)
+
+    # -- sampling -------------------------------------------------------------------------
+    def base_noise(self, keys: dict[str, np.ndarray], fold, attempt: int = 0) -> np.ndarray:
+        """(N, T) standard normals keyed on (seed, stream+attempt, run, lumi, event, object, fold, d)."""
+        k = [np.asarray(keys[name], dtype=np.int64)[:, None] for name in KEY_NAMES]
+        f = np.broadcast_to(np.asarray(fold, dtype=np.int64), k[0].shape[:1])[:, None]
+        d = np.arange(len(self.spec.targets), dtype=np.int64)[None, :]
+        return noise.normal(self.seed, self.stream + attempt, *k, f, d)
+
+    def _invert(self, z: np.ndarray, c: np.ndarray) -> np.ndarray:
+        """Flow inverse in fixed-size blocks (last one zero-padded): (N, T) float32."""
+        n, b = len(z), self.block_size
+        out = np.empty(z.shape, dtype=np.float32)
+        zp = torch.zeros((b, z.shape[1]), dtype=torch.float32)
+        cp = torch.zeros((b, c.shape[1]), dtype=torch.float32)
+        with torch.inference_mode():
+            for start in range(0, n, b):
+                m = min(b, n - start)
+                zp.zero_()
+                cp.zero_()
+                zp[:m] = torch.from_numpy(np.ascontiguousarray(z[start : start + m], dtype=np.float32))
+                cp[:m] = torch.from_numpy(c[start : start + m])
+                x, _ = self.flow._transform.inverse(zp, context=cp)
+                out[start : start + m] = x[:m].numpy()
+        return out
+
+    def sample(self, cond: np.ndarray, keys: dict[str, np.ndarray], fold=0, return_info: bool = False):
+        """Targets for each Gen object: dict name → float64 array (snapped, bounded, finite).
+
+        cond: (N, C) raw conditioning (``spec.conditioning_matrix``); keys: run,
+        luminosityBlock, event, object (``spec.noise_keys``); fold: int or (N,) array.
+        With ``return_info`` also returns counts: n_nonfinite_cond (simulated at the
+        training mean; flagged in ``info['valid']``), n_out_of_range_cond (clamped into the
+        training range), n_redrawn, n_fallback.
+        """
+        cond = np.asarray(cond, dtype=np.float64)
+        n = len(cond)
+        if cond.ndim != 2 or cond.shape[1] != len(self.spec.conditioning):
+            raise UserError(f"{self.spec.name}: conditioning must be (N, {len(self.spec.conditioning)}), got {cond.shape}")
+        missing = [k for k in KEY_NAMES if k not in keys]
+        if missing:
+            raise UserError(f"{self.spec.name}: noise keys missing: {', '.join(missing)}")
+        c, info = self.pre.encode_cond(cond)
+        y = self._invert(self.base_noise(keys, fold), c) if n else np.zeros((0, len(self.spec.targets)), np.float32)
+        bad = ~np.isfinite(y).all(axis=1)
+        info["n_redrawn"] = int(bad.sum())
+        attempt = 0
+        while bad.any() and attempt < MAX_ATTEMPTS:
+            attempt += 1
+            idx = np.flatnonzero(bad)
+            sub = {k: np.asarray(keys[k])[idx] for k in KEY_NAMES}
+            f = np.broadcast_to(np.asarray(fold), (n,))[idx]
+            y[idx] = self._invert(self.base_noise(sub, f, attempt), c[idx])
+            bad = ~np.isfinite(y).all(axis=1)
+        info["n_fallback"] = int(bad.sum())
+        y[bad] = 0.0
+        x = self.pre.decode_targets(y)
+        info["valid"] = ~info.pop("nonfinite_cond")
+        if info["n_nonfinite_cond"] or info["n_out_of_range_cond"] or info["n_redrawn"]:
+            warnings.warn(
+                f"flashsim {self.spec.name}: {info['n_nonfinite_cond']} objects with non-finite conditioning "
+                f"(simulated at the training mean, flagged invalid), {info['n_out_of_range_cond']} outside the "
+                f"training range (clamped), {info['n_redrawn']} non-finite samples redrawn "
+                f"({info['n_fallback']} fell back to the mode)",
+                stacklevel=2,
+            )
+        out = {name: x[:, j] for j, name in enumerate(self.spec.target_names)}
+        return (out, info) if return_info else out
+
+
+_CACHE: dict[tuple[str, str], FlowModel] = {}
+
+
+def load_model(path: str | Path, spec: str | ObjectSpec | None = None) -> FlowModel:
+    """Cached :meth:`FlowModel.load` keyed on (resolved card path, weights SHA-256)."""
+    card, card_path = read_card(path)
+    key = (str(card_path.resolve()), str(card.get("weights_sha256")))
+    model = _CACHE.get(key)
+    if model is None:
+        model = FlowModel.load(path)
+        _CACHE[key] = model
+    if spec is not None and get_spec(spec).hash() != model.card["spec_hash"]:
+        FlowModel.from_card(model.card, model.flow.state_dict(), card_path.parent, spec)  # raises the clear error
+    return model
+
+
+def shipped_model_path(name: str) -> Path:
+    """Directory of a model shipped with the package (``flashsim_coffea/models/<name>``)."""
+    path = Path(__file__).resolve().parents[1] / "models" / name
+    if not (path / "card.json").is_file():
+        raise UserError(f"no shipped model {name!r} in {path.parent}")
+    return path

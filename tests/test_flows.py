@@ -1,0 +1,230 @@
+"""Flows: exact preprocessing inverses, snapping, determinism, checkpoints, training, CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from flashsim_coffea.errors import UserError
+from flashsim_coffea.flows import TINY, FlowModel, TrainConfig, load_data, load_model, save_data, train
+from flashsim_coffea.flows.data import TrainingData
+from flashsim_coffea.flows.preprocess import Preprocessor, decode_target, encode_target
+from flashsim_coffea.objects import get_spec
+
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-nanoaod"
+
+
+def admissible_targets(spec, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Random raw targets inside every target's admissible domain, including spike values."""
+    cols = []
+    for t in spec.targets:
+        if t.kind == "ordinal":
+            x = rng.choice(np.asarray(t.values), n)
+        elif t.kind == "integer":
+            x = rng.integers(int(t.bounds[0]), 60, n).astype(float)
+        else:
+            lo, hi = t.bounds
+            lo, hi = max(lo, -0.5 if np.isinf(lo) else lo), min(hi, 2.0)
+            x = rng.uniform(lo, hi, n)
+            if t.spike is not None:
+                x[rng.random(n) < 0.2] = t.spike.value
+        cols.append(x)
+    return np.stack(cols, axis=1)
+
+
+def synthetic(spec, n: int, seed: int = 0) -> TrainingData:
+    """Conditioning in plausible ranges; targets correlated with the first conditioning column."""
+    rng = np.random.default_rng(seed)
+    cond = np.abs(rng.normal(size=(n, len(spec.conditioning)))) + 0.1
+    cond[:, 0] = rng.lognormal(3.5, 0.6, n)  # a pt
+    y = admissible_targets(spec, n, rng)
+    j = spec.target_names.index("ptRatio")
+    y[:, j] = np.clip(1.0 + 0.05 * rng.normal(size=n) + 0.001 * (cond[:, 0] - 30), 0, 3)
+    keys = {"run": np.ones(n, np.int64), "luminosityBlock": np.ones(n, np.int64),
+            "event": np.arange(n, dtype=np.int64) // 3, "object": np.arange(n, dtype=np.int64) % 3}
+    return TrainingData(cond.astype(np.float32), y.astype(np.float32), keys, {"pt": cond[:, 0]},
+                        {"spec": spec.name, "spec_hash": spec.hash()})
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    torch.set_num_threads(1)
+    spec = get_spec("jets")
+    data = synthetic(spec, 3000)
+    out = tmp_path_factory.mktemp("model") / "jets"
+    metrics = train(spec, data, out, TrainConfig(**TINY), progress=False)
+    return out, data, metrics
+
+
+@pytest.mark.parametrize("name", ["jets", "muons"])
+def test_encode_decode_exact_inverse(name):
+    spec = get_spec(name)
+    rng = np.random.default_rng(1)
+    x = admissible_targets(spec, 5000, rng)
+    u = rng.uniform(1e-9, 1 - 1e-9, size=x.shape)
+    for j, t in enumerate(spec.targets):
+        back = decode_target(t, encode_target(t, x[:, j], u[:, j]))
+        if t.kind == "real":
+            np.testing.assert_allclose(back, x[:, j], rtol=1e-12, atol=1e-12, err_msg=t.name)
+        else:
+            np.testing.assert_array_equal(back, x[:, j], err_msg=t.name)
+    # standardisation included
+    pre = Preprocessor.fit(spec, np.abs(rng.normal(size=(5000, len(spec.conditioning)))) + 1, x, u)
+    np.testing.assert_allclose(pre.decode_targets(pre.encode_targets(x, u)), x, rtol=1e-10, atol=1e-10)
+
+
+def test_snapping_to_admissible_sets():
+    spec = get_spec("jets")
+    e = np.linspace(-20, 20, 4001)
+    by = {t.name: decode_target(t, e) for t in spec.targets}
+    assert set(np.unique(by["jetId"])) == {0, 2, 6}
+    assert set(np.unique(by["puId"])) == {0, 4, 6, 7}
+    n = by["nConstituents"]
+    assert np.all(n == np.rint(n)) and n.min() >= 1
+    assert set(np.unique(by["btagDeepB"][e < -0.25])) == {-2.0}
+    ok = by["btagDeepB"][e >= -0.25]
+    assert ok.min() >= 0 and ok.max() <= 1
+    for t in get_spec("muons").targets:
+        if t.dtype == "bool":
+            assert set(np.unique(decode_target(t, e))) == {0.0, 1.0}
+
+
+def test_tiny_training_loss_decreases(tiny_model):
+    out, data, metrics = tiny_model
+    hist = [h["val_nll"] for h in metrics["history"]]
+    assert len(hist) == TINY["epochs"] and hist[-1] < hist[0]
+    card = json.loads((out / "card.json").read_text())
+    assert card["spec_hash"] == get_spec("jets").hash() and card["metrics"]["best_val_nll"] == min(hist)
+    assert {"preprocessing", "architecture", "data", "seed", "package_version", "weights_sha256"} <= set(card)
+
+
+def test_samples_finite_snapped_and_batch_independent(tiny_model):
+    out, data, _ = tiny_model
+    model = FlowModel.load(out, spec="jets")
+    model.block_size = 256  # any fixed block size; small keeps the test fast
+    n = 600
+    cond, keys = data.cond[:n], {k: v[:n] for k, v in data.keys.items()}
+    full = model.sample(cond, keys, fold=0)
+    assert set(np.unique(full["jetId"])) <= {0, 2, 6} and set(np.unique(full["puId"])) <= {0, 4, 6, 7}
+    assert np.all(full["nConstituents"] == np.rint(full["nConstituents"])) and full["nConstituents"].min() >= 1
+    assert all(np.isfinite(v).all() for v in full.values())
+    for chunk in (1, 7, 250):
+        parts = [model.sample(cond[s:s + chunk], {k: v[s:s + chunk] for k, v in keys.items()}, fold=0)
+                 for s in range(0, n if chunk > 1 else 20, chunk)]
+        for name in full:
+            got = np.concatenate([p[name] for p in parts])
+            np.testing.assert_array_equal(got, full[name][: len(got)], err_msg=f"{name} chunk {chunk}")
+    # shuffled order: same object, same values
+    perm = np.random.default_rng(0).permutation(n)
+    shuffled = model.sample(cond[perm], {k: v[perm] for k, v in keys.items()}, fold=0)
+    np.testing.assert_array_equal(shuffled["ptRatio"], full["ptRatio"][perm])
+    # another fold gives another draw; the same fold again the same
+    other = model.sample(cond, keys, fold=1)
+    assert not np.array_equal(other["ptRatio"], full["ptRatio"])
+    np.testing.assert_array_equal(model.sample(cond, keys, fold=0)["ptRatio"], full["ptRatio"])
+
+
+def test_bad_conditioning_never_nan(tiny_model):
+    out, data, _ = tiny_model
+    model = load_model(out)
+    cond = data.cond[:50].astype(np.float64).copy()
+    cond[0, 0] = np.nan
+    cond[1, 3] = np.inf
+    cond[2, 0] = 1e7  # GenJet pt far beyond the training maximum
+    keys = {k: v[:50] for k, v in data.keys.items()}
+    with pytest.warns(UserWarning, match="non-finite conditioning"):
+        res, info = model.sample(cond, keys, return_info=True)
+    assert all(np.isfinite(v).all() for v in res.values())
+    assert info["n_nonfinite_cond"] == 2 and info["n_out_of_range_cond"] >= 1
+    assert list(np.flatnonzero(~info["valid"])) == [0, 1]
+
+
+def test_nonfinite_samples_redrawn_deterministically(tiny_model, monkeypatch):
+    out, data, _ = tiny_model
+    model = FlowModel.load(out)
+    model.block_size = 64
+    keys = {k: v[:40] for k, v in data.keys.items()}
+    real_invert = FlowModel._invert
+    calls = {"n": 0}
+
+    def flaky(self, z, c):
+        x = real_invert(self, z, c)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            x[[3, 17]] = np.nan
+        return x
+
+    monkeypatch.setattr(FlowModel, "_invert", flaky)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res, info = model.sample(data.cond[:40], keys, return_info=True)
+        calls["n"] = 0
+        res2, _ = model.sample(data.cond[:40], keys, return_info=True)
+    assert info["n_redrawn"] == 2 and info["n_fallback"] == 0
+    assert all(np.isfinite(v).all() for v in res.values())
+    np.testing.assert_array_equal(res["ptRatio"], res2["ptRatio"])
+
+
+def test_checkpoint_errors(tiny_model, tmp_path):
+    out, _, _ = tiny_model
+    with pytest.raises(UserError, match="trained for spec 'jets'"):
+        FlowModel.load(out, spec="muons")
+    pt = tmp_path / "model.pt"
+    torch.save({"x": torch.zeros(1)}, pt)
+    with pytest.raises(UserError, match="pickle"):
+        FlowModel.load(pt)
+    bad = tmp_path / "corrupt"
+    shutil.copytree(out, bad)
+    w = bad / "model.safetensors"
+    raw = bytearray(w.read_bytes())
+    raw[-10] ^= 0xFF
+    w.write_bytes(bytes(raw))
+    with pytest.raises(UserError, match="corrupted"):
+        FlowModel.load(bad)
+    w.unlink()
+    with pytest.raises(UserError, match="missing"):
+        FlowModel.load(bad)
+    with pytest.raises(UserError, match="card not found"):
+        FlowModel.load(tmp_path / "nothing")
+
+
+def test_resume_continues_identically(tmp_path):
+    torch.set_num_threads(1)
+    spec = get_spec("muons")
+    data = synthetic(spec, 800, seed=3)
+    cfg = dict(TINY, epochs=4)
+    straight = train(spec, data, tmp_path / "a", TrainConfig(**cfg), progress=False)
+    train(spec, data, tmp_path / "b", TrainConfig(**dict(cfg, max_minutes=0.0)), progress=False)  # stops after 1 epoch
+    resumed = train(spec, data, tmp_path / "b", TrainConfig(**cfg), resume=True, progress=False)
+    assert resumed["epochs_run"] == 4
+    np.testing.assert_allclose([h["val_nll"] for h in resumed["history"]],
+                               [h["val_nll"] for h in straight["history"]], rtol=1e-5)
+
+
+def test_training_data_roundtrip(tmp_path):
+    spec = get_spec("jets")
+    d = synthetic(spec, 50)
+    for suffix in (".npz", ".safetensors"):
+        p = save_data(tmp_path / f"d{suffix}", d.cond, d.targets, d.keys, d.gen, d.provenance)
+        back = load_data(p)
+        np.testing.assert_array_equal(back.cond, d.cond)
+        np.testing.assert_array_equal(back.keys["event"], d.keys["event"])
+        assert back.provenance == d.provenance
+
+
+@pytest.mark.skipif(not (REAL / "nano_dy.root").is_file(), reason="real NanoAOD samples absent")
+def test_cli_extract_and_train_tiny(tmp_path, capsys):
+    from flashsim_coffea.cli import main
+
+    data = tmp_path / "jets.npz"
+    assert main(["extract", "jets", str(REAL / "nano_dy.root"), "-o", str(data), "--no-progress"]) == 0
+    assert "dropped: unmatched 91, gen_not_stored 2" in capsys.readouterr().out
+    assert main(["train", "jets", "--data", str(data), "-o", str(tmp_path / "m"), "--tiny", "--no-progress"]) == 0
+    assert (tmp_path / "m" / "card.json").is_file()
+    assert main(["train", "muons", "--data", str(data), "-o", str(tmp_path / "m2"), "--tiny"]) == 2
