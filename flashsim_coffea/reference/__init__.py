@@ -59,6 +59,10 @@ def _sort_by_event_pt(d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: v[order] for k, v in d.items()}
 
 
+def _select(d: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
+    return d if mask.all() else {k: v[mask] for k, v in d.items()}
+
+
 def _concat(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k: np.concatenate([a[k], b[k]]) for k in a}
 
@@ -111,8 +115,12 @@ def _pack(d: dict[str, np.ndarray], prefix: str, branches: dict[str, np.dtype], 
 
 def simulate_flat(g: GenInput, seed: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Flat (jets, muons) dicts, sorted, cross-referenced, before dtype conversion/rounding."""
-    jets = _sort_by_event_pt(_concat(simulate_genjets(g, seed), simulate_fakes(g, seed)))
-    muons = _sort_by_event_pt(simulate_muons(g, seed))
+    jets = _concat(simulate_genjets(g, seed), simulate_fakes(g, seed))
+    muons = simulate_muons(g, seed)
+    # thresholds on the values as stored (float32, NanoAOD precision)
+    jets = _select(jets, round_mantissa(jets["pt"], NANOAOD_MANTISSA_BITS["Jet_pt"]) > 15.0)
+    muons = _select(muons, muons["pt"].astype(np.float32) > 3.0)
+    jets, muons = _sort_by_event_pt(jets), _sort_by_event_pt(muons)
     _cross_reference(jets, muons, g.n_events)
     return jets, muons
 

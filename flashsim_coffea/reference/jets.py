@@ -15,7 +15,7 @@ Formulas (pT in GeV; f = flavour class; all noise keyed on the GenJet identity):
 * **Direction**: Δη, Δφ ~ N(0, σ_a), σ_a = (0.006 + 0.4/pT)·(1.6 if |η| > 2.5), ×3 in the
   tails; φ wrapped to [−π, π].
 * **Mass**: m = √((m_gen R e^{σ_m z_m})² + m_PU²), σ_m = 0.10 + 2/pT,
-  m_PU = 0.04·nTrueInt·E_m (E_m ~ Exp(1)): broad, positive mass ratio.
+  m_PU = 0.015·nTrueInt·E_m (E_m ~ Exp(1)): broad, positive mass ratio.
 * **muEF** = min(s_μ/R·(1 + 0.03 z), 0.99) for jets with a Gen muon (pT > 3) inside
   (s_μ = Σ pT^μ / pT_gen), else 0 (97 %) or 0.01·E.
 * **bRegCorr**: b jets 1.04 + 0.5(μ − R) + 0.08 s_μ-flag + 0.05 E + 0.04 z,
@@ -28,6 +28,8 @@ the pile-up fakes.
 from __future__ import annotations
 
 import numpy as np
+
+from flashsim_coffea.precision import NANOAOD_MANTISSA_BITS, round_mantissa
 
 from ._inputs import GenInput, ObjectNoise, closest_in_cone, delta_phi, delta_r, is_gen_muon, pairs_within
 from .taggers import btag_scores, qgl_and_constituents
@@ -138,13 +140,13 @@ def simulate_genjets(g: GenInput, seed: int) -> dict[str, np.ndarray]:
     eta_reco = eta + sa * nz.normal("jet_deta")
     phi_reco = delta_phi(phi + sa * nz.normal("jet_dphi"), 0.0)
     sm = 0.10 + 2.0 / pt
-    m_pu = 0.04 * ntrue * nz.exponential("jet_mass_pu")
+    m_pu = 0.015 * ntrue * nz.exponential("jet_mass_pu")
     mass_reco = np.hypot(mass * r * np.exp(sm * nz.normal("jet_mass")), m_pu)
 
     has_mu = share > 0
     muef_mu = np.minimum(share / r * (1.0 + 0.03 * nz.normal("jet_muef")), 0.99)
     muef_bg = np.where(nz.uniform("jet_muef_bg") < 0.03, 0.01 * nz.exponential("jet_muef_bg_e"), 0.0)
-    muef = np.clip(np.where(has_mu, muef_mu, muef_bg), 0.0, 0.99)
+    muef = round_mantissa(np.clip(np.where(has_mu, muef_mu, muef_bg), 0.0, 0.99), NANOAOD_MANTISSA_BITS["Jet_muEF"])
 
     zb = nz.normal("jet_breg")
     breg_b = 1.04 + 0.5 * (mu - r) + 0.08 * has_mu + 0.05 * nz.exponential("jet_breg_tail") + 0.04 * zb

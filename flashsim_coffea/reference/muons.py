@@ -32,7 +32,7 @@ Candidates: |pdgId| = 13, status 1, |η| < 2.4, pT > 3 GeV; noise keyed on the G
   isPFcand = (isGlobal ∨ isTracker) ∧ (u < 0.995), looseId = isPFcand ∧ (isGlobal ∨ isTracker),
   mediumId = looseId ∧ q > −0.6, tightId = mediumId ∧ isGlobal ∧ q > 0 ∧ |dxy|<0.2 ∧ |dz|<0.5,
   softId = isTracker ∧ q > −1.5 ∧ |dxy|<0.3 ∧ |dz|<20.
-* **softMva** = clip(tanh(0.75 + 0.35 q + 0.15 ln(pT/10) − 0.2[non-prompt] + 0.1 z), −1, 1),
+* **softMva** = (tanh(0.75 + 0.35 q + 0.15 ln(pT/10) − 0.2[non-prompt] + 0.1 z) (as stored, 6 bits),
   softMvaId = softId ∧ softMva > 0.58.
 """
 
@@ -41,6 +41,7 @@ from __future__ import annotations
 import numpy as np
 
 from flashsim_coffea import noise
+from flashsim_coffea.precision import NANOAOD_MANTISSA_BITS, round_mantissa
 
 from ._inputs import GenInput, ObjectNoise, closest_in_cone, delta_phi, is_gen_muon, pairs_within
 
@@ -197,8 +198,9 @@ def simulate_muons(g: GenInput, seed: int) -> dict[str, np.ndarray]:
     tight = medium & is_global & (q > 0.0) & (np.abs(out["dxy"]) < 0.2) & (np.abs(out["dz"]) < 0.5)
     soft = is_tracker & (q > -1.5) & (np.abs(out["dxy"]) < 0.3) & (np.abs(out["dz"]) < 20.0)
     mva = np.tanh(0.75 + 0.35 * q + 0.15 * np.log(pt / 10.0) - 0.2 * nonprompt + 0.1 * nz.normal("mu_softmva"))
+    mva = round_mantissa(mva, NANOAOD_MANTISSA_BITS["Muon_softMva"])  # the Id cut sees the stored value
     out.update(
         isGlobal=is_global, isTracker=is_tracker, isPFcand=is_pf, looseId=loose, mediumId=medium,
-        tightId=tight, softId=soft, softMva=np.clip(mva, -1.0, 1.0), softMvaId=soft & (mva > 0.58),
+        tightId=tight, softId=soft, softMva=mva, softMvaId=soft & (mva > 0.58),
     )
     return out
