@@ -65,6 +65,14 @@ NANOAOD_MANTISSA_BITS: dict[str, int] = {
     "Muon_pfRelIso03_all": 23,
     "Muon_pfRelIso03_chg": 23,
     "Muon_pfRelIso04_all": 23,
+    # generator level (checked on nano_dy.root: GenPart 8 bits; GenJet pt full precision)
+    "GenPart_pt": 8,
+    "GenPart_eta": 8,
+    "GenPart_phi": 8,
+    "GenPart_mass": 8,
+    "GenJet_eta": 12,
+    "GenJet_phi": 12,
+    "GenJet_mass": 10,
 }
 
 

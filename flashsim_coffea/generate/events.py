@@ -17,6 +17,7 @@ import awkward as ak
 import numpy as np
 
 from .. import noise
+from ..precision import apply_nanoaod_precision
 from .._quiet import quiet_stdout as _quiet_stdout
 from ..errors import UserError
 from .filters import apply_filter
@@ -82,7 +83,7 @@ def gen_branches(prt: ak.Array, info: ak.Array, rec: FlatRecord, genjets: dict, 
     out.update(pileup_branches(seed, run, lumi, event))
     out.update(genjets)
     out.update(build_genpart(rec))
-    return out
+    return apply_nanoaod_precision(out)  # stored precision, before the reference response sees it
 
 
 def generate_block(
