@@ -87,7 +87,7 @@ def test_snapping_to_admissible_sets():
     assert set(np.unique(by["puId"])) == {0, 4, 6, 7}
     n = by["nConstituents"]
     assert np.all(n == np.rint(n)) and n.min() >= 1
-    assert set(np.unique(by["btagDeepB"][e < -0.25])) == {-2.0}
+    assert set(np.unique(by["btagDeepB"][e < -0.25])) == {-1.0}
     ok = by["btagDeepB"][e >= -0.25]
     assert ok.min() >= 0 and ok.max() <= 1
     for t in get_spec("muons").targets:

@@ -45,7 +45,7 @@ def encode_target(t: Target, x: np.ndarray, u: np.ndarray | None) -> np.ndarray:
     if t.spike is None:
         return t.transform.forward(x)
     s = t.spike
-    is_spike = x == s.value
+    is_spike = s.matches(x, t.bounds[0])
     e = t.transform.forward(np.where(is_spike, np.clip(x, *t.bounds), x))
     return np.where(is_spike, s.lo + u * (s.hi - s.lo), e)
 

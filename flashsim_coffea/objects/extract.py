@@ -11,8 +11,9 @@ kept when its index i satisfies, in this order (the first failing rule is the dr
 5. ``nonfinite``:        every conditioning value and target is finite;
 6. ``not_admissible``:   integer/ordinal targets take an admissible value.
 
-Real targets outside their ``bounds`` (except an exact spike value) are clipped and counted
-per target in ``clipped``. Everything is done on whole chunks with awkward/numpy.
+Real targets outside their ``bounds`` (except spike values) are clipped and counted per
+target in ``clipped``; values below the bound of a ``below`` spike are set to the spike value
+(counted as ``"<name> (sentinel -> v)"``). Everything is done on whole chunks with awkward/numpy.
 """
 
 from __future__ import annotations
@@ -136,7 +137,12 @@ def extract_events(spec: ObjectSpec, events) -> Extracted:
             admissible &= (x == np.rint(x)) & (x >= t.bounds[0]) & (x <= t.bounds[1])
         else:
             lo, hi = t.bounds
-            spike = (x == t.spike.value) if t.spike is not None else np.zeros(len(x), dtype=bool)
+            spike = t.spike.matches(x, lo) if t.spike is not None else np.zeros(len(x), dtype=bool)
+            if t.spike is not None and t.spike.below:
+                remap = ok & spike & (x != t.spike.value)
+                if remap.any():
+                    clipped[f"{t.name} (sentinel -> {t.spike.value:g})"] += int(remap.sum())
+                    targets[remap, j] = t.spike.value
             out = ok & ~spike & ((x < lo) | (x > hi))
             if out.any():
                 clipped[t.name] += int(out.sum())

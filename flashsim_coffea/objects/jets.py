@@ -3,8 +3,9 @@
 Conditioning: GenJet pt, eta, phi, mass, partonFlavour, hadronFlavour; closest and
 second-closest status-1 Gen muon within ΔR < 0.4: dr, pt, deta, dphi (absent: dr = deta =
 dphi = 0.5, pt = 0). Targets and transforms are chosen so that every one has an exact inverse:
-taggers keep their value with the "undefined" sentinel (CSVv2 −10, DeepCSV B −2, others −1)
-moved to a band below [0, 1]; the 86 % zero spike of muEF likewise; nConstituents is an
+taggers keep their value with the "undefined" sentinel moved to a band below [0, 1] (the
+project's reference writes −1 for all taggers; real Run-2 files −10 for CSVv2 and −2 for
+DeepCSV B: extraction maps every negative value to −1, counted); btagCMVA's −1 likewise; the 86 % zero spike of muEF likewise; nConstituents is an
 integer ≥ 1 (dequantized, snapped); jetId ∈ {0, 2, 6}, puId ∈ {0, 4, 6, 7} are ordinals.
 """
 
@@ -22,9 +23,10 @@ GENMUON = GenCollection(
 )
 
 
-def tagger_sentinel(value: float) -> Spike:
-    """Sentinel ``value`` of a [0, 1] tagger ↔ band [−1.5, −0.5), decoded below −0.25."""
-    return Spike(value=value, lo=-1.5, hi=-0.5, cut=-0.25)
+def tagger_sentinel(value: float = -1.0) -> Spike:
+    """Any negative value of a [0, 1] tagger ("undefined") ↔ band [−1.5, −0.5), decoded below
+    −0.25 as ``value``."""
+    return Spike(value=value, lo=-1.5, hi=-0.5, cut=-0.25, below=True)
 
 
 def tagger(name: str, sentinel: float = -1.0) -> Target:
@@ -61,9 +63,9 @@ JET_KINEMATIC_TARGETS = (
 def make_jets_spec() -> ObjectSpec:
     targets = (
         Target("area", "area", bounds=(0.0, 2.0)),
-        Target("btagCMVA", "btagCMVA", bounds=(-1.0, 1.0)),
-        tagger("btagCSVV2", -10.0),
-        tagger("btagDeepB", -2.0),
+        Target("btagCMVA", "btagCMVA", bounds=(-1.0, 1.0), spike=Spike(-1.0, lo=-2.5, hi=-1.5, cut=-1.25)),
+        tagger("btagCSVV2"),
+        tagger("btagDeepB"),
         tagger("btagDeepC", -1.0),
         tagger("btagDeepFlavB", -1.0),
         tagger("btagDeepFlavC", -1.0),

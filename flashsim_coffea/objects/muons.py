@@ -4,7 +4,8 @@ Conditioning: Gen eta, phi, pt, charge; the 15 ``GenPart_statusFlags`` bits; clo
 within ΔR < 0.4: dr, deta, dphi, pt, mass (absent: dr = deta = dphi = 0.5, pt = mass = 0);
 Pileup gpudensity, nPU, nTrueInt, pudensity, sumEOOT, sumLOOT. Targets follow the seed's
 transforms (arctan scalings of Δη ×100, Δφ ×80, ptRatio−1 ×10, dxy ×150, dz ×50; logs of
-the errors and impact parameters; isolations log(x + 1e-5)) with their zero spikes moved to
+the errors and impact parameters; isolations log(x + 1e-5); jetRelIso = pT_jet/pT_μ − 1 as
+log1p, i.e. log(pT_jet/pT_μ)) with their zero spikes moved to
 bands, booleans as ordinals {0, 1}. Charge is copied from the Gen muon.
 """
 
@@ -63,8 +64,8 @@ def make_muons_spec() -> ObjectSpec:
         _boolean("isTracker"),
         Target("jetPtRelv2", "jetPtRelv2", transform=Log(eps=1e-3), bounds=(0.0, 1e3),
                spike=Spike(0.0, lo=-9.0, hi=-8.0, cut=-7.5)),
-        Target("jetRelIso", "jetRelIso", transform=Log(eps=0.2), bounds=(-0.15, 1e3),
-               spike=Spike(0.0, lo=-5.0, hi=-4.5, cut=-4.0)),
+        Target("jetRelIso", "jetRelIso", transform=Log1p(), bounds=(-0.99, 1e3),
+               spike=Spike(0.0, lo=-7.0, hi=-6.5, cut=-6.0)),
         _boolean("mediumId"),
         Target("pfRelIso03_all", "pfRelIso03_all", transform=Log(eps=1e-5), bounds=(0.0, 1e3), spike=_ISO_SPIKE),
         Target("pfRelIso03_chg", "pfRelIso03_chg", transform=Log(eps=1e-5), bounds=(0.0, 1e3), spike=_ISO_SPIKE),

@@ -18,7 +18,9 @@ and declares its kind:
 
 An optional :class:`Spike` moves an exactly repeated value (tagger sentinel −1, a zero spike
 in isolations) to a uniform band [lo, hi) *below* the transformed regular values; after
-sampling any encoded value < cut becomes that value again.
+sampling any encoded value < cut becomes that value again. With ``below=True`` every value
+under the lower bound is the sentinel (real Run-2 CMS files write −10 for CSVv2 and −2 for
+DeepCSV B, the project's reference response −1): extraction maps them all to ``value``.
 """
 
 from __future__ import annotations
@@ -44,6 +46,12 @@ class Spike:
     lo: float
     hi: float
     cut: float
+    below: bool = False
+
+    def matches(self, x: np.ndarray, lower_bound: float) -> np.ndarray:
+        """Which raw values are this spike: x == value, or x < lower_bound when ``below``."""
+        hit = x == self.value
+        return (hit | (x < lower_bound)) if self.below else hit
 
     def __post_init__(self):
         if not (self.lo < self.hi <= self.cut):
