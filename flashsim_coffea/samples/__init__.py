@@ -1,0 +1,39 @@
+"""Small bundled NanoAOD samples (package data) for tests and ``flashsim demo``.
+
+Each is made by ``flashsim generate`` with the fixed settings of :data:`BUNDLED`; regenerate all
+of them with ``python -m flashsim_coffea.samples`` (a few minutes on one core; DY with the VBF
+filter dominates). Larger samples: run ``flashsim generate`` yourself with more events.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from ..errors import UserError
+
+#: process → generate() arguments; seeds fixed so the files are reproducible bit by bit
+BUNDLED: dict[str, dict] = {
+    "ttbar": {"n_events": 2000, "seed": 101},
+    "dy": {"n_events": 400, "seed": 102, "filter_name": "vbf"},
+    "ewk_mumujj": {"n_events": 1000, "seed": 103, "filter_name": "vbf"},
+    "vbf_hmm": {"n_events": 2000, "seed": 104},
+    "vbf_hmm_alt": {"n_events": 2000, "seed": 105},
+}
+
+
+def sample_dir() -> Path:
+    return Path(str(resources.files(__name__)))
+
+
+def sample_path(process: str) -> Path:
+    """Path of the bundled sample of ``process``; clear error if it is unknown or not installed."""
+    if process not in BUNDLED:
+        raise UserError(f"no bundled sample for {process!r}; bundled: {', '.join(BUNDLED)}")
+    path = sample_dir() / f"{process}.root"
+    if not path.exists():
+        raise UserError(
+            f"bundled sample {path} is missing (broken install?); reinstall flashsim-coffea or "
+            "regenerate the samples with `python -m flashsim_coffea.samples`"
+        )
+    return path

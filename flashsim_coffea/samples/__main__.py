@@ -1,0 +1,21 @@
+"""Regenerate the bundled samples: ``python -m flashsim_coffea.samples [--workers W] [PROCESS ...]``."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..generate.driver import generate
+from . import BUNDLED, sample_dir
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("processes", nargs="*", default=list(BUNDLED))
+    ap.add_argument("--workers", type=int, default=1)
+    args = ap.parse_args()
+    for proc in args.processes:
+        print(generate(proc, output=sample_dir() / f"{proc}.root", workers=args.workers, force=True, **BUNDLED[proc]))
+
+
+if __name__ == "__main__":
+    main()
