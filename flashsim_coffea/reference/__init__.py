@@ -53,9 +53,16 @@ MUON_BRANCHES: dict[str, np.dtype] = {
 }
 
 
-def _sort_by_event_pt(d: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Order objects by (event, descending pT): NanoAOD's order within each event."""
-    order = np.lexsort((-d["pt"], d["evt"]))
+def _sort_by_event_pt(d: dict[str, np.ndarray], stored_pt: np.ndarray) -> dict[str, np.ndarray]:
+    """Order objects by (event, descending stored pT): NanoAOD's order within each event.
+
+    One stable argsort of the 64-bit key ``event << 32 | ~bits(pT)`` (the bit pattern of a
+    positive float32 is monotonic in its value); ties keep the input order, which is the same
+    whatever the chunking.
+    """
+    bits = np.uint32(0xFFFFFFFF) - np.asarray(stored_pt, dtype=np.float32).view(np.uint32)
+    key = (d["evt"].astype(np.uint64) << np.uint64(32)) | bits.astype(np.uint64)
+    order = np.argsort(key, kind="stable")
     return {k: v[order] for k, v in d.items()}
 
 
@@ -88,8 +95,8 @@ def _cross_reference(jets: dict, muons: dict, n_events: int) -> None:
     inside = dr < 0.4
     jets["nMuons"] = np.bincount(ij[inside], minlength=nj)
     # pairs are jet-major and muon-ordered: rank by muon index = rank by pT
-    for rank, name in ((0, "muonIdx1"), (1, "muonIdx2")):
-        g = closest_in_cone(ij, im, np.where(inside, im.astype(np.float64), np.inf), nj, rank=rank, cone=np.inf)
+    ranked = closest_in_cone(ij, im, np.where(inside, im.astype(np.float64), np.inf), nj, rank=(0, 1), cone=np.inf)
+    for g, name in zip(ranked, ("muonIdx1", "muonIdx2")):
         jets[name] = np.where(g >= 0, g - moff[:-1][jets["evt"]], -1)
     gj = closest_in_cone(im, ij, dr, nm)
     has = gj >= 0
@@ -117,10 +124,13 @@ def simulate_flat(g: GenInput, seed: int) -> tuple[dict[str, np.ndarray], dict[s
     """Flat (jets, muons) dicts, sorted, cross-referenced, before dtype conversion/rounding."""
     jets = _concat(simulate_genjets(g, seed), simulate_fakes(g, seed))
     muons = simulate_muons(g, seed)
-    # thresholds on the values as stored (float32, NanoAOD precision)
-    jets = _select(jets, round_mantissa(jets["pt"], NANOAOD_MANTISSA_BITS["Jet_pt"]) > 15.0)
-    muons = _select(muons, muons["pt"].astype(np.float32) > 3.0)
-    jets, muons = _sort_by_event_pt(jets), _sort_by_event_pt(muons)
+    # thresholds and ordering on the values as stored (float32, NanoAOD precision)
+    jpt = round_mantissa(jets["pt"], NANOAOD_MANTISSA_BITS["Jet_pt"])
+    jets = _select(jets, jpt > 15.0)
+    mpt = muons["pt"].astype(np.float32)
+    muons = _select(muons, mpt > 3.0)
+    jets = _sort_by_event_pt(jets, round_mantissa(jets["pt"], NANOAOD_MANTISSA_BITS["Jet_pt"]))
+    muons = _sort_by_event_pt(muons, muons["pt"].astype(np.float32))
     _cross_reference(jets, muons, g.n_events)
     return jets, muons
 

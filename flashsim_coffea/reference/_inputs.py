@@ -44,8 +44,9 @@ REQUIRED = EVENT_KEYS + GENJET_KEYS + GENPART_KEYS
 
 
 def delta_phi(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a − b wrapped to [−π, π)."""
-    return (np.asarray(a) - np.asarray(b) + np.pi) % (2 * np.pi) - np.pi
+    """a − b wrapped to [−π, π]: d − 2π·⌊d/2π + 1/2⌋."""
+    d = np.asarray(a) - np.asarray(b)
+    return d - (2 * np.pi) * np.floor(d * (0.5 / np.pi) + 0.5)
 
 
 # --------------------------------------------------------------------------- noise
@@ -228,39 +229,39 @@ def pairs_within(
         a_offsets = np.concatenate([[0], np.cumsum(a_counts)])
     if b_offsets is None:
         b_offsets = np.concatenate([[0], np.cumsum(b_counts)])
-    npair = a_counts * b_counts
-    total = int(npair.sum())
+    a_evt = np.repeat(np.arange(len(a_counts), dtype=np.int64), a_counts)
+    nb_a = b_counts[a_evt]  # partners of each a
+    total = int(nb_a.sum())
     if total == 0:
         e = np.zeros(0, dtype=np.int64)
         return e, e
-    ev = np.repeat(np.arange(len(a_counts), dtype=np.int64), npair)
-    poff = np.concatenate([[0], np.cumsum(npair)])[:-1]
-    k = np.arange(total, dtype=np.int64) - poff[ev]
-    nb = b_counts[ev]
-    return a_offsets[:-1][ev] + k // nb, b_offsets[:-1][ev] + k % nb
+    ia = np.repeat(np.arange(a_evt.size, dtype=np.int64), nb_a)
+    shift = b_offsets[:-1][a_evt] - (np.cumsum(nb_a) - nb_a)  # b index = shift[a] + pair number
+    return ia, shift[ia] + np.arange(total, dtype=np.int64)
 
 
 def closest_in_cone(
-    ia: np.ndarray, ib: np.ndarray, dr: np.ndarray, n_a: int, rank: int = 0,
+    ia: np.ndarray, ib: np.ndarray, dr: np.ndarray, n_a: int, rank: int | tuple[int, ...] = 0,
     cone: float = 0.4,
-) -> np.ndarray:
+) -> np.ndarray | list[np.ndarray]:
     """For each a (0..n_a−1): the global index of its (rank+1)-th closest b with ΔR < cone, or −1.
 
+    ``rank`` may be a tuple of ranks (one sort serves them all; a list is returned then).
     Ties are broken by the b index (lower first), so the result is deterministic.
     """
-    out = np.full(n_a, -1, dtype=np.int64)
+    ranks = (rank,) if isinstance(rank, int) else tuple(rank)
+    outs = [np.full(n_a, -1, dtype=np.int64) for _ in ranks]
     keep = dr < cone
     ia, ib, dr = ia[keep], ib[keep], dr[keep]
-    if ia.size == 0:
-        return out
-    order = np.lexsort((ib, dr, ia))
-    ia, ib = ia[order], ib[order]
-    start = np.flatnonzero(np.r_[True, ia[1:] != ia[:-1]])
-    first = np.repeat(start, np.diff(np.r_[start, ia.size]))
-    r = np.arange(ia.size) - first
-    sel = r == rank
-    out[ia[sel]] = ib[sel]
-    return out
+    if ia.size:
+        order = np.lexsort((ib, dr, ia))
+        ia, ib = ia[order], ib[order]
+        start = np.flatnonzero(np.r_[True, ia[1:] != ia[:-1]])
+        r = np.arange(ia.size) - np.repeat(start, np.diff(np.r_[start, ia.size]))
+        for out, rk in zip(outs, ranks):
+            sel = r == rk
+            out[ia[sel]] = ib[sel]
+    return outs[0] if isinstance(rank, int) else outs
 
 
 def delta_r(eta1, phi1, eta2, phi2) -> np.ndarray:

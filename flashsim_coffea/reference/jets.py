@@ -54,8 +54,8 @@ def genjet_muon_context(g: GenInput) -> dict[str, np.ndarray]:
     dr = np.hypot(deta, dphi)
     out: dict[str, np.ndarray] = {}
     n = len(gj)
-    for rank, tag in ((0, "mu1"), (1, "mu2")):
-        pair = closest_in_cone(ia, np.arange(ia.size), dr, n, rank=rank)
+    ranked = closest_in_cone(ia, np.arange(ia.size), dr, n, rank=(0, 1))
+    for pair, tag in zip(ranked, ("mu1", "mu2")):
         has = pair >= 0
         p = np.where(has, pair, 0)
         out[f"{tag}_dr"] = np.where(has, dr[p] if dr.size else 0.5, 0.5)
@@ -144,12 +144,18 @@ def simulate_genjets(g: GenInput, seed: int) -> dict[str, np.ndarray]:
     mass_reco = np.hypot(mass * r * np.exp(sm * nz.normal("jet_mass")), m_pu)
 
     has_mu = share > 0
-    muef_mu = np.minimum(share / r * (1.0 + 0.03 * nz.normal("jet_muef")), 0.99)
-    muef_bg = np.where(nz.uniform("jet_muef_bg") < 0.03, 0.01 * nz.exponential("jet_muef_bg_e"), 0.0)
+    muef_mu = np.zeros(idx.size)
+    w = np.flatnonzero(has_mu)  # draws only where needed (same numbers: keyed per jet)
+    muef_mu[w] = np.minimum(share[w] / r[w] * (1.0 + 0.03 * nz.subset(w).normal("jet_muef")), 0.99)
+    u_bg = nz.uniform("jet_muef_bg")  # u < 0.03: a soft muon-like deposit, 0.01·E with E = −ln(u/0.03)
+    muef_bg = np.where(u_bg < 0.03, -0.01 * np.log(np.minimum(u_bg / 0.03, 1.0)), 0.0)
     muef = round_mantissa(np.clip(np.where(has_mu, muef_mu, muef_bg), 0.0, 0.99), NANOAOD_MANTISSA_BITS["Jet_muEF"])
 
     zb = nz.normal("jet_breg")
-    breg_b = 1.04 + 0.5 * (mu - r) + 0.08 * has_mu + 0.05 * nz.exponential("jet_breg_tail") + 0.04 * zb
+    e_b = np.zeros(idx.size)
+    w = np.flatnonzero(hf == 5)
+    e_b[w] = nz.subset(w).exponential("jet_breg_tail")
+    breg_b = 1.04 + 0.5 * (mu - r) + 0.08 * has_mu + 0.05 * e_b + 0.04 * zb
     breg_l = 1.01 + 0.3 * (mu - r) + 0.04 * zb
     breg = np.clip(np.where(hf == 5, breg_b, breg_l), 0.5, 2.0)
 

@@ -151,10 +151,10 @@ def simulate_muons(g: GenInput, seed: int) -> dict[str, np.ndarray]:
     s_xy = np.sqrt(0.0011**2 + (0.025 / pt) ** 2) * (1.0 + 0.2 * abseta)
     s_z = np.sqrt(0.0025**2 + (0.04 / pt) ** 2) * np.sqrt(1.0 + 0.35 * eta**2)
     ctau = np.select([origin == k for k in _CTAU], list(_CTAU.values()), 0.0)
-    sign_xy = np.where(nz.uniform("mu_dxy_sign") < 0.5, -1.0, 1.0)
-    sign_z = np.where(nz.uniform("mu_dz_sign") < 0.5, -1.0, 1.0)
-    dxy_true = sign_xy * ctau * nz.exponential("mu_dxy_len") * nz.uniform("mu_dxy_angle")
-    dz_true = sign_z * ctau * np.sqrt(cosh) * nz.exponential("mu_dz_len") * nz.uniform("mu_dz_angle")
+    # one uniform gives the sign (v < 1/2) and an independent U(0,1) = |2v − 1|
+    v_xy, v_z = 2.0 * nz.uniform("mu_dxy_angle") - 1.0, 2.0 * nz.uniform("mu_dz_angle") - 1.0
+    dxy_true = ctau * nz.exponential("mu_dxy_len") * v_xy
+    dz_true = ctau * np.sqrt(cosh) * nz.exponential("mu_dz_len") * v_z
     # wrong primary vertex: event-level
     p_wrong = 0.004 + 0.0003 * g.pileup["Pileup_nTrueInt"]
     u_pv = noise.uniform(seed, "mu_wrong_pv", g.run, g.lumi, g.event)
@@ -174,7 +174,8 @@ def simulate_muons(g: GenInput, seed: int) -> dict[str, np.ndarray]:
     f = np.maximum(1.0 - 1.2 * jdr, 0.3) * (jpt > 0)
     jet_ch = 0.6 * act * f * np.exp(0.3 * nz.normal("mu_iso_l1"))
     jet_ne = 0.4 * act * f * np.exp(0.3 * nz.normal("mu_iso_l2"))
-    ue_ch = np.where(nz.uniform("mu_iso_b") < 0.5, 0.4 * nz.exponential("mu_iso_e1"), 0.0)
+    u_ue = nz.uniform("mu_iso_ue")  # u < 1/2: no charged UE; else E = −ln(2u − 1) ~ Exp(1)
+    ue_ch = np.where(u_ue < 0.5, 0.0, -0.4 * np.log(np.maximum(2.0 * u_ue - 1.0, 1e-300)))
     ue_ne = 0.02 * ntrue * nz.exponential("mu_iso_e2")
     pu_ch = 0.04 * ntrue * nz.exponential("mu_iso_e3")
     ch04, ne04 = jet_ch + ue_ch, jet_ne + ue_ne
