@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import pytest
@@ -35,10 +34,3 @@ def generated(tmp_path_factory):
         return cache[key]
 
     return make
-
-
-@pytest.fixture(autouse=True)
-def _quiet_nanoaod_warnings():
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Missing cross-reference index")
-        yield
