@@ -7,13 +7,13 @@ Candidates: |pdgId| = 13, status 1, |η| < 2.4, pT > 3 GeV; noise keyed on the G
   (found by walking ``genPartIdxMother``), 4 for a c hadron, 3 otherwise (light/unknown).
 * **Efficiency** ε = 0.985·(1 − e^{−(pT − 2.5)/3})·(0.96 if 0.2<|η|<0.3: chimney cracks)
   ·(0.97 if non-prompt); reco pT > 3 kept.
-* **Momentum** in curvature: 1/pT_reco = (1/pT)(1 + σ z), σ = √(0.010² + (1e-4 pT)²)·
-  (1 + 0.6 (|η|/2.4)²), with 5 % of muons at 2.5 σ (tails). ptErr = pT_reco·σ·e^{0.1 z'}.
+* **Momentum** in curvature: 1/pT_reco = (1/pT)(1 + σ z), σ = √(0.0125² + (1e-4 pT)²)·
+  (1 + 0.8 (|η|/2.4)²), with 5 % of muons at 2.5 σ (tails). ptErr = pT_reco·σ·e^{0.1 z'}.
   Δη ~ N(0, 0.0005 + 0.002/pT), Δφ ~ N(0, 0.0003 + 0.01/pT). Charge flip probability
   1e-4·pT/100.
-* **Impact parameters** (cm): resolution σ_xy = √(0.0011² + (0.025/pT)²)(1 + 0.2|η|),
+* **Impact parameters** (cm): resolution σ_xy = √(0.0010² + (0.012/pT)²)(1 + 0.2|η|),
   σ_z = √(0.0025² + (0.04/pT)²)(1 + 0.35 η²)^{1/2}; true displacement
-  d = s·cτ·E·U (s = ±1, E ~ Exp(1), U ~ U(0,1)) with cτ = 0 (prompt), 0.0087 (τ),
+  d = s·cτ·E·U (s = ±1, E ~ Exp(1), U ~ U(0,1)) with cτ = 0 (prompt), 0.02 (τ, effective),
   0.045 (b), 0.025 (c), 0.2 (light: decays in flight); dz_true likewise ×√cosh η.
   Per event, the primary vertex is a pile-up one with probability 0.004 + 0.0003 nTrueInt:
   every muon of that event gets dz += Δz, Δz ~ N(0, 5 cm). dxy = d + σ_xy ε (ε ~ N(0,1),
@@ -32,7 +32,7 @@ Candidates: |pdgId| = 13, status 1, |η| < 2.4, pT > 3 GeV; noise keyed on the G
   isPFcand = (isGlobal ∨ isTracker) ∧ (u < 0.995), looseId = isPFcand ∧ (isGlobal ∨ isTracker),
   mediumId = looseId ∧ q > −0.6, tightId = mediumId ∧ isGlobal ∧ q > 0 ∧ |dxy|<0.2 ∧ |dz|<0.5,
   softId = isTracker ∧ q > −1.5 ∧ |dxy|<0.3 ∧ |dz|<20.
-* **softMva** = (tanh(0.75 + 0.35 q + 0.15 ln(pT/10) − 0.2[non-prompt] + 0.1 z) (as stored, 6 bits),
+* **softMva** = (tanh(0.55 + 0.15 q + 0.05 ln(pT/10) − 0.4[light origin] + 0.15 z) (as stored, 6 bits),
   softMvaId = softId ∧ softMva > 0.58.
 """
 
@@ -104,7 +104,7 @@ def _closest_genjet(g: GenInput, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return d, pt, m
 
 
-_CTAU = {1: 0.0, 15: 0.0087, 5: 0.045, 4: 0.025, 3: 0.2}
+_CTAU = {1: 0.0, 15: 0.02, 5: 0.045, 4: 0.025, 3: 0.2}
 
 
 def simulate_muons(g: GenInput, seed: int) -> dict[str, np.ndarray]:
@@ -123,7 +123,7 @@ def simulate_muons(g: GenInput, seed: int) -> dict[str, np.ndarray]:
 
     eff = 0.985 * (1.0 - np.exp(-(pt - 2.5) / 3.0))
     eff = eff * np.where((abseta > 0.2) & (abseta < 0.3), 0.96, 1.0) * np.where(nonprompt, 0.97, 1.0)
-    sig = np.sqrt(0.010**2 + (1e-4 * pt) ** 2) * (1.0 + 0.6 * (abseta / 2.4) ** 2)
+    sig = np.sqrt(0.0125**2 + (1e-4 * pt) ** 2) * (1.0 + 0.8 * (abseta / 2.4) ** 2)
     tail = nz.uniform("mu_tail") < 0.05
     z = nz.normal("mu_response") * np.where(tail, 2.5, 1.0)
     pt_reco = pt / np.maximum(1.0 + sig * z, 0.05)
@@ -148,7 +148,7 @@ def simulate_muons(g: GenInput, seed: int) -> dict[str, np.ndarray]:
 
     # impact parameters
     cosh = np.cosh(eta)
-    s_xy = np.sqrt(0.0011**2 + (0.025 / pt) ** 2) * (1.0 + 0.2 * abseta)
+    s_xy = np.sqrt(0.0010**2 + (0.012 / pt) ** 2) * (1.0 + 0.2 * abseta)
     s_z = np.sqrt(0.0025**2 + (0.04 / pt) ** 2) * np.sqrt(1.0 + 0.35 * eta**2)
     ctau = np.select([origin == k for k in _CTAU], list(_CTAU.values()), 0.0)
     # one uniform gives the sign (v < 1/2) and an independent U(0,1) = |2v − 1|
@@ -198,7 +198,7 @@ def simulate_muons(g: GenInput, seed: int) -> dict[str, np.ndarray]:
     medium = loose & (q > -0.6)
     tight = medium & is_global & (q > 0.0) & (np.abs(out["dxy"]) < 0.2) & (np.abs(out["dz"]) < 0.5)
     soft = is_tracker & (q > -1.5) & (np.abs(out["dxy"]) < 0.3) & (np.abs(out["dz"]) < 20.0)
-    mva = np.tanh(0.75 + 0.35 * q + 0.15 * np.log(pt / 10.0) - 0.2 * nonprompt + 0.1 * nz.normal("mu_softmva"))
+    mva = np.tanh(0.55 + 0.15 * q + 0.05 * np.log(pt / 10.0) - 0.4 * (origin == 3) + 0.15 * nz.normal("mu_softmva"))
     mva = round_mantissa(mva, NANOAOD_MANTISSA_BITS["Muon_softMva"])  # the Id cut sees the stored value
     out.update(
         isGlobal=is_global, isTracker=is_tracker, isPFcand=is_pf, looseId=loose, mediumId=medium,
