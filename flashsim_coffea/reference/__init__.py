@@ -53,25 +53,24 @@ MUON_BRANCHES: dict[str, np.dtype] = {
 }
 
 
-def _sort_by_event_pt(d: dict[str, np.ndarray], stored_pt: np.ndarray) -> dict[str, np.ndarray]:
-    """Order objects by (event, descending stored pT): NanoAOD's order within each event.
+def _merge_sorted(parts: list[dict[str, np.ndarray]], pt_bits: int, pt_min: float) -> dict[str, np.ndarray]:
+    """Concatenate object tables, keep stored pT > ``pt_min`` and order by (event, −stored pT).
 
-    One stable argsort of the 64-bit key ``event << 32 | ~bits(pT)`` (the bit pattern of a
-    positive float32 is monotonic in its value); ties keep the input order, which is the same
-    whatever the chunking.
+    The stored pT is float32 rounded to ``pt_bits`` mantissa bits (NanoAOD precision), so the
+    threshold and the order hold for the values as written. One stable argsort of the 64-bit
+    key ``event << 32 | ~bits(pT)`` (the bit pattern of a positive float32 is monotonic in its
+    value); ties keep the input order, which does not depend on the chunking. Each column is
+    gathered once.
     """
-    bits = np.uint32(0xFFFFFFFF) - np.asarray(stored_pt, dtype=np.float32).view(np.uint32)
-    key = (d["evt"].astype(np.uint64) << np.uint64(32)) | bits.astype(np.uint64)
-    order = np.argsort(key, kind="stable")
-    return {k: v[order] for k, v in d.items()}
-
-
-def _select(d: dict[str, np.ndarray], mask: np.ndarray) -> dict[str, np.ndarray]:
-    return d if mask.all() else {k: v[mask] for k, v in d.items()}
-
-
-def _concat(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {k: np.concatenate([a[k], b[k]]) for k in a}
+    stored = np.concatenate([round_mantissa(p["pt"], pt_bits) for p in parts])
+    evt = np.concatenate([p["evt"] for p in parts])
+    keep = np.flatnonzero(stored > pt_min)
+    bits = np.uint32(0xFFFFFFFF) - stored[keep].view(np.uint32)
+    key = (evt[keep].astype(np.uint64) << np.uint64(32)) | bits.astype(np.uint64)
+    take = keep[np.argsort(key, kind="stable")]
+    if len(parts) == 1:
+        return {k: v[take] for k, v in parts[0].items()}
+    return {k: np.concatenate([p[k] for p in parts])[take] for k in parts[0]}
 
 
 def _cross_reference(jets: dict, muons: dict, n_events: int) -> None:
@@ -122,15 +121,8 @@ def _pack(d: dict[str, np.ndarray], prefix: str, branches: dict[str, np.dtype], 
 
 def simulate_flat(g: GenInput, seed: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Flat (jets, muons) dicts, sorted, cross-referenced, before dtype conversion/rounding."""
-    jets = _concat(simulate_genjets(g, seed), simulate_fakes(g, seed))
-    muons = simulate_muons(g, seed)
-    # thresholds and ordering on the values as stored (float32, NanoAOD precision)
-    jpt = round_mantissa(jets["pt"], NANOAOD_MANTISSA_BITS["Jet_pt"])
-    jets = _select(jets, jpt > 15.0)
-    mpt = muons["pt"].astype(np.float32)
-    muons = _select(muons, mpt > 3.0)
-    jets = _sort_by_event_pt(jets, round_mantissa(jets["pt"], NANOAOD_MANTISSA_BITS["Jet_pt"]))
-    muons = _sort_by_event_pt(muons, muons["pt"].astype(np.float32))
+    jets = _merge_sorted([simulate_genjets(g, seed), simulate_fakes(g, seed)], NANOAOD_MANTISSA_BITS["Jet_pt"], 15.0)
+    muons = _merge_sorted([simulate_muons(g, seed)], 23, 3.0)
     _cross_reference(jets, muons, g.n_events)
     return jets, muons
 
