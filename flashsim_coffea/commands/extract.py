@@ -10,7 +10,11 @@ HELP = "build flow training data (conditioning/target matrices) from NanoAOD wit
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", help="object spec: jets, muons, a spec .json file or module:attribute")
-    parser.add_argument("files", nargs="+", help="NanoAOD ROOT files (MC, with Gen collections)")
+    parser.add_argument("files", nargs="*", help="NanoAOD ROOT files (MC, with Gen collections)")
+    parser.add_argument("--synthetic", type=int, metavar="N_EVENTS", default=None,
+                        help="instead of files: N synthetic Gen events through the reference response")
+    parser.add_argument("--gen-seed", type=int, default=1, help="seed of the synthetic Gen events")
+    parser.add_argument("--ref-seed", type=int, default=11, help="seed of the reference response (synthetic)")
     parser.add_argument("-o", "--output", required=True, help="output .npz or .safetensors file")
     parser.add_argument("--max-objects", type=int, default=None, help="stop after this many matched objects")
     parser.add_argument("--step-size", type=int, default=20_000, help="events per chunk")
@@ -22,11 +26,21 @@ def run(args: argparse.Namespace) -> int:
     from flashsim_coffea.objects import get_spec
     from flashsim_coffea.objects.extract import extract_files
 
+    from flashsim_coffea.errors import UserError
+    from flashsim_coffea.objects.synthetic import extract_synthetic
+
     spec = get_spec(args.spec)
-    data, prov = extract_files(spec, args.files, step_size=args.step_size, progress=not args.no_progress,
-                               max_objects=args.max_objects)
+    if args.synthetic is not None:
+        data, prov = extract_synthetic(spec, args.synthetic, args.gen_seed, args.ref_seed, progress=not args.no_progress)
+    elif args.files:
+        data, prov = extract_files(spec, args.files, step_size=args.step_size, progress=not args.no_progress,
+                                   max_objects=args.max_objects)
+    else:
+        raise UserError("give NanoAOD FILES or --synthetic N_EVENTS")
     path = save_data(args.output, data.cond, data.targets, data.keys, data.gen, prov)
     dropped = ", ".join(f"{k} {v}" for k, v in prov["dropped"].items() if v) or "none"
+    prov.setdefault("n_events", data.n_events)
+    prov.setdefault("n_reco", data.n_reco)
     clipped = ", ".join(f"{k} {v}" for k, v in prov["clipped"].items()) or "none"
     print(f"{spec.name}: {len(data)} matched objects from {prov['n_events']} events "
           f"({prov['n_reco']} reco objects) -> {path}")

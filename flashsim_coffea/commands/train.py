@@ -26,6 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--resume", action="store_true", help="continue from MODEL_DIR/checkpoint")
+    parser.add_argument("--init", default=None, metavar="MODEL", help="fine-tune starting from this model")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -36,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     spec = get_spec(args.spec)
     cfg = dict(TINY) if args.tiny else {"arch": args.arch}
-    for key in ("epochs", "batch_size", "lr", "patience", "max_objects", "max_minutes", "threads"):
+    for key in ("epochs", "batch_size", "lr", "patience", "max_objects", "max_minutes", "threads", "init"):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
     config = TrainConfig(**cfg, seed=args.seed, device=args.device)

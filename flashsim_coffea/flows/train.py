@@ -6,7 +6,8 @@ fresh uniforms every epoch, u = uniform(seed, "dequant", epoch, row, column) (co
 so a resumed run sees the same numbers). The validation set (a seeded ``val_fraction``
 split) uses one fixed dequantization. The learning rate follows a cosine from ``lr`` to
 ``lr·min_lr_factor`` over ``epochs``; training stops after ``patience`` epochs without a
-better validation loss or after ``max_minutes``.
+better validation loss or after ``max_minutes``. ``init`` fine-tunes an existing model (its
+architecture and standardisation are kept; the conditioning range is widened to the new data).
 
 Files in MODEL_DIR: ``card.json`` + ``model.safetensors`` (the best model so far, a complete
 shippable checkpoint), and ``checkpoint/`` with the last epoch's weights, optimizer moments
@@ -53,6 +54,7 @@ class TrainConfig:
     max_minutes: float | None = None
     grad_clip: float = 5.0
     threads: int | None = None
+    init: str | None = None
     arch_overrides: dict = field(default_factory=dict)
 
     def architecture(self) -> dict:
@@ -144,7 +146,22 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
             print(f"{spec.name}: {n_unusable} rows outside the transforms' domains (non-finite once encoded) skipped")
         val_rows, train_rows = val_rows[usable[val_rows]], train_rows[usable[train_rows]]
 
-    pre = Preprocessor.fit(spec, cond[train_rows], targ[train_rows], _uniforms(spec, config.seed, "fit", 0, train_rows))
+    init_state = None
+    if config.init:
+        # fine-tuning: keep the initial model's standardisation (the network's input meaning)
+        # and widen its conditioning range to cover the new data
+        from .checkpoint import load_weights, read_card
+
+        init_card, init_path = read_card(config.init)
+        if init_card["spec_hash"] != spec.hash():
+            raise UserError(f"{init_path}: --init model was trained for another spec ({init_card['spec']['name']!r})")
+        init_state, _ = load_weights(init_card, init_path)
+        arch = init_card["architecture"]
+        pre = Preprocessor.from_dict(spec, init_card["preprocessing"])
+        fresh = Preprocessor.fit(spec, cond[train_rows], targ[train_rows], None)
+        pre.cond_min, pre.cond_max = np.minimum(pre.cond_min, fresh.cond_min), np.maximum(pre.cond_max, fresh.cond_max)
+    else:
+        pre = Preprocessor.fit(spec, cond[train_rows], targ[train_rows], _uniforms(spec, config.seed, "fit", 0, train_rows))
     c_train = torch.from_numpy(pre.encode_cond(cond[train_rows])[0]).to(device)
     c_val = torch.from_numpy(pre.encode_cond(cond[val_rows])[0]).to(device)
     y_val = torch.from_numpy(
@@ -152,7 +169,10 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
     ).to(device)
 
     torch.manual_seed(config.seed)
-    flow = build_flow(len(spec.targets), len(spec.conditioning), arch, seed=config.seed).to(device)
+    flow = build_flow(len(spec.targets), len(spec.conditioning), arch, seed=config.seed)
+    if init_state is not None:
+        flow.load_state_dict(init_state)
+    flow = flow.to(device)
     opt = torch.optim.AdamW(flow.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, int(np.ceil(len(train_rows) / config.batch_size)))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(
@@ -186,7 +206,7 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
         "n_context": len(spec.conditioning),
         "n_parameters": count_parameters(flow),
         "sampling": {"block_size": SAMPLING_BLOCK_SIZE, "seed": 0},
-        "data": data.provenance,
+        "data": data.provenance if not config.init else {**data.provenance, "initialised_from": init_card.get("data")},
         "seed": config.seed,
         "training": {**asdict(config), "n_train": int(len(train_rows)), "n_val": int(n_val)},
         "package_version": __version__,
