@@ -269,7 +269,7 @@ def test_bregcorr_area_muef_ids(jets):
     assert set(np.unique(j["puId"])) <= {0, 4, 6, 7}
     assert np.all(j["puId"][j["real"] & (j["pt"] >= 50)] == 7)
     lowpt = j["real"] & (j["pt"] < 50)
-    assert np.mean(j["puId"][lowpt] == 7) > 0.45
+    assert np.mean(j["puId"][lowpt] == 7) > 0.35  # real Run-2 DY: ~45 % at pT < 50
     assert np.mean(j["puId"][lowpt] >= 4) > np.mean(j["puId"][~j["real"]] >= 4) + 0.2
     assert np.mean(j["puId"][lowpt & (j["ntrue"] > 45)] == 7) < np.mean(j["puId"][lowpt & (j["ntrue"] < 25)] == 7)
 

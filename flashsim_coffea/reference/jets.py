@@ -14,12 +14,12 @@ Formulas (pT in GeV; f = flavour class; all noise keyed on the GenJet identity):
   symmetric component (2 %, R = μ(1 + 3σz)) — a double-sided Crystal-Ball-like shape.
 * **Direction**: Δη, Δφ ~ N(0, σ_a), σ_a = (0.006 + 0.4/pT)·(1.6 if |η| > 2.5), ×3 in the
   tails; φ wrapped to [−π, π].
-* **Mass**: m = √((m_gen R e^{σ_m z_m})² + m_PU²), σ_m = 0.20 + 2/pT,
-  m_PU = 0.015·nTrueInt·E_m (E_m ~ Exp(1)): broad, positive mass ratio.
+* **Mass**: m = √((m_gen R e^{σ_m z_m})² + m_PU²), σ_m = 0.25 + 2/pT,
+  m_PU = 0.025·nTrueInt·E_m (E_m ~ Exp(1)): broad, positive mass ratio.
 * **muEF** = min(s_μ/R·(1 + 0.03 z), 0.99) for jets with a Gen muon (pT > 3) inside
   (s_μ = Σ pT^μ / pT_gen), else 0 (97 %) or 0.01·E.
 * **bRegCorr**: b jets 1.04 + L + 0.5(μ − R) + 0.08 [Gen muon inside] + 0.05 E + 0.04 z,
-  others 1.02 + L + 0.3(μ − R) + 0.07 z, with L = 0.15 e^{−(pT−15)/50} (real Run-2 light jets
+  others 1.05 + L + 0.3(μ − R) + 0.07 z, with L = 0.15 e^{−(pT−15)/50} (real Run-2 light jets
   at 20–50 GeV have a median ≈ 1.15), clipped to [0.5, 2].
 
 Area, jetId, puId, taggers, qgl and nConstituents are in :func:`finish_jets`, shared with
@@ -142,8 +142,8 @@ def simulate_genjets(g: GenInput, seed: int) -> dict[str, np.ndarray]:
     sa = (0.006 + 0.4 / pt) * np.where(np.abs(eta) > 2.5, 1.6, 1.0) * np.where(tails, 3.0, 1.0)
     eta_reco = eta + sa * nz.normal("jet_deta")
     phi_reco = delta_phi(phi + sa * nz.normal("jet_dphi"), 0.0)
-    sm = 0.20 + 2.0 / pt
-    m_pu = 0.015 * ntrue * nz.exponential("jet_mass_pu")
+    sm = 0.25 + 2.0 / pt
+    m_pu = 0.025 * ntrue * nz.exponential("jet_mass_pu")
     mass_reco = np.hypot(mass * r * np.exp(sm * nz.normal("jet_mass")), m_pu)
 
     has_mu = share > 0
@@ -160,7 +160,7 @@ def simulate_genjets(g: GenInput, seed: int) -> dict[str, np.ndarray]:
     e_b[w] = nz.subset(w).exponential("jet_breg_tail")
     low_pt = 0.15 * np.exp(-(pt - 15.0) / 50.0)  # the regression corrects soft jets upwards
     breg_b = 1.04 + low_pt + 0.5 * (mu - r) + 0.08 * has_mu + 0.05 * e_b + 0.04 * zb
-    breg_l = 1.02 + low_pt + 0.3 * (mu - r) + 0.07 * zb
+    breg_l = 1.05 + low_pt + 0.3 * (mu - r) + 0.07 * zb
     breg = np.clip(np.where(hf == 5, breg_b, breg_l), 0.5, 2.0)
 
     out = {
@@ -185,7 +185,7 @@ def finish_jets(out: dict[str, np.ndarray], ntrue: np.ndarray, fake: np.ndarray,
     * area = 0.009973·k, k = round(50 + σ_k z) ≥ 20, σ_k = 2.5 + 40/pT (+2 for fakes);
     * jetId: 0 with probability 1 % (3 % for |η|>2.7, 5 % fakes), else 2 if muEF > 0.8
       (fails tightLepVeto), else 6;
-    * puId from a score s = 1.2 + 0.04(pT − 15) − 0.025(nTrueInt − 25) − 0.8[|η|>2.5]
+    * puId from a score s = 0.8 + 0.04(pT − 15) − 0.025(nTrueInt − 25) − 0.8[|η|>2.5]
       − 0.4[|η|>3] + z (fakes: −0.4 − 0.025(nTrueInt − 25) + 0.02(pT − 15) + z):
       7 if s > 1, 6 if s > 0.5, 4 if s > 0, else 0; real jets with pT ≥ 50 get 7.
     """
@@ -204,7 +204,7 @@ def finish_jets(out: dict[str, np.ndarray], ntrue: np.ndarray, fake: np.ndarray,
     out["jetId"] = np.where(nz.uniform("jet_id") < p0, 0, jid).astype(np.int64)
 
     zp = nz.normal("jet_puid")
-    s_real = 1.2 + 0.04 * (pt - 15.0) - 0.025 * (ntrue - 25.0) - 0.8 * (abseta > 2.5) - 0.4 * (abseta > 3.0)
+    s_real = 0.8 + 0.04 * (pt - 15.0) - 0.025 * (ntrue - 25.0) - 0.8 * (abseta > 2.5) - 0.4 * (abseta > 3.0)
     s_fake = -0.4 - 0.025 * (ntrue - 25.0) + 0.02 * (pt - 15.0)
     s = np.where(fake, s_fake, s_real) + zp
     pu = np.where(s > 1.0, 7, np.where(s > 0.5, 6, np.where(s > 0.0, 4, 0)))

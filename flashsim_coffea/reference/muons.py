@@ -7,8 +7,8 @@ Candidates: |pdgId| = 13, status 1, |η| < 2.4, pT > 3 GeV; noise keyed on the G
   (found by walking ``genPartIdxMother``), 4 for a c hadron, 3 otherwise (light/unknown).
 * **Efficiency** ε = 0.985·(1 − e^{−(pT − 2.5)/3})·(0.96 if 0.2<|η|<0.3: chimney cracks)
   ·(0.97 if non-prompt); reco pT > 3 kept.
-* **Momentum** in curvature: 1/pT_reco = (1/pT)(1 + σ z), σ = √(0.0125² + (1e-4 pT)²)·
-  (1 + 0.8 (|η|/2.4)²), with 5 % of muons at 2.5 σ (tails). ptErr = pT_reco·σ·e^{0.1 z'}.
+* **Momentum** in curvature: 1/pT_reco = (1/pT)(1 + σ z), σ = √(0.009² + (1e-4 pT)²)·
+  (1 + 1.5 (|η|/2.4)²), with 5 % of muons at 2.5 σ (tails). ptErr = pT_reco·σ·e^{0.1 z'}.
   Δη ~ N(0, 0.0005 + 0.002/pT), Δφ ~ N(0, 0.0003 + 0.01/pT). Charge flip probability
   1e-4·pT/100.
 * **Impact parameters** (cm): resolution σ_xy = √(0.0010² + (0.012/pT)²)(1 + 0.2|η|),
@@ -123,7 +123,7 @@ def simulate_muons(g: GenInput, seed: int) -> dict[str, np.ndarray]:
 
     eff = 0.985 * (1.0 - np.exp(-(pt - 2.5) / 3.0))
     eff = eff * np.where((abseta > 0.2) & (abseta < 0.3), 0.96, 1.0) * np.where(nonprompt, 0.97, 1.0)
-    sig = np.sqrt(0.0125**2 + (1e-4 * pt) ** 2) * (1.0 + 0.8 * (abseta / 2.4) ** 2)
+    sig = np.sqrt(0.009**2 + (1e-4 * pt) ** 2) * (1.0 + 1.5 * (abseta / 2.4) ** 2)
     tail = nz.uniform("mu_tail") < 0.05
     z = nz.normal("mu_response") * np.where(tail, 2.5, 1.0)
     pt_reco = pt / np.maximum(1.0 + sig * z, 0.05)

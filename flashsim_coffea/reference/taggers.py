@@ -3,8 +3,8 @@
 Two shared per-jet latents make the outputs correlated like the real ones:
 
 * **b-ness** ``l`` (a logit): a three-mode mixture, l ~ N(c_m, s_m) with modes
-  low (c=−4.0, s=0.9), mid (−1.2, 1.0), high (3.2, 1.1). Mode probabilities depend on the
-  hadron flavour (b: high 0.80 minus pT/η losses, mid 0.12; c: high 0.08, mid 0.45;
+  low (c=−4.0, s=0.9), mid (−1.2, 1.0), high (3.2, 1.4). Mode probabilities depend on the
+  hadron flavour (b: high 0.80 minus pT/η losses, mid 0.18; c: high 0.08, mid 0.45;
   light: high 0.008, mid 0.045, 0.07 for gluons (g→bb̄ splitting)). Beyond the tracker
   (|η| > 2.5) every jet is in the low mode. Then, with independent tagger noise ε_t ~ N(0,1),
 
@@ -23,7 +23,7 @@ Two shared per-jet latents make the outputs correlated like the real ones:
       λ = [4 + 10 (pT/30)^0.4 e^{−0.25 g}]·(0.6 if |η| > 2.5) + 0.05·nTrueInt
       nConstituents = 1 + Poisson(λ − 1)
 
-  and qgl = σ(2 g + 0.6 − 1.2 ln(n/λ_q) + 0.5 ε_q) with λ_q the quark expectation, so qgl is
+  and qgl = σ(2 g + 1 − 1.2 ln(n/λ_q) + 0.5 ε_q) with λ_q the quark expectation, so qgl is
   high for quarks, low for gluons and anti-correlated with nConstituents.
 """
 
@@ -35,7 +35,7 @@ from ._inputs import ObjectNoise
 
 __all__ = ["btag_scores", "qgl_and_constituents", "sigmoid"]
 
-_MODES = {"low": (-4.0, 0.9), "mid": (-1.2, 1.0), "high": (3.2, 1.1)}
+_MODES = {"low": (-4.0, 0.9), "mid": (-1.2, 1.0), "high": (3.2, 1.4)}
 UNDEFINED_INSIDE = 0.005
 
 
@@ -51,7 +51,7 @@ def _mode_probabilities(hadflav, partflav, pt, abseta, fake):
     p_hi_b -= 0.10 * np.clip((pt - 300.0) / 700.0, 0.0, 1.0)
     p_hi = np.where(is_b, p_hi_b, np.where(is_c, 0.08, 0.008))
     p_mid_l = np.where(np.abs(partflav) == 21, 0.07, 0.045)
-    p_mid = np.where(is_b, 0.12, np.where(is_c, 0.45, p_mid_l))
+    p_mid = np.where(is_b, 0.18, np.where(is_c, 0.45, p_mid_l))
     p_hi = np.where(fake, 0.004, p_hi)
     p_mid = np.where(fake, 0.04, p_mid)
     out = abseta > 2.5
@@ -113,5 +113,5 @@ def qgl_and_constituents(
     lam = (4.0 + scale * np.exp(-0.25 * g)) * fwd + 0.05 * ntrue
     lam_q = (4.0 + scale * np.exp(-0.25 * 0.7)) * fwd + 0.05 * ntrue
     n = 1 + nz.poisson(np.maximum(lam - 1.0, 1e-3), "n_constituents")
-    qgl = sigmoid(2.0 * g + 0.6 - 1.2 * np.log(n / lam_q) + 0.5 * nz.normal("qgl_noise"))
+    qgl = sigmoid(2.0 * g + 1.0 - 1.2 * np.log(n / lam_q) + 0.5 * nz.normal("qgl_noise"))
     return qgl, n
