@@ -33,8 +33,9 @@ class AnalysisResult:
 def analyse(muons: ak.Array, jets: ak.Array, dnn: bool | str | Path = True) -> AnalysisResult:
     """Run the selection and compute the variables; ``dnn``: False, True (shipped model) or a model directory.
 
-    The DNN is evaluated only on events that pass the VBF selection and the mass window
-    (``dnn_atanh`` is NaN elsewhere).
+    The DNN is evaluated on events with the dimuon and ≥ 2 jets (the ``two_jets`` cutflow
+    step, where all 25 inputs are defined; it covers every region), ``dnn_atanh`` is NaN
+    elsewhere.
     """
     cand = build_candidates(muons, jets)
     variables = compute_variables(cand)
@@ -42,7 +43,7 @@ def analyse(muons: ak.Array, jets: ak.Array, dnn: bool | str | Path = True) -> A
     regions = region_masks(cand, variables, cutflow)
     if dnn is not False:
         model = load_model(None if dnn is True else dnn)
-        sel = cutflow["mass_window"]
+        sel = cutflow["two_jets"]
         out = np.full(len(cand), np.nan)
         if sel.any():
             out[sel] = dnn_atanh(model.score(dnn_inputs(variables)[sel]))

@@ -1,0 +1,162 @@
+"""``VBFHmmProcessor``: the VBF H→μμ analysis as a coffea processor.
+
+Modes (where the analysis' ``Muon`` and ``Jet`` come from):
+
+* ``"fullsim"`` — the file's reconstructed Jet/Muon (reference simulation or real CMS NanoAOD);
+* ``"flashsim"`` — FlashSim jets and muons injected from GenJet/GenPart by
+  ``self.simulator.inject(events, folds=self.folds)`` (``flashsim_coffea.inject.FlashSim``,
+  created lazily on the worker; any object with that ``inject`` method may be passed);
+* ``"gen"`` — Gen-level muons and jets (see :mod:`flashsim_coffea.analysis.objects`).
+
+``process()`` runs: objects → muon selection → jet selection and cleaning → VBF cuts →
+SR/SB → variables → DNN (``DNN18Atan`` = atanh(score), histogram ``dnn_atanh``) → fill.
+
+Output (per dataset name, from ``events.metadata["dataset"]``)::
+
+    {"hists":   {"presel"|"SR"|"SB": {variable: hist.Hist | FoldHist}},
+     "cutflow": {step: events},  "cutflow_weighted": {step: Σ genWeight},
+     "sumw": Σ genWeight,  "nevents": events read,  "files": {filename: events read},
+     "chunks": n,  "empty_chunks": n}
+
+With ``folds = N > 1`` (flashsim only) each Gen event is simulated N times; histograms are
+:class:`flashsim_coffea.hists.FoldHist` keyed by (run, luminosityBlock, event), and the
+cutflow counts fold entries divided by N (so it is in units of Gen events and still
+conserves them). Event weights are ``genWeight`` (1 for data).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import numpy as np
+from coffea import processor
+
+from flashsim_coffea.analysis import objects as obj
+from flashsim_coffea.analysis.events import CUTFLOW_STEPS, REGIONS
+from flashsim_coffea.analysis.pipeline import analyse
+from flashsim_coffea.analysis.variables import VARIABLES, axis_for
+from flashsim_coffea.errors import UserError
+from flashsim_coffea.hists import fill_any, fold_hist_or_hist
+
+__all__ = ["VBFHmmProcessor", "MODES"]
+
+MODES = ("fullsim", "flashsim", "gen")
+EVENT_KEY = ("run", "luminosityBlock", "event")
+
+
+class VBFHmmProcessor(processor.ProcessorABC):
+    """VBF H→μμ selection, variables, DNN and histograms (module docstring).
+
+    Parameters
+    ----------
+    mode: ``"fullsim"``, ``"flashsim"`` or ``"gen"``.
+    folds: FlashSim upsampling factor N ≥ 1 (N > 1 only in flashsim mode).
+    dnn: ``True`` (shipped model), ``False`` (no DNN histogram) or a model folder.
+    simulator: an object with ``inject(events, folds=N) -> events`` for flashsim mode
+        (default: ``flashsim_coffea.inject.FlashSim()``, created lazily on each worker).
+    """
+
+    def __init__(self, mode: str = "fullsim", folds: int = 1, dnn: bool | str | Path = True, simulator: Any = None):
+        if mode not in MODES:
+            raise UserError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+        if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 1:
+            raise UserError(f"folds must be an integer ≥ 1, got {folds!r}")
+        if folds > 1 and mode != "flashsim":
+            raise UserError(f"folds = {folds} needs mode 'flashsim' (only FlashSim can reconstruct an event several times)")
+        self.mode, self.folds = mode, int(folds)
+        self.dnn = str(dnn) if isinstance(dnn, Path) else dnn
+        self._simulator = simulator
+        self._own_simulator = False  # created lazily here: not pickled to workers
+
+    # -- pickling: a lazily created FlashSim never travels with the processor ----------------
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        if state.get("_own_simulator"):
+            state["_simulator"], state["_own_simulator"] = None, False
+        return state
+
+    @property
+    def simulator(self):
+        """The FlashSim injector, created on first use (on the worker)."""
+        if self._simulator is None:
+            try:
+                from flashsim_coffea.inject import FlashSim
+            except ImportError as err:
+                raise UserError(
+                    "mode 'flashsim' needs flashsim_coffea.inject.FlashSim, which is not available in this "
+                    f"installation ({err}); use mode 'fullsim' or 'gen', or pass simulator=..."
+                ) from err
+            self._simulator, self._own_simulator = FlashSim(), True
+        return self._simulator
+
+    # -- output skeleton ----------------------------------------------------------------------
+    def _empty_output(self) -> dict:
+        hists = {
+            region: {
+                var: fold_hist_or_hist(axis_for(var), folds=self.folds)
+                for var in VARIABLES
+                if self.dnn is not False or var != "dnn_atanh"
+            }
+            for region in REGIONS
+        }
+        return {
+            "hists": hists,
+            "cutflow": {s: 0.0 for s in CUTFLOW_STEPS},
+            "cutflow_weighted": {s: 0.0 for s in CUTFLOW_STEPS},
+            "sumw": 0.0,
+            "nevents": 0,
+            "files": {},
+            "chunks": 1,
+            "empty_chunks": 0,
+        }
+
+    # -- the analysis ---------------------------------------------------------------------------
+    def _collections(self, events):
+        """(events, muons, jets) for the mode; flashsim may return N× more (folded) events."""
+        if self.mode == "fullsim":
+            return events, obj.reco_muons(events), obj.reco_jets(events)
+        if self.mode == "gen":
+            return events, obj.gen_muons(events), obj.gen_jets(events)
+        events = self.simulator.inject(events, folds=self.folds)
+        return events, obj.reco_muons(events), obj.reco_jets(events)
+
+    @staticmethod
+    def _weights(events) -> np.ndarray:
+        if "genWeight" in events.fields:
+            return ak.to_numpy(events.genWeight).astype(np.float64)
+        return np.ones(len(events))
+
+    def process(self, events) -> dict:
+        meta = getattr(events, "metadata", None) or {}
+        dataset = str(meta.get("dataset", "unknown"))
+        out = self._empty_output()
+        n = len(events)
+        out["files"] = {str(meta.get("filename", "unknown")): n}
+        out["nevents"] = n
+        if n == 0:
+            out["empty_chunks"] = 1
+            return {dataset: out}
+        out["sumw"] = float(np.sum(self._weights(events)))
+
+        events, muons, jets = self._collections(events)
+        weight = self._weights(events)
+        res = analyse(muons, jets, dnn=self.dnn)
+
+        per_fold = 1.0 / self.folds
+        for step, mask in res.cutflow.items():
+            out["cutflow"][step] = float(mask.sum()) * per_fold
+            out["cutflow_weighted"][step] = float(weight[mask].sum()) * per_fold
+
+        key = tuple(ak.to_numpy(events[k]).astype(np.int64) for k in EVENT_KEY) if self.folds > 1 else None
+        for region, mask in res.regions.items():
+            if not mask.any():
+                continue
+            k = tuple(a[mask] for a in key) if key is not None else None
+            for var, h in out["hists"][region].items():
+                fill_any(h, key=k, weight=weight[mask], **{var: res.variables[var][mask]})
+        return {dataset: out}
+
+    def postprocess(self, accumulator):
+        return accumulator

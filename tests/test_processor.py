@@ -1,0 +1,197 @@
+"""VBFHmmProcessor: fullsim and gen modes, folds through the flashsim hook, bad inputs."""
+
+from __future__ import annotations
+
+import pickle
+import sys
+from pathlib import Path
+
+import awkward as ak
+import hist
+import numpy as np
+import pytest
+from coffea import processor
+from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
+
+from flashsim_coffea.analysis import analyse, reco_jets, reco_muons
+from flashsim_coffea.analysis.events import CUTFLOW_STEPS
+from flashsim_coffea.errors import MissingBranchesError, UserError
+from flashsim_coffea.hists import FoldHist
+from flashsim_coffea.noise import normal
+from processors import VBFHmmProcessor
+
+REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-nanoaod"
+NanoAODSchema.warn_missing_crossrefs = False
+
+
+@pytest.fixture(scope="module")
+def vbf_file(tmp_path_factory) -> str:
+    from flashsim_coffea.generate.driver import generate
+
+    path = tmp_path_factory.mktemp("proc") / "vbf_hmm.root"
+    generate("vbf_hmm", 200, 11, path, progress=False)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def gen_only_file(tmp_path_factory) -> str:
+    from flashsim_coffea.generate.driver import generate
+
+    path = tmp_path_factory.mktemp("proc") / "gen_only.root"
+    generate("vbf_hmm", 20, 12, path, progress=False, reference=False)
+    return str(path)
+
+
+def _events(path: str, dataset: str = "ds"):
+    return NanoEventsFactory.from_root(
+        {path: "Events"}, mode="virtual", metadata={"dataset": dataset, "filename": path}
+    ).events()
+
+
+def _run(proc, files: dict[str, list[str]], chunksize: int = 100_000):
+    runner = processor.Runner(executor=processor.IterativeExecutor(status=False), schema=NanoAODSchema, chunksize=chunksize)
+    return runner({ds: {"files": {f: "Events" for f in fs}} for ds, fs in files.items()}, processor_instance=proc, treename="Events")
+
+
+def _check_consistency(out: dict, n_events: int) -> None:
+    cf = out["cutflow"]
+    assert cf["all"] == out["nevents"] == n_events
+    counts = [cf[s] for s in CUTFLOW_STEPS]
+    assert counts == sorted(counts, reverse=True)
+    h = out["hists"]
+    sr = h["SR"]["mass"].values(flow=True).sum()
+    sb = h["SB"]["mass"].values(flow=True).sum()
+    assert sr + sb == pytest.approx(out["cutflow_weighted"]["mass_window"])  # SR ∪ SB = the window
+    for var in h["SR"]:  # every variable filled for every region event (flow bins included)
+        assert h["SR"][var].values(flow=True).sum() == pytest.approx(sr)
+
+
+# --------------------------------------------------------------------------- fullsim / gen
+@pytest.mark.parametrize("mode", ["fullsim", "gen"])
+def test_modes_on_generated_file(vbf_file, mode):
+    out = _run(VBFHmmProcessor(mode=mode), {"vbf": [vbf_file]})["vbf"]
+    _check_consistency(out, 200)
+    assert out["cutflow"]["mass_window"] > 10  # VBF H->mumu passes the VBF selection often
+    assert out["sumw"] == pytest.approx(200, rel=1e-3)
+    assert out["files"] == {vbf_file: 200}
+    assert isinstance(out["hists"]["SR"]["dnn_atanh"], hist.Hist)
+    dnn = out["hists"]["SR"]["dnn_atanh"]
+    assert dnn.values().sum() > 0
+    # presel has the lead-muon isolation and second-jet pT the seed showed
+    assert out["hists"]["presel"]["mu1_iso"].values(flow=True).sum() >= out["hists"]["SR"]["mass"].values(flow=True).sum()
+    assert "j2_pt" in out["hists"]["presel"]
+
+
+def test_direct_process_and_empty_chunk(vbf_file):
+    proc = VBFHmmProcessor(dnn=False)
+    ev = _events(vbf_file)
+    out = proc.process(ev)["ds"]
+    assert "dnn_atanh" not in out["hists"]["SR"]
+    empty = proc.process(ev[:0])["ds"]
+    assert empty["empty_chunks"] == 1 and empty["nevents"] == 0
+    assert all(v == 0 for v in empty["cutflow"].values())
+    merged = processor.accumulate([{"ds": out}, {"ds": empty}])["ds"]
+    assert merged["chunks"] == 2 and merged["empty_chunks"] == 1 and merged["nevents"] == 200
+
+
+@pytest.mark.skipif(not (REAL / "nano_dy.root").is_file(), reason="real CMS NanoAOD not available")
+@pytest.mark.parametrize("mode", ["fullsim", "gen"])
+def test_real_cms_nanoaod(mode):
+    out = _run(VBFHmmProcessor(mode=mode), {"dy": [str(REAL / "nano_dy.root")]})["dy"]
+    _check_consistency(out, 40)
+    assert out["cutflow"]["two_muons"] > 0
+    assert out["sumw"] > 0
+
+
+# --------------------------------------------------------------------------- bad input
+def test_bad_arguments():
+    with pytest.raises(UserError, match="folds"):
+        VBFHmmProcessor(mode="flashsim", folds=0)
+    with pytest.raises(UserError, match="folds"):
+        VBFHmmProcessor(mode="flashsim", folds=-2)
+    with pytest.raises(UserError, match="needs mode 'flashsim'"):
+        VBFHmmProcessor(mode="fullsim", folds=3)
+    with pytest.raises(UserError, match="unknown mode"):
+        VBFHmmProcessor(mode="delphes")
+
+
+def test_fullsim_without_reco_branches_names_them(gen_only_file):
+    with pytest.raises(MissingBranchesError, match=r"Muon_pt.*fullsim"):
+        VBFHmmProcessor(mode="fullsim").process(_events(gen_only_file))
+    # the same Gen-only file is fine in gen mode
+    out = VBFHmmProcessor(mode="gen", dnn=False).process(_events(gen_only_file))["ds"]
+    assert out["nevents"] == 20
+
+
+@pytest.mark.skipif(not (REAL / "nano_dimuon.root").is_file(), reason="real CMS NanoAOD not available")
+def test_gen_mode_on_collision_data_names_branches():
+    with pytest.raises(MissingBranchesError, match="GenPart_pt"):
+        VBFHmmProcessor(mode="gen").process(_events(str(REAL / "nano_dimuon.root")))
+    out = VBFHmmProcessor(mode="fullsim").process(_events(str(REAL / "nano_dimuon.root")))["ds"]
+    assert out["sumw"] == out["nevents"] == 40  # data: weight 1
+
+
+def test_flashsim_unavailable_is_a_clear_error(vbf_file, monkeypatch):
+    monkeypatch.setitem(sys.modules, "flashsim_coffea.inject", None)  # import fails
+    proc = VBFHmmProcessor(mode="flashsim", folds=2)
+    with pytest.raises(UserError, match="flashsim_coffea.inject.FlashSim"):
+        proc.process(_events(vbf_file))
+
+
+# --------------------------------------------------------------------------- folds via the hook
+class FakeFlashSim:
+    """Stand-in for FlashSim: repeats every event N times with a ``fold`` field and smears
+    muon/jet pT per fold (keyed noise), keeping the event identity."""
+
+    def inject(self, events, folds: int = 1):
+        n = len(events)
+        ev = events[np.repeat(np.arange(n), folds)]
+        fold = np.tile(np.arange(folds), n)
+        ev["fold"] = fold
+        for coll, sigma in (("Muon", 0.01), ("Jet", 0.15)):
+            c = ev[coll]
+            counts = ak.to_numpy(ak.num(c, axis=1))
+            keys = (np.repeat(ak.to_numpy(ev.event), counts), ak.to_numpy(ak.flatten(ak.local_index(c, axis=1))), np.repeat(fold, counts))
+            smear = ak.unflatten(1.0 + sigma * normal(3, coll, *keys), counts)
+            ev[coll] = ak.with_field(c, c.pt * smear, "pt")
+        return ev
+
+
+def test_folds_through_the_flashsim_hook(vbf_file):
+    folds = 5
+    proc = VBFHmmProcessor(mode="flashsim", folds=folds, simulator=FakeFlashSim())
+    out = _run(proc, {"vbf": [vbf_file]}, chunksize=70)["vbf"]  # several chunks
+    h = out["hists"]["SR"]["mjj"]
+    assert isinstance(h, FoldHist) and h.folds == folds
+    assert out["cutflow"]["all"] == 200  # in units of Gen events
+    counts = [out["cutflow"][s] for s in CUTFLOW_STEPS]
+    assert counts == sorted(counts, reverse=True)
+
+    # direct evaluation of the upsampling formulas, event by event
+    ev = FakeFlashSim().inject(_events(vbf_file), folds=folds)
+    res = analyse(reco_muons(ev), reco_jets(ev), dnn=False)
+    sr = res.regions["SR"]
+    axis = h.axes[0]
+    ev_id = ak.to_numpy(ev.event)
+    w = ak.to_numpy(ev.genWeight).astype(float)
+    val = np.zeros(axis.size + 2)
+    var = np.zeros(axis.size + 2)
+    for e in np.unique(ev_id[sr]):
+        m = sr & (ev_id == e)
+        c = np.bincount(axis.index(res.variables["mjj"][m]) + 1, minlength=axis.size + 2)
+        val += w[m][0] * c / folds
+        var += (w[m][0] * c / folds) ** 2
+    np.testing.assert_allclose(h.values(flow=True), val, rtol=1e-12)
+    np.testing.assert_allclose(h.variances(flow=True), var, rtol=1e-12)
+    # upsampling: the fold-weighted error is larger than the naive per-fold one
+    naive = np.sqrt(np.sum((w[sr] / folds) ** 2))
+    assert np.sqrt(h.variances(flow=True).sum()) >= naive
+
+
+def test_processor_pickles_without_lazy_simulator():
+    proc = VBFHmmProcessor(mode="flashsim", folds=3)
+    proc._simulator, proc._own_simulator = object(), True  # as if created lazily on a worker
+    clone = pickle.loads(pickle.dumps(proc))
+    assert clone._simulator is None and clone.folds == 3
+    given = pickle.loads(pickle.dumps(VBFHmmProcessor(mode="flashsim", simulator=FakeFlashSim())))
+    assert isinstance(given._simulator, FakeFlashSim)
