@@ -228,3 +228,21 @@ def test_cli_extract_and_train_tiny(tmp_path, capsys):
     assert main(["train", "jets", "--data", str(data), "-o", str(tmp_path / "m"), "--tiny", "--no-progress"]) == 0
     assert (tmp_path / "m" / "card.json").is_file()
     assert main(["train", "muons", "--data", str(data), "-o", str(tmp_path / "m2"), "--tiny"]) == 2
+
+
+def test_fast_inverse_matches_nflows():
+    from flashsim_coffea.flows.fast_inverse import FastInverse
+    from flashsim_coffea.flows.model import ARCHITECTURES, build_flow
+
+    torch.manual_seed(0)
+    flow = build_flow(17, 14, ARCHITECTURES["small"])
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    z, c = 2 * torch.randn(3000, 17), torch.randn(3000, 14)  # includes values beyond the tail bound
+    with torch.inference_mode():
+        ref = flow._transform.inverse(z, context=c)[0]
+        fast = FastInverse(flow)(z, c)
+        back = flow._transform.forward(fast, context=c)[0]
+    torch.testing.assert_close(fast, ref, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(back, z, atol=1e-3, rtol=1e-3)
