@@ -396,3 +396,20 @@ def test_real_nanoaod_gen_inputs():
     assert np.median(fl(o["Muon_pfRelIso04_all"])[flav == 1]) < 0.15
     with pytest.raises(MissingBranchesError, match="GenJet_pt"):
         simulate({k: v for k, v in gen.items() if k != "GenJet_pt"}, seed=1, source=str(f))
+
+
+def test_genjet_muon_context(gen):
+    from flashsim_coffea.reference._inputs import read_gen
+    from flashsim_coffea.reference.jets import genjet_muon_context
+
+    g = read_gen(gen)
+    c = genjet_muon_context(g)
+    has1, has2 = c["mu1_pt"] > 0, c["mu2_pt"] > 0
+    assert np.all(c["mu1_dr"][has1] < 0.4) and np.all(c["mu1_dr"][~has1] == 0.5)
+    assert np.all(~has2 | has1)
+    assert np.all(c["mu1_dr"][has2] <= c["mu2_dr"][has2])
+    # synthetic b events put a hadron-decay muon inside GenJet 0
+    b0 = (g.genjet.local == 0) & (g.genjet["hadronFlavour"] == 5)
+    assert has1[b0].mean() > 0.5
+    assert np.all((c["share"] >= 0) & (c["share"] <= 1))
+    assert np.array_equal(genjet_muon_context(g, ranked=False)["share"], c["share"])

@@ -43,9 +43,10 @@ PT_MIN = 15.0
 RESPONSE_SCALE = 1.02
 
 
-def genjet_muon_context(g: GenInput) -> dict[str, np.ndarray]:
-    """Per GenJet: closest and second-closest status-1 Gen muon within ΔR < 0.4 (dr, pt, deta,
-    dphi; defaults dr=deta=dphi=0.5, pt=0) and ``share`` = Σ pT(μ, pT > 3)/pT(GenJet) in the cone."""
+def genjet_muon_context(g: GenInput, ranked: bool = True) -> dict[str, np.ndarray]:
+    """Per GenJet: ``share`` = Σ pT(μ, pT > 3)/pT(GenJet) of status-1 Gen muons in ΔR < 0.4 and,
+    if ``ranked``, the closest and second-closest of them (``mu1_*``, ``mu2_*``: dr, pt, deta,
+    dphi; defaults dr=deta=dphi=0.5, pt=0 — the flows' conditioning convention)."""
     gj, gp = g.genjet, g.genpart
     mu = np.flatnonzero(is_gen_muon(gp))
     mu_counts = np.bincount(gp.evt[mu], minlength=g.n_events)
@@ -57,8 +58,8 @@ def genjet_muon_context(g: GenInput) -> dict[str, np.ndarray]:
     dr = np.hypot(deta, dphi)
     out: dict[str, np.ndarray] = {}
     n = len(gj)
-    ranked = closest_in_cone(ia, np.arange(ia.size), dr, n, rank=(0, 1))
-    for pair, tag in zip(ranked, ("mu1", "mu2")):
+    closest = closest_in_cone(ia, np.arange(ia.size), dr, n, rank=(0, 1)) if ranked else []
+    for pair, tag in zip(closest, ("mu1", "mu2")):
         has = pair >= 0
         p = np.where(has, pair, 0)
         out[f"{tag}_dr"] = np.where(has, dr[p] if dr.size else 0.5, 0.5)
@@ -113,7 +114,7 @@ def simulate_genjets(g: GenInput, seed: int) -> dict[str, np.ndarray]:
     gj = g.genjet
     ntrue = g.pileup["Pileup_nTrueInt"][gj.evt]
     nz = ObjectNoise.for_objects(seed, "jet", g.run[gj.evt], g.lumi[gj.evt], g.event[gj.evt], gj.local)
-    ctx = genjet_muon_context(g)
+    ctx = genjet_muon_context(g, ranked=False)
     pt, eta, phi, mass = gj["pt"], gj["eta"], gj["phi"], gj["mass"]
     hf, pf = gj["hadronFlavour"], gj["partonFlavour"]
     share = ctx["share"]
