@@ -90,7 +90,8 @@ class ObjectNoise:
         step k by ±1 until F(k−1) < u ≤ F(k) with F the Poisson CDF (``scipy.special.pdtr``);
         the guess is almost always within one step, so this costs a few vectorized CDF
         evaluations instead of μ sequential ones. Gives the same integers as
-        ``noise.poisson`` (both invert the CDF at the same u).
+        ``noise.poisson`` for means ≤ 50 (both invert the CDF at the same u; above 50
+        ``noise.poisson`` switches to a normal approximation, this stays exact).
         """
         u = self.uniform(stream)
         mu = np.broadcast_to(np.asarray(mean, dtype=np.float64), u.shape)

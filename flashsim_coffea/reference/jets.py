@@ -32,7 +32,7 @@ import numpy as np
 
 from flashsim_coffea.precision import NANOAOD_MANTISSA_BITS, round_mantissa
 
-from ._inputs import GenInput, ObjectNoise, closest_in_cone, delta_phi, delta_r, is_gen_muon, pairs_within
+from ._inputs import GenInput, ObjectNoise, closest_in_cone, delta_phi, is_gen_muon, pairs_within
 from .taggers import btag_scores, qgl_and_constituents
 
 __all__ = ["genjet_muon_context", "resolution", "simulate_genjets", "finish_jets"]

@@ -98,9 +98,11 @@ def _closest_genjet(g: GenInput, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray
     j = closest_in_cone(ia, ib, dr, mu.size)
     has = j >= 0
     jj = np.where(has, j, 0)
-    d = np.where(has, np.hypot(gp["eta"][mu] - gj["eta"][jj], delta_phi(gp["phi"][mu], gj["phi"][jj])) if len(gj) else 0.5, 0.5)
-    pt = np.where(has, gj["pt"][jj] if len(gj) else 0.0, 0.0)
-    m = np.where(has, gj["mass"][jj] if len(gj) else 0.0, 0.0)
+    if len(gj) == 0:
+        return np.full(mu.size, 0.5), np.zeros(mu.size), np.zeros(mu.size)
+    d = np.where(has, np.hypot(gp["eta"][mu] - gj["eta"][jj], delta_phi(gp["phi"][mu], gj["phi"][jj])), 0.5)
+    pt = np.where(has, gj["pt"][jj], 0.0)
+    m = np.where(has, gj["mass"][jj], 0.0)
     return d, pt, m
 
 
@@ -185,7 +187,9 @@ def simulate_muons(g: GenInput, seed: int) -> dict[str, np.ndarray]:
     out["pfRelIso03_chg"] = ch03 / pt_reco
     # pT relative to the jet-minus-muon axis, used if the muon ends up inside a reco jet:
     # the remainder of a jet whose axis is at ΔR = d from the muon sits at d·pT_jet/A.
-    dr_rest = np.where(act > 0.5, np.minimum(jdr * jpt / np.maximum(act, 0.5), 0.6), 0.05 + 0.3 * nz.uniform("mu_ptrel_dr"))
+    dr_rest = np.where(
+        act > 0.5, np.minimum(jdr * jpt / np.maximum(act, 0.5), 0.6), 0.05 + 0.3 * nz.uniform("mu_ptrel_dr")
+    )
     out["ptRelIfJet"] = pt_reco * dr_rest * np.exp(0.1 * nz.normal("mu_ptrel"))
 
     # identification
