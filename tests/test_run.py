@@ -1,0 +1,151 @@
+"""``flashsim run``: identical histograms from every executor and chunk size; output files;
+bad input reported, never silently lost."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import uproot
+
+from flashsim_coffea.cli import main
+from flashsim_coffea.commands.run import load_fileset, run_processor, write_root
+from flashsim_coffea.errors import UserError
+from processors import VBFHmmProcessor
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, str]:
+    from flashsim_coffea.generate.driver import generate
+
+    d = tmp_path_factory.mktemp("run")
+    out = {}
+    for name, proc, n, seed in (("vbf", "vbf_hmm", 160, 21), ("ewk", "ewk_mumujj", 120, 22)):
+        out[name] = str(d / f"{name}.root")
+        generate(proc, n, seed, out[name], progress=False)
+    return out
+
+
+def _fileset(files):
+    return {"vbf": {"files": {files["vbf"]: "Events"}}, "ewk": {"files": {files["ewk"]: "Events"}}}
+
+
+def _assert_identical(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for ds in a:
+        assert a[ds]["cutflow"] == b[ds]["cutflow"]
+        assert a[ds]["cutflow_weighted"] == b[ds]["cutflow_weighted"]
+        assert a[ds]["sumw"] == b[ds]["sumw"] and a[ds]["nevents"] == b[ds]["nevents"]
+        for region, hs in a[ds]["hists"].items():
+            for var, h in hs.items():
+                other = b[ds]["hists"][region][var]
+                np.testing.assert_array_equal(h.values(flow=True), other.values(flow=True), err_msg=f"{ds}/{region}/{var}")
+                np.testing.assert_array_equal(h.variances(flow=True), other.variances(flow=True), err_msg=f"{ds}/{region}/{var}")
+
+
+@pytest.fixture(scope="module")
+def reference(files):
+    return run_processor(_fileset(files), VBFHmmProcessor(mode="fullsim"), "iterative", chunksize=1000)
+
+
+def test_reference_output(reference):
+    assert reference["vbf"]["nevents"] == 160 and reference["ewk"]["nevents"] == 120
+    assert reference["vbf"]["skipped"] == {} and reference["vbf"]["empty_files"] == []
+    assert reference["vbf"]["hists"]["SR"]["mass"].values(flow=True).sum() > 0
+
+
+@pytest.mark.parametrize("chunksize", [1000, 37])
+def test_iterative_chunk_sizes_identical(files, reference, chunksize):
+    out = run_processor(_fileset(files), VBFHmmProcessor(mode="fullsim"), "iterative", chunksize=chunksize)
+    if chunksize == 37:
+        assert out["vbf"]["chunks"] >= 4
+    _assert_identical(reference, out)
+
+
+@pytest.mark.parametrize("executor", ["futures", "dask"])
+def test_parallel_executors_identical(files, reference, executor):
+    out = run_processor(_fileset(files), VBFHmmProcessor(mode="fullsim"), executor, workers=2, chunksize=50)
+    _assert_identical(reference, out)
+
+
+def test_cli_fileset_json_coffea_and_root_outputs(files, reference, tmp_path):
+    from coffea.util import load
+
+    fs = tmp_path / "fileset.json"
+    fs.write_text(json.dumps({"vbf": [files["vbf"]], "ewk": {"files": [files["ewk"]]}}))
+    out, root = tmp_path / "out.coffea", tmp_path / "hists.root"
+    assert main(["run", str(fs), "--mode", "fullsim", "--chunksize", "64", "-o", str(out), "--root", str(root)]) == 0
+    res = load(str(out))
+    _assert_identical(reference, res)
+    with uproot.open(root) as f:
+        h = f["vbf/SR/mass"].to_hist()
+    np.testing.assert_array_equal(h.values(), res["vbf"]["hists"]["SR"]["mass"].values())
+    np.testing.assert_array_equal(h.variances(), res["vbf"]["hists"]["SR"]["mass"].variances())
+
+
+def test_fileset_forms(tmp_path):
+    assert load_fileset(["a/x.root", "b/y.root"]) == {"x": {"files": {"a/x.root": "Events"}}, "y": {"files": {"b/y.root": "Events"}}}
+    fs = tmp_path / "f.json"
+    fs.write_text(json.dumps({"d": {"files": {"rel.root": "Events"}}}))
+    assert load_fileset([str(fs)]) == {"d": {"files": {str(tmp_path / "rel.root"): "Events"}}}
+    fs.write_text("{nope")
+    with pytest.raises(UserError, match="not valid JSON"):
+        load_fileset([str(fs)])
+    with pytest.raises(UserError, match="no such fileset"):
+        load_fileset([str(tmp_path / "missing.json")])
+
+
+def _truncated(src: str, dst: Path) -> str:
+    data = Path(src).read_bytes()
+    dst.write_bytes(data[: len(data) // 2])
+    return str(dst)
+
+
+def _corrupt_basket(src: str, dst: Path) -> str:
+    """Scramble the compressed payload of the first Muon_pt basket."""
+    data = bytearray(Path(src).read_bytes())
+    br = uproot.open(src)["Events"]["Muon_pt"]
+    seek, nbytes = int(br.member("fBasketSeek")[0]), int(br.member("fBasketBytes")[0])
+    for i in range(seek + nbytes // 2, seek + nbytes - 4):
+        data[i] ^= 0x5A
+    dst.write_bytes(bytes(data))
+    return str(dst)
+
+
+def _empty_file(dst: Path) -> str:
+    with uproot.recreate(dst) as f:
+        f.mktree("Events", {"run": np.uint32, "luminosityBlock": np.uint32, "event": np.uint64, "genWeight": np.float32})
+        f["Events"].extend({"run": np.zeros(0, np.uint32), "luminosityBlock": np.zeros(0, np.uint32),
+                            "event": np.zeros(0, np.uint64), "genWeight": np.zeros(0, np.float32)})  # fmt: skip
+    return str(dst)
+
+
+def test_bad_files_are_reported(files, tmp_path):
+    bad = {
+        "truncated": _truncated(files["ewk"], tmp_path / "trunc.root"),
+        "corrupt": _corrupt_basket(files["ewk"], tmp_path / "corrupt.root"),
+        "empty": _empty_file(tmp_path / "empty.root"),
+    }
+    fileset = {"mix": {"files": {files["vbf"]: "Events", **{p: "Events" for p in bad.values()}}}}
+    out = run_processor(fileset, VBFHmmProcessor(mode="fullsim"), "iterative", chunksize=1000, skip_bad_files=True)["mix"]
+    assert out["nevents"] == 160  # only the good file
+    assert out["empty_files"] == [bad["empty"]]
+    assert set(out["skipped"]) == {bad["truncated"], bad["corrupt"]}
+    assert out["skipped"][bad["corrupt"]] == 120
+    # without --skip-bad-files: a clear error, not a silent loss
+    with pytest.raises(Exception, match="Data corruption|DecompressionError|corrupt|trunc|cannot open"):
+        run_processor({"c": {"files": {bad["corrupt"]: "Events"}}}, VBFHmmProcessor(mode="fullsim", dnn=False), "iterative")
+
+
+def test_cli_missing_branches_is_one_clear_line(tmp_path, capsys):
+    from flashsim_coffea.generate.driver import generate
+
+    gen_only = tmp_path / "gen_only.root"
+    generate("vbf_hmm", 10, 5, gen_only, progress=False, reference=False)
+    assert main(["run", str(gen_only), "--mode", "fullsim", "-o", str(tmp_path / "o.coffea")]) == 2
+    err = capsys.readouterr().err
+    assert "missing branch(es) Muon_pt" in err and "Traceback" not in err
+    assert main(["run", str(gen_only), "--mode", "gen", "--no-dnn", "-o", str(tmp_path / "o.coffea")]) == 0
+    assert main(["run", str(gen_only), "--mode", "fullsim", "--folds", "0", "-o", str(tmp_path / "o.coffea")]) == 2
