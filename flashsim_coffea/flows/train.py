@@ -5,7 +5,7 @@ standardised conditioning c. Integer/ordinal targets and spike bands are dequant
 fresh uniforms every epoch, u = uniform(seed, "dequant", epoch, row, column) (counter-based,
 so a resumed run sees the same numbers). The validation set (a seeded ``val_fraction``
 split) uses one fixed dequantization. The learning rate follows a cosine from ``lr`` to
-``lr·min_lr_factor`` over ``epochs``; training stops after ``patience`` epochs without a
+``lr·min_lr_factor`` over ``epochs`` (an epoch is one pass, or ``epoch_size`` random objects); training stops after ``patience`` epochs without a
 better validation loss or after ``max_minutes``. ``init`` fine-tunes an existing model (its
 architecture and standardisation are kept; the conditioning range is widened to the new data).
 
@@ -54,6 +54,7 @@ class TrainConfig:
     max_minutes: float | None = None
     grad_clip: float = 5.0
     threads: int | None = None
+    epoch_size: int | None = None
     init: str | None = None
     arch_overrides: dict = field(default_factory=dict)
 
@@ -174,7 +175,8 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
         flow.load_state_dict(init_state)
     flow = flow.to(device)
     opt = torch.optim.AdamW(flow.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = max(1, int(np.ceil(len(train_rows) / config.batch_size)))
+    per_epoch = len(train_rows) if not config.epoch_size else min(config.epoch_size, len(train_rows))
+    steps_per_epoch = max(1, int(np.ceil(per_epoch / config.batch_size)))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(
         opt, T_max=config.epochs * steps_per_epoch, eta_min=config.lr * config.min_lr_factor
     )
@@ -221,7 +223,8 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
         y_train = torch.from_numpy(
             pre.encode_targets(targ[train_rows], _uniforms(spec, config.seed, "train", epoch, train_rows)).astype(np.float32)
         ).to(device)
-        order = torch.randperm(len(train_rows), generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch)).to(device)
+        order = torch.randperm(len(train_rows), generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch))
+        order = order[:per_epoch].to(device)
         total, count = 0.0, 0
         for s in range(0, len(order), config.batch_size):
             b = order[s : s + config.batch_size]
@@ -261,6 +264,9 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
         bar.update(1)
         bar.set_postfix(train=f"{train_nll:.4f}", val=f"{val_nll:.4f}", lr=f"{sched.get_last_lr()[0]:.1e}",
                         best=f"{state['best_val']:.4f}")
+        if not progress:
+            print(f"{spec.name} epoch {epoch + 1}/{config.epochs}: train NLL {train_nll:.4f}, val NLL {val_nll:.4f}, "
+                  f"lr {sched.get_last_lr()[0]:.2e}, {state['seconds']:.0f} s{' *' if improved else ''}", flush=True)
         if config.max_minutes is not None and state["seconds"] > 60 * config.max_minutes:
             break
     bar.close()
