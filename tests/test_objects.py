@@ -184,3 +184,24 @@ def test_user_defined_run3_spec_extracts_from_v12():
     # the Run-2 spec refuses the v12 file with the missing branches named
     with pytest.raises(MissingBranchesError, match="Jet_btagDeepB"):
         extract_files(get_spec("jets"), [str(REAL / "nano_tt_v12.root")], progress=False)
+
+
+@needs_real
+def test_nanoevents_and_flat_arrays_give_same_conditioning():
+    import warnings
+
+    from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
+
+    f = str(REAL / "nano_dy.root")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        events = NanoEventsFactory.from_root({f: "Events"}, schemaclass=NanoAODSchema, mode="virtual").events()
+    for name in ("jets", "muons"):
+        spec = get_spec(name)
+        ctx = spec.context(events)
+        flat = uproot.open(f)["Events"].arrays(spec.gen_branches())
+        fctx = spec.context(flat)
+        np.testing.assert_array_equal(spec.conditioning_matrix(ctx), spec.conditioning_matrix(fctx))
+        assert spec.counts(ctx).sum() == len(spec.conditioning_matrix(ctx))
+        for k, v in spec.gen_fields(ctx).items():
+            np.testing.assert_array_equal(v, spec.gen_fields(fctx)[k])

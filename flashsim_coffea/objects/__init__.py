@@ -7,7 +7,9 @@ Public API::
     ctx = spec.context(events)                  # events: uproot arrays or NanoEvents
     cond = spec.conditioning_matrix(ctx)        # (N, C) float64, Gen objects flattened
     keys = spec.noise_keys(ctx)                 # run, luminosityBlock, event, object
-    reco = spec.rebuild(targets, gen_fields)    # flat reco fields with NanoAOD precision
+    gen = spec.gen_fields(ctx)                  # flat Gen fields for the rebuild (pt, eta, ...)
+    reco = spec.rebuild(targets, gen)           # flat reco fields with NanoAOD precision
+    counts = spec.counts(ctx)                   # objects per event, for ak.unflatten
     spec.hash()                                 # stable SHA-256 for checkpoint cards
 """
 

@@ -73,10 +73,6 @@ class Extracted:
         return out
 
 
-def _gen_fields(spec: ObjectSpec) -> list[str]:
-    return sorted({t.gen_field for t in spec.targets if t.gen_field} | {g for _, g in spec.copy_from_gen})
-
-
 def extract_events(spec: ObjectSpec, events) -> Extracted:
     """Matched pairs of one chunk of events (uproot arrays or NanoEvents)."""
     ctx = spec.context(events)
@@ -112,7 +108,7 @@ def extract_events(spec: ObjectSpec, events) -> Extracted:
     cond = np.stack(
         [np.asarray(ak.to_numpy(ak.flatten(c, axis=1)), dtype=np.float64)[gpos] for c in cond_jagged.values()], axis=1
     )
-    gen = {f: np.asarray(ak.to_numpy(ak.flatten(objs[f], axis=1)), dtype=np.float64)[gpos] for f in _gen_fields(spec)}
+    gen = {f: np.asarray(ak.to_numpy(ak.flatten(objs[f], axis=1)), dtype=np.float64)[gpos] for f in spec.rebuild_gen_fields()}
     cols = []
     for t in spec.targets:
         r = np.asarray(ak.to_numpy(ak.flatten(branch(events, spec.reco_branch(t))[keep], axis=1)), dtype=np.float64)

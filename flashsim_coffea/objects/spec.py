@@ -137,6 +137,19 @@ class ObjectSpec:
         keys["object"] = np.asarray(ak.to_numpy(ak.flatten(objs["index"], axis=1))).astype(np.int64)
         return keys
 
+    def rebuild_gen_fields(self) -> list[str]:
+        """Gen-object fields :meth:`rebuild` needs (relative targets and copied fields)."""
+        return sorted({t.gen_field for t in self.targets if t.gen_field} | {g for _, g in self.copy_from_gen})
+
+    def gen_fields(self, ctx: GenContext) -> dict[str, np.ndarray]:
+        """Flat Gen fields for :meth:`rebuild`, aligned with :meth:`conditioning_matrix` rows."""
+        objs = ctx.objects()
+        return {f: np.asarray(ak.to_numpy(ak.flatten(objs[f], axis=1))) for f in self.rebuild_gen_fields()}
+
+    def counts(self, ctx: GenContext) -> np.ndarray:
+        """Gen objects per event (to ``ak.unflatten`` flat results)."""
+        return np.asarray(ak.to_numpy(ak.num(ctx.objects(), axis=1)))
+
     # -- reco rebuild -------------------------------------------------------------------------
     def rebuild(self, targets: dict[str, np.ndarray], gen: dict[str, np.ndarray], precision: bool = True) -> dict[str, np.ndarray]:
         """Flat reco fields (without the collection prefix) from flat targets and Gen fields.
