@@ -149,3 +149,27 @@ def test_cli_missing_branches_is_one_clear_line(tmp_path, capsys):
     assert "missing branch(es) Muon_pt" in err and "Traceback" not in err
     assert main(["run", str(gen_only), "--mode", "gen", "--no-dnn", "-o", str(tmp_path / "o.coffea")]) == 0
     assert main(["run", str(gen_only), "--mode", "fullsim", "--folds", "0", "-o", str(tmp_path / "o.coffea")]) == 2
+
+
+class _DiesOnceProcessor(VBFHmmProcessor):
+    """Kills its worker process the first time it sees the chunk starting at entry 0."""
+
+    def __init__(self, marker: str, **kw):
+        super().__init__(**kw)
+        self.marker = marker
+
+    def process(self, events):
+        import os
+
+        if events.metadata.get("entrystart") == 0 and not os.path.exists(self.marker):
+            Path(self.marker).write_text("killed")
+            os._exit(1)  # the dask worker process dies mid-task
+        return super().process(events)
+
+
+def test_dask_worker_killed_gives_same_histograms(files, reference, tmp_path):
+    marker = tmp_path / "killed"
+    proc = _DiesOnceProcessor(str(marker), mode="fullsim")
+    out = run_processor(_fileset(files), proc, "dask", workers=2, chunksize=50)
+    assert marker.exists()  # a worker really died
+    _assert_identical(reference, out)
