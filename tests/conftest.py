@@ -34,3 +34,23 @@ def generated(tmp_path_factory):
         return cache[key]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def tiny_models(generated, tmp_path_factory):
+    """Tiny jets and muons flows trained (seconds) on a small generated tt̄ sample: {name: model dir}."""
+    from flashsim_coffea.flows.data import load_data, save_data
+    from flashsim_coffea.flows.train import TINY, TrainConfig, train
+    from flashsim_coffea.objects import get_spec
+    from flashsim_coffea.objects.extract import extract_files
+
+    path, _ = generated("ttbar", 300, seed=9)
+    folder = tmp_path_factory.mktemp("tiny_models")
+    out = {}
+    for name in ("jets", "muons"):
+        spec = get_spec(name)
+        data, prov = extract_files(spec, [str(path)], progress=False)
+        npz = save_data(folder / f"{name}.npz", data.cond, data.targets, data.keys, data.gen, prov)
+        train(spec, load_data(npz), folder / name, TrainConfig(**TINY), progress=False)
+        out[name] = folder / name
+    return out

@@ -1,0 +1,174 @@
+"""FlashSim inside the analysis: Gen collections → reco ``Jet``/``Muon`` in coffea NanoEvents.
+
+``FlashSim(jets=..., muons=...).inject(events, folds=N)`` returns events whose ``Jet`` and
+``Muon`` are FlashSim collections with full NanoAOD behaviour (four-vector sums,
+``delta_r``, ``nearest``, ``matched_gen``), per chunk:
+
+1. For each object spec: Gen objects → conditioning matrix and noise keys, computed **once**
+   on the original events (columnar, :class:`flashsim_coffea.objects.ObjectSpec`).
+2. With ``folds = N`` every event appears N times (event-major: e0f0, e0f1, …) with a
+   ``fold`` field 0..N−1 and its original ``run, luminosityBlock, event``. The conditioning
+   rows are gathered (not recomputed) for the repeated events, and the fold is part of the
+   noise key: fold k of an object is the same whatever the chunking or executor.
+3. The flow samples the targets (:meth:`FlowModel.sample`), ``spec.rebuild`` turns them into
+   NanoAOD fields (pt = ptRatio·pt_gen …, discrete snapping, NanoAOD precision).
+4. Acceptance: NanoAOD's reco threshold ``Jet pt > 15 GeV``; muons are simulated only for
+   status-1 Gen muons with |η| < 2.4 and pT > 3 GeV (the muon system acceptance the reference
+   and CMS reconstruct in). Objects are sorted by pT per event.
+5. Cross-references: ``genJetIdx``/``genPartIdx`` point into the event's GenJet/GenPart, with
+   the global ``genJetIdxG``/``genPartIdxG`` that coffea's ``matched_gen`` uses. Index fields
+   pointing *into* the replaced collections (Jet_muonIdx*, Muon_jetIdx, …) are not produced:
+   match with ΔR instead.
+
+Models load lazily on the worker from a module-level cache keyed on path + checksum
+(:func:`flashsim_coffea.flows.sampler.load_model`); a :class:`FlashSim` carries only paths,
+so it pickles small into every coffea task. torch uses one thread per worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+
+from .errors import MissingBranchesError, UserError
+from .objects import get_spec
+from .objects.gen import has_branch
+
+#: NanoAOD reco threshold applied after sampling, per reco collection: field, minimum
+RECO_THRESHOLD = {"Jet": ("pt", 15.0)}
+#: Gen acceptance before sampling, per reco collection: max |eta|, min pt of the Gen object
+GEN_ACCEPTANCE = {"Muon": (2.4, 3.0)}
+MUON_MASS = 0.1056583745
+
+
+@dataclass(frozen=True)
+class _Entry:
+    spec_name: str
+    model_path: str
+
+
+def _resolve(model: str | Path | None, default: str) -> str:
+    from .flows.sampler import shipped_model_path
+
+    if model is None or model == "default":
+        return str(shipped_model_path(default))
+    return str(Path(model))
+
+
+class FlashSim:
+    """On-the-fly FlashSim of reco Jets and Muons (see module docstring).
+
+    jets, muons: model directories (card.json + model.safetensors), ``"default"`` for the
+    shipped models, or ``False`` to keep the file's own collection.
+    """
+
+    def __init__(self, jets: str | Path | None | bool = "default", muons: str | Path | None | bool = "default", threads: int = 1):
+        self.entries: list[_Entry] = []
+        if jets is not False:
+            self.entries.append(_Entry("jets", _resolve(jets, "jets")))
+        if muons is not False:
+            self.entries.append(_Entry("muons", _resolve(muons, "muons")))
+        self.threads = threads
+        self.last_info: dict[str, dict] = {}
+
+    def __repr__(self) -> str:
+        return f"FlashSim({', '.join(f'{e.spec_name}={e.model_path!r}' for e in self.entries)})"
+
+    # -- models (lazy, cached per process) ---------------------------------------------------
+    def _model(self, entry: _Entry):
+        import torch
+
+        from .flows.sampler import load_model
+
+        if self.threads and torch.get_num_threads() != self.threads:
+            torch.set_num_threads(self.threads)
+        return load_model(entry.model_path, entry.spec_name)
+
+    def required_branches(self) -> list[str]:
+        out: set[str] = set()
+        for e in self.entries:
+            out.update(self._model(e).spec.gen_branches())
+        return sorted(out)
+
+    def check(self, events, filename: str = "<events>") -> None:
+        """Raise :class:`MissingBranchesError` naming the Gen branches ``events`` lacks."""
+        missing = [b for b in self.required_branches() if not has_branch(events, b)]
+        if missing:
+            raise MissingBranchesError(filename, missing, "run FlashSim (it simulates reco objects from Gen collections)")
+
+    # -- injection ---------------------------------------------------------------------------
+    def inject(self, events, folds: int = 1):
+        """Events with FlashSim ``Jet``/``Muon``; with ``folds`` > 1 each event repeated ``folds`` times."""
+        if int(folds) != folds or folds < 1:
+            raise UserError(f"folds must be a positive integer, got {folds}")
+        folds = int(folds)
+        filename = str(getattr(events, "metadata", {}).get("filename", "<events>")) if hasattr(events, "metadata") else "<events>"
+        self.check(events, filename)
+        n = len(events)
+        ev_index = np.repeat(np.arange(n), folds)
+        ev_fold = np.tile(np.arange(folds, dtype=np.int64), n)
+        out = events[ev_index] if folds > 1 else events
+        if folds > 1:
+            out = ak.with_field(out, ev_fold, "fold")
+        self.last_info = {}
+        for entry in self.entries:
+            model = self._model(entry)
+            reco, info = self._simulate(model, events, ev_index, ev_fold, out)
+            out = ak.with_field(out, reco, model.spec.reco)
+            self.last_info[entry.spec_name] = info
+        return out
+
+    def _simulate(self, model, events, ev_index: np.ndarray, ev_fold: np.ndarray, out):
+        spec = model.spec
+        ctx = spec.context(events)
+        objs = ctx.objects()
+        accept = GEN_ACCEPTANCE.get(spec.reco)
+        if accept is not None:
+            max_eta, min_pt = accept
+            keep = (abs(objs.eta) < max_eta) & (objs.pt > min_pt)
+        else:
+            keep = ak.ones_like(objs.pt, dtype=bool)
+        counts = ak.to_numpy(ak.num(objs, axis=1))
+        cond = spec.conditioning_matrix(ctx)
+        keys = spec.noise_keys(ctx)
+        flat_keep = ak.to_numpy(ak.flatten(keep, axis=1))
+
+        # rows of the flat object table for the (possibly repeated) events, event-major
+        offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        local = ak.local_index(objs, axis=1)
+        row_of = (local + offsets)[keep]  # accepted rows, jagged per event
+        rows_j = row_of[ev_index] if len(ev_index) != len(events) else row_of
+        out_counts = ak.to_numpy(ak.num(rows_j, axis=1))
+        rows = ak.to_numpy(ak.flatten(rows_j, axis=1)).astype(np.int64)
+        fold = np.repeat(ev_fold, out_counts)
+
+        gen = {f: ak.to_numpy(ak.flatten(objs[f], axis=1))[rows] for f in ak.fields(objs)}
+        targets, info = model.sample(cond[rows], {k: v[rows] for k, v in keys.items()}, fold=fold, return_info=True)
+        fields = spec.rebuild(targets, gen)
+        fields[spec.match] = keys["object"][rows].astype(np.int32)
+        if spec.reco == "Muon":
+            fields.setdefault("mass", np.full(len(rows), MUON_MASS, dtype=np.float32))
+        fields.setdefault("charge", np.zeros(len(rows), dtype=np.int32))
+        for f in ("partonFlavour", "hadronFlavour"):
+            if spec.reco == "Jet" and f in gen:
+                fields.setdefault(f, gen[f].astype(np.int32))
+        info["n_gen_outside_acceptance"] = int((~flat_keep).sum())
+
+        reco = ak.zip({k: ak.unflatten(v, out_counts) for k, v in fields.items()}, depth_limit=2)
+        thr = RECO_THRESHOLD.get(spec.reco)
+        if thr is not None:
+            reco = reco[reco[thr[0]] > thr[1]]
+        reco = reco[ak.argsort(reco.pt, axis=1, ascending=False)]
+
+        # global index for matched_gen: coffea resolves it in the Gen collection of the
+        # *originally constructed* events (``_events()``), so offsets are those of the
+        # original events, taken per repeated event
+        n_source = ak.to_numpy(ak.num(events[spec.simulated.prefix], axis=1))
+        src_offsets = np.concatenate([[0], np.cumsum(n_source)[:-1]])[ev_index]
+        reco = ak.with_field(reco, reco[spec.match] + src_offsets, f"{spec.match}G")
+        behavior = getattr(out, "behavior", None)
+        reco = ak.with_name(reco, spec.reco, behavior=behavior)
+        return reco, info
