@@ -14,14 +14,15 @@ SR/SB → variables → DNN (``DNN18Atan`` = atanh(score), histogram ``dnn_atanh
 Output (per dataset name, from ``events.metadata["dataset"]``)::
 
     {"hists":   {"presel"|"SR"|"SB": {variable: hist.Hist | FoldHist}},
-     "cutflow": {step: events},  "cutflow_weighted": {step: Σ genWeight},
+     "cutflow": {step: entries (int)},  "cutflow_weighted": {step: Σ genWeight},
      "sumw": Σ genWeight,  "nevents": events read,  "files": {filename: events read},
      "chunks": n,  "empty_chunks": n}
 
 With ``folds = N > 1`` (flashsim only) each Gen event is simulated N times; histograms are
 :class:`flashsim_coffea.hists.FoldHist` keyed by (run, luminosityBlock, event), and the
-cutflow counts fold entries divided by N (so it is in units of Gen events and still
-conserves them). Event weights are ``genWeight`` (1 for data).
+cutflow counts fold entries (N per Gen event: divide by N for Gen events; kept undivided so
+that the sums are exact and identical for every chunking and executor). ``sumw`` and
+``nevents`` count the Gen events read. Event weights are ``genWeight`` (1 for data).
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ class VBFHmmProcessor(processor.ProcessorABC):
         }
         return {
             "hists": hists,
-            "cutflow": {s: 0.0 for s in CUTFLOW_STEPS},
+            "cutflow": {s: 0 for s in CUTFLOW_STEPS},
             "cutflow_weighted": {s: 0.0 for s in CUTFLOW_STEPS},
             "sumw": 0.0,
             "nevents": 0,
@@ -144,10 +145,9 @@ class VBFHmmProcessor(processor.ProcessorABC):
         weight = self._weights(events)
         res = analyse(muons, jets, dnn=self.dnn)
 
-        per_fold = 1.0 / self.folds
         for step, mask in res.cutflow.items():
-            out["cutflow"][step] = float(mask.sum()) * per_fold
-            out["cutflow_weighted"][step] = float(weight[mask].sum()) * per_fold
+            out["cutflow"][step] = int(mask.sum())
+            out["cutflow_weighted"][step] = float(weight[mask].sum())
 
         key = tuple(ak.to_numpy(events[k]).astype(np.int64) for k in EVENT_KEY) if self.folds > 1 else None
         for region, mask in res.regions.items():

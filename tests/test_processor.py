@@ -163,7 +163,8 @@ def test_folds_through_the_flashsim_hook(vbf_file):
     out = _run(proc, {"vbf": [vbf_file]}, chunksize=70)["vbf"]  # several chunks
     h = out["hists"]["SR"]["mjj"]
     assert isinstance(h, FoldHist) and h.folds == folds
-    assert out["cutflow"]["all"] == 200  # in units of Gen events
+    assert out["cutflow"]["all"] == 200 * folds  # fold entries
+    assert out["nevents"] == 200
     counts = [out["cutflow"][s] for s in CUTFLOW_STEPS]
     assert counts == sorted(counts, reverse=True)
 
