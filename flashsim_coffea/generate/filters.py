@@ -24,13 +24,13 @@ FILTERS = ("vbf",)
 
 def vbf_filter(rec: FlatRecord, genjets: dict[str, ak.Array]) -> np.ndarray:
     """Boolean mask of events passing the loose VBF dimuon topology."""
-    eta = rec.eta()
+    eta = rec.eta
     sel = (rec.status > 0) & (np.abs(rec.pdg) == 13) & (rec.pt > 15.0) & (np.abs(eta) < 2.5)
     event_of = np.repeat(np.arange(rec.counts.size), rec.counts)
     counts = np.bincount(event_of[sel], minlength=rec.counts.size)
     mu = ak.unflatten(
         ak.zip(
-            {"pt": rec.pt[sel], "eta": eta[sel], "phi": rec.phi()[sel], "mass": rec.m[sel], "charge": -np.sign(rec.pdg[sel])},
+            {"pt": rec.pt[sel], "eta": eta[sel], "phi": rec.phi[sel], "mass": rec.m[sel], "charge": -np.sign(rec.pdg[sel])},
             with_name="Momentum4D",
         ),
         counts,

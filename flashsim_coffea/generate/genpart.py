@@ -33,6 +33,7 @@ partons entering hadronization with pT > 15 GeV, and the mother of every kept le
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import awkward as ak
@@ -120,16 +121,19 @@ class FlatRecord:
             m=col("m"),
         )
 
-    @property
+    @functools.cached_property
     def pt(self) -> np.ndarray:
         return np.hypot(self.px, self.py)
 
+    @functools.cached_property
     def eta(self) -> np.ndarray:
+        """Pseudorapidity; ±(22756 + |pz|) for pT = 0 as ROOT (and so NanoAOD) stores it."""
         pt = self.pt
         with np.errstate(divide="ignore", invalid="ignore"):
             eta = np.arcsinh(self.pz / pt)
         return np.where(pt > 0, eta, np.sign(self.pz) * (_ETA_PT0 + np.abs(self.pz)))
 
+    @functools.cached_property
     def phi(self) -> np.ndarray:
         return np.arctan2(self.py, self.px)
 
@@ -256,8 +260,8 @@ def build_genpart(rec: FlatRecord) -> dict[str, ak.Array]:
 
     return {
         "GenPart_pt": jag(rec.pt, np.float32),
-        "GenPart_eta": jag(rec.eta(), np.float32),
-        "GenPart_phi": jag(rec.phi(), np.float32),
+        "GenPart_eta": jag(rec.eta, np.float32),
+        "GenPart_phi": jag(rec.phi, np.float32),
         "GenPart_mass": jag(rec.m, np.float32),
         "GenPart_pdgId": jag(rec.pdg, np.int32),
         "GenPart_status": jag(status, np.int32),
