@@ -53,8 +53,8 @@ GENJET_FEATURES = (
 )
 
 JET_KINEMATIC_TARGETS = (
-    Target("etaMinusGen", "eta", relation="diff", gen_field="eta", transform=Arctan(scale=20.0)),
-    Target("phiMinusGen", "phi", relation="dphi", gen_field="phi", transform=Arctan(scale=20.0)),
+    Target("etaMinusGen", "eta", relation="diff", gen_field="eta", transform=Arctan(scale=20.0), bounds=(-0.5, 0.5)),
+    Target("phiMinusGen", "phi", relation="dphi", gen_field="phi", transform=Arctan(scale=20.0), bounds=(-0.5, 0.5)),
     Target("ptRatio", "pt", relation="ratio", gen_field="pt", transform=Arctan(scale=5.0, shift=1.0), bounds=(0.0, 3.0)),
     Target("massRatio", "mass", relation="ratio", gen_field="mass", transform=Log(eps=0.05), bounds=(0.0, 7.0)),
 )

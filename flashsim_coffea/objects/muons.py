@@ -51,12 +51,12 @@ def make_muons_spec() -> ObjectSpec:
         *(EventBranch(f"Pileup_{p}", branch=f"Pileup_{p}") for p in PILEUP),
     )
     targets = (
-        Target("etaMinusGen", "eta", relation="diff", gen_field="eta", transform=Arctan(scale=100.0)),
-        Target("phiMinusGen", "phi", relation="dphi", gen_field="phi", transform=Arctan(scale=80.0)),
+        Target("etaMinusGen", "eta", relation="diff", gen_field="eta", transform=Arctan(scale=100.0), bounds=(-0.3, 0.3)),
+        Target("phiMinusGen", "phi", relation="dphi", gen_field="phi", transform=Arctan(scale=80.0), bounds=(-0.3, 0.3)),
         Target("ptRatio", "pt", relation="ratio", gen_field="pt", transform=Arctan(scale=10.0, shift=1.0), bounds=(0.0, 10.0)),
-        Target("dxy", "dxy", transform=Arctan(scale=150.0)),
+        Target("dxy", "dxy", transform=Arctan(scale=150.0), bounds=(-20.0, 20.0)),
         Target("dxyErr", "dxyErr", transform=Log(eps=1e-4), bounds=(0.0, 10.0)),
-        Target("dz", "dz", transform=Arctan(scale=50.0)),
+        Target("dz", "dz", transform=Arctan(scale=50.0), bounds=(-50.0, 50.0)),
         Target("dzErr", "dzErr", transform=Log(eps=1e-3), bounds=(0.0, 10.0)),
         Target("ip3d", "ip3d", transform=Log(eps=1e-3), bounds=(0.0, 100.0)),
         _boolean("isGlobal"),
