@@ -22,6 +22,6 @@ gen ewk_mumujj.root  ewk_mumujj  6000  5102
 gen ttbar.root       ttbar      10000  5104
 gen dy.root          dy           800  5103 --filter vbf
 
-flashsim train-dnn --seed 1 --epochs 60 -o "$OUT" \
+flashsim train-dnn --seed 1 --epochs 100 -o "$OUT" \
     --signal "$WORK/vbf_hmm.root" \
     --background "$WORK/dy.root" "$WORK/ewk_mumujj.root" "$WORK/ttbar.root"
