@@ -121,6 +121,8 @@ class FoldHist(AccumulatorABC):
         if self.folds == 1:
             self._h.fill(**cols, weight=w)
             return self
+        if key is None:
+            raise ValueError(f"FoldHist with {self.folds} folds needs key= (the event identity of every entry)")
         codes = _key_codes(key, n) + [_bin_code(ax, cols[ax.name]) for ax in self._h.axes]
         table = np.stack(codes, axis=1)
         _, first, group = np.unique(table, axis=0, return_index=True, return_inverse=True)

@@ -121,6 +121,8 @@ def test_pickle_add_identity_and_errors():
         h.fill(key=np.array([1]), y=np.array([0.2]))
     with pytest.raises(TypeError, match="integers"):
         h.fill(key=np.array([1.5]), x=np.array([0.2]))
+    with pytest.raises(ValueError, match="needs key"):
+        h.fill(key=None, x=np.array([0.2]))
     h.fill(key=np.array([], dtype=int), x=np.array([]))  # empty fill is a no-op
 
 

@@ -75,7 +75,7 @@ def select_jets(jets: ak.Array, selected_muons: ak.Array) -> ak.Array:
     return (
         (jets.pt > c["pt"])
         & ((jets.puId >= c["puid_loose"]) | (jets.pt >= c["puid_max_pt"]))
-        & ((jets.jetId & c["jetid_tight_bit"]) != 0)
+        & ((ak.values_astype(jets.jetId, np.int64) & c["jetid_tight_bit"]) != 0)
         & (abs(jets.eta) < c["abs_eta"])
         & clean_mask(jets, selected_muons)
     )
