@@ -15,6 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="instead of files: N synthetic Gen events through the reference response")
     parser.add_argument("--gen-seed", type=int, default=1, help="seed of the synthetic Gen events")
     parser.add_argument("--ref-seed", type=int, default=11, help="seed of the reference response (synthetic)")
+    parser.add_argument("--resimulate", type=int, metavar="SEED", default=None,
+                        help="ignore the files' reco objects: re-run the reference response on their Gen with SEED")
     parser.add_argument("-o", "--output", required=True, help="output .npz or .safetensors file")
     parser.add_argument("--max-objects", type=int, default=None, help="stop after this many matched objects")
     parser.add_argument("--step-size", type=int, default=20_000, help="events per chunk")
@@ -34,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         data, prov = extract_synthetic(spec, args.synthetic, args.gen_seed, args.ref_seed, progress=not args.no_progress)
     elif args.files:
         data, prov = extract_files(spec, args.files, step_size=args.step_size, progress=not args.no_progress,
-                                   max_objects=args.max_objects)
+                                   max_objects=args.max_objects, resimulate=args.resimulate)
     else:
         raise UserError("give NanoAOD FILES or --synthetic N_EVENTS")
     path = save_data(args.output, data.cond, data.targets, data.keys, data.gen, prov)

@@ -170,27 +170,39 @@ def _check_branches(path: str, tree, spec: ObjectSpec) -> None:
 
 
 def extract_files(
-    spec: ObjectSpec, files: list[str], step_size: int = 20_000, progress: bool = True, max_objects: int | None = None
+    spec: ObjectSpec, files: list[str], step_size: int = 20_000, progress: bool = True, max_objects: int | None = None,
+    resimulate: int | None = None,
 ) -> tuple[Extracted, dict]:
-    """Extract matched pairs from NanoAOD files; returns the data and a provenance dict."""
+    """Extract matched pairs from NanoAOD files; returns the data and a provenance dict.
+
+    ``resimulate=SEED`` ignores the files' reco collections and pairs their Gen objects with a
+    fresh reference-response draw (:func:`.synthetic.resimulated`).
+    """
     import uproot
     from tqdm.auto import tqdm
 
-    branches = required_branches(spec)
+    from .synthetic import GEN_BRANCHES, resimulated
+
     trees = []
     for f in files:
         try:
             tree = uproot.open(f)["Events"]
         except (OSError, KeyError, ValueError) as err:
             raise UserError(f"{f}: cannot read an Events tree ({err})") from err
-        _check_branches(f, tree, spec)
-        trees.append((f, tree))
-    total = sum(t.num_entries for _, t in trees)
+        if resimulate is None:
+            _check_branches(f, tree, spec)
+            branches = required_branches(spec)
+        else:
+            branches = sorted(k for k in tree.keys() if GEN_BRANCHES.match(k))
+        trees.append((f, tree, branches))
+    total = sum(t.num_entries for _, t, _ in trees)
     parts: list[Extracted] = []
     bar = tqdm(total=total, unit="ev", desc=f"extract {spec.name}", disable=not progress)
     n = 0
-    for f, tree in trees:
+    for f, tree, branches in trees:
         for chunk in tree.iterate(branches, step_size=step_size, library="ak"):
+            if resimulate is not None:
+                chunk = resimulated(chunk, resimulate, source=f)
             part = extract_events(spec, chunk)
             parts.append(part)
             n += len(part)
@@ -210,7 +222,8 @@ def extract_files(
     provenance = {
         "spec": spec.name,
         "spec_hash": spec.hash(),
-        "files": [{"path": str(Path(f).resolve()), "bytes": Path(f).stat().st_size, "entries": t.num_entries} for f, t in trees],
+        "files": [{"path": str(Path(f).resolve()), "bytes": Path(f).stat().st_size, "entries": t.num_entries} for f, t, _ in trees],
+        "reco": "file" if resimulate is None else f"reference.simulate(seed {resimulate}) on the files' Gen",
         "n_events": data.n_events,
         "n_reco": data.n_reco,
         "n_objects": len(data),

@@ -1,20 +1,38 @@
-"""Training pairs from synthetic Gen events + the reference response (no files needed).
+"""Training pairs from the reference response: on synthetic Gen events, or re-run on files.
 
 ``extract_synthetic(spec, n_events, gen_seed, ref_seed)`` draws Gen events with
 :func:`flashsim_coffea.reference.synthetic.synthetic_gen` (numpy; broad pT/η/flavour/muon
 coverage, not physics), runs :func:`flashsim_coffea.reference.simulate` on them and extracts
 matched pairs exactly like :func:`.extract.extract_events`. Used for tests and to pre-train
 flows before fine-tuning on generated (Pythia) events; fully determined by the two seeds.
+
+``resimulated(events, seed)`` replaces a chunk's reco collections by a fresh reference
+draw on its Gen branches (names matching :data:`GEN_BRANCHES`): training and validation then
+use the current reference response whatever version wrote the file, and validation draws
+its independent reference′ the same way.
 """
 
 from __future__ import annotations
+
+import re
 
 import awkward as ak
 
 from .extract import Extracted, extract_events
 from .spec import ObjectSpec
 
-__all__ = ["extract_synthetic"]
+__all__ = ["extract_synthetic", "resimulated", "GEN_BRANCHES"]
+
+#: branches the reference response reads (Gen collections, pile-up, event ids)
+GEN_BRANCHES = re.compile(r"^(run|luminosityBlock|event|nGenJet|nGenPart|GenJet_.*|GenPart_.*|Pileup_.*)$")
+
+
+def resimulated(events: ak.Array, seed: int, source: str = "<input>") -> ak.Array:
+    """The Gen branches of ``events`` plus a reference draw of Jet_*/Muon_* with ``seed``."""
+    from flashsim_coffea.reference import simulate
+
+    gen = {k: events[k] for k in ak.fields(events) if GEN_BRANCHES.match(k)}
+    return ak.Array({**gen, **simulate(gen, seed=seed, source=source)})
 
 
 def extract_synthetic(spec: ObjectSpec, n_events: int, gen_seed: int = 1, ref_seed: int = 11,

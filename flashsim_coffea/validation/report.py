@@ -98,14 +98,15 @@ def write_report(spec: ObjectSpec, s: ValidationSamples, out: Path, title: str, 
 
 
 def run_validation(spec: ObjectSpec, model: FlowModel, files: list[str], out_dir: str | Path, ref_seed: int = 90210,
-                   title: str | None = None, max_events: int | None = None) -> dict:
+                   title: str | None = None, max_events: int | None = None, resimulate: int | None = None) -> dict:
     t0 = time.time()
     out = Path(out_dir)
-    samples = build_samples(spec, model, files, ref_seed, max_events)
+    samples = build_samples(spec, model, files, ref_seed, max_events, resimulate)
     title = title or Path(files[0]).stem
     metrics = write_report(spec, samples, out, title)
     prov = {"spec": spec.name, "spec_hash": spec.hash(), "model": str(model.path), "model_metrics": model.card.get("metrics"),
-            "inputs": [str(Path(f).resolve()) for f in files], "reference_prime_seed": ref_seed, **samples.info,
+            "inputs": [str(Path(f).resolve()) for f in files], "reference_prime_seed": ref_seed,
+            "reference": "file" if resimulate is None else f"reference.simulate(seed {resimulate})", **samples.info,
             "seconds": round(time.time() - t0, 1), "package_version": __version__}
     (out / "provenance.json").write_text(json.dumps(prov, indent=1))
     return metrics

@@ -1,6 +1,7 @@
 """The three samples a validation compares, on the same held-out Gen objects.
 
-* reference R: matched (Gen, reco) pairs read from the held-out NanoAOD files;
+* reference R: matched (Gen, reco) pairs read from the held-out NanoAOD files (or, with
+  ``resimulate``, from a fresh reference draw on their Gen events);
 * FlashSim F: the flow sampled on R's Gen objects (keys = run, lumi, event, object, fold 0),
   rebuilt into NanoAOD reco values (with NanoAOD precision) and turned back into targets, so
   F passes through exactly the rounding R went through;
@@ -10,7 +11,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import awkward as ak
@@ -20,10 +20,9 @@ from flashsim_coffea.errors import UserError
 from flashsim_coffea.flows.sampler import FlowModel
 from flashsim_coffea.objects import ObjectSpec
 from flashsim_coffea.objects.extract import Extracted, extract_events, required_branches
+from flashsim_coffea.objects.synthetic import GEN_BRANCHES, resimulated
 
 __all__ = ["ValidationSamples", "build_samples", "flash_targets"]
-
-_GEN = re.compile(r"^(run|luminosityBlock|event|nGenJet|nGenPart|GenJet_.*|GenPart_.*|Pileup_.*)$")
 
 
 @dataclass
@@ -43,17 +42,17 @@ def flash_targets(model: FlowModel, data: Extracted, fold: int = 0) -> tuple[np.
     return np.stack(cols, axis=1), info
 
 
-def _read(files: list[str], spec: ObjectSpec, max_events: int | None):
+def _read(files: list[str], spec: ObjectSpec, max_events: int | None, with_reco: bool = True):
     import uproot
 
-    need = set(required_branches(spec))
+    need = set(required_branches(spec)) if with_reco else set()
     arrays = []
     for f in files:
         try:
             tree = uproot.open(f)["Events"]
         except (OSError, KeyError, ValueError) as err:
             raise UserError(f"{f}: cannot read an Events tree ({err})") from err
-        names = sorted(need | {k for k in tree.keys() if _GEN.match(k)})
+        names = sorted(need | {k for k in tree.keys() if GEN_BRANCHES.match(k)})
         missing = [b for b in need if b not in tree.keys()]
         if missing:
             from flashsim_coffea.errors import MissingBranchesError
@@ -64,18 +63,16 @@ def _read(files: list[str], spec: ObjectSpec, max_events: int | None):
 
 
 def build_samples(spec: ObjectSpec, model: FlowModel, files: list[str], ref_seed: int,
-                  max_events: int | None = None) -> ValidationSamples:
-    from flashsim_coffea.reference import simulate
-
-    events = _read(files, spec, max_events)
+                  max_events: int | None = None, resimulate: int | None = None) -> ValidationSamples:
+    """R from the files (or, with ``resimulate=SEED``, a fresh reference draw), F, and R′."""
+    events = _read(files, spec, max_events, with_reco=resimulate is None)
+    if resimulate is not None:
+        events = resimulated(events, resimulate, source=files[0])
     ref = extract_events(spec, events)
     if len(ref) == 0:
         raise UserError(f"no matched {spec.name} objects in {', '.join(files)}")
     flash, info = flash_targets(model, ref)
-    gen = {k: events[k] for k in ak.fields(events) if _GEN.match(k)}
-    reco2 = simulate(gen, seed=ref_seed, source=files[0])
-    merged = ak.Array({**gen, **{k: v for k, v in reco2.items()}})
-    ref2 = extract_events(spec, merged)
+    ref2 = extract_events(spec, resimulated(events, ref_seed, source=files[0]))
     info = {k: v for k, v in info.items() if k != "valid"}
     info.update(n_events=len(events), n_ref=len(ref), n_ref2=len(ref2))
     return ValidationSamples(ref, flash, ref2, info)
