@@ -29,7 +29,7 @@ def style() -> None:
 
 
 def _label(ax, text: str) -> None:
-    hep.cms.label(ax=ax, data=False, label="Simulation", rlabel=text, fontsize=14)
+    hep.cms.label(ax=ax, data=False, rlabel=text, fontsize=14)
 
 
 def _range(ref: np.ndarray) -> tuple[float, float]:
