@@ -85,13 +85,10 @@ def test_shipped_model():
 
 
 @pytest.mark.slow
-def test_tiny_training_run(tmp_path):
+def test_tiny_training_run(tmp_path, generated):
     from flashsim_coffea.analysis.training import train_dnn
-    from flashsim_coffea.generate.driver import generate
 
-    sig, bkg = tmp_path / "s.root", tmp_path / "b.root"
-    generate("vbf_hmm", 120, 31, sig, progress=False)
-    generate("ewk_mumujj", 120, 32, bkg, progress=False)
+    sig, bkg = generated("vbf_hmm", 200, seed=11)[0], generated("ewk_mumujj", 120, seed=22)[0]
     rec = train_dnn([str(sig)], [str(bkg)], tmp_path / "model", seed=2, epochs=3, log=lambda *_: None)
     assert rec["n_train"]["signal"] > 0 and rec["n_train"]["background"] > 0
     assert 0.0 <= rec["auc_validation"] <= 1.0

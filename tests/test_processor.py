@@ -25,12 +25,8 @@ NanoAODSchema.warn_missing_crossrefs = False
 
 
 @pytest.fixture(scope="module")
-def vbf_file(tmp_path_factory) -> str:
-    from flashsim_coffea.generate.driver import generate
-
-    path = tmp_path_factory.mktemp("proc") / "vbf_hmm.root"
-    generate("vbf_hmm", 200, 11, path, progress=False)
-    return str(path)
+def vbf_file(generated) -> str:
+    return str(generated("vbf_hmm", 200, seed=11)[0])
 
 
 @pytest.fixture(scope="module")

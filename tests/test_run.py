@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import hist
 import numpy as np
 import pytest
 import uproot
@@ -17,15 +18,8 @@ from processors import VBFHmmProcessor
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory) -> dict[str, str]:
-    from flashsim_coffea.generate.driver import generate
-
-    d = tmp_path_factory.mktemp("run")
-    out = {}
-    for name, proc, n, seed in (("vbf", "vbf_hmm", 160, 21), ("ewk", "ewk_mumujj", 120, 22)):
-        out[name] = str(d / f"{name}.root")
-        generate(proc, n, seed, out[name], progress=False)
-    return out
+def files(generated) -> dict[str, str]:
+    return {"vbf": str(generated("vbf_hmm", 200, seed=11)[0]), "ewk": str(generated("ewk_mumujj", 120, seed=22)[0])}
 
 
 def _fileset(files):
@@ -51,7 +45,7 @@ def reference(files):
 
 
 def test_reference_output(reference):
-    assert reference["vbf"]["nevents"] == 160 and reference["ewk"]["nevents"] == 120
+    assert reference["vbf"]["nevents"] == 200 and reference["ewk"]["nevents"] == 120
     assert reference["vbf"]["skipped"] == {} and reference["vbf"]["empty_files"] == []
     assert reference["vbf"]["hists"]["SR"]["mass"].values(flow=True).sum() > 0
 
@@ -130,7 +124,7 @@ def test_bad_files_are_reported(files, tmp_path):
     }
     fileset = {"mix": {"files": {files["vbf"]: "Events", **{p: "Events" for p in bad.values()}}}}
     out = run_processor(fileset, VBFHmmProcessor(mode="fullsim"), "iterative", chunksize=1000, skip_bad_files=True)["mix"]
-    assert out["nevents"] == 160  # only the good file
+    assert out["nevents"] == 200  # only the good file
     assert out["empty_files"] == [bad["empty"]]
     assert set(out["skipped"]) == {bad["truncated"], bad["corrupt"]}
     assert out["skipped"][bad["corrupt"]] == 120
@@ -173,3 +167,22 @@ def test_dask_worker_killed_gives_same_histograms(files, reference, tmp_path):
     out = run_processor(_fileset(files), proc, "dask", workers=2, chunksize=50)
     assert marker.exists()  # a worker really died
     _assert_identical(reference, out)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("folds", [5])
+def test_flashsim_mode_identical_across_chunkings_and_executors(files, tiny_models, folds):
+    """FlashSim injection (tiny flows) through the processor hook: same histograms for every
+    chunk size and executor with folds (FoldHist; folds = 1 is the fullsim path above plus
+    the injection, whose chunk independence tests/test_inject.py covers)."""
+    from flashsim_coffea.hists import FoldHist
+    from flashsim_coffea.inject import FlashSim
+
+    sim = FlashSim(jets=tiny_models["jets"], muons=tiny_models["muons"])
+    fileset = {"vbf": {"files": {files["vbf"]: "Events"}}}
+    make = lambda: VBFHmmProcessor(mode="flashsim", folds=folds, simulator=sim)  # noqa: E731
+    ref = run_processor(fileset, make(), "iterative", chunksize=1000)
+    assert ref["vbf"]["cutflow"]["all"] == 200 * folds
+    assert isinstance(ref["vbf"]["hists"]["SR"]["mass"], FoldHist if folds > 1 else hist.Hist)
+    _assert_identical(ref, run_processor(fileset, make(), "iterative", chunksize=37))
+    _assert_identical(ref, run_processor(fileset, make(), "futures", workers=2, chunksize=50))
