@@ -1,0 +1,152 @@
+"""The demo's inputs and output folder, all checked before any work starts.
+
+* :func:`prepare_output` — the report folder must be writable and empty (or ``force``).
+* :func:`resolve_samples` — process → ROOT file: given files, a folder of ``<process>.root``,
+  samples generated with ``flashsim generate`` (``events``; cached in ``DIR/samples``) or the
+  bundled package data (a missing file names the package data path).
+* :func:`check_models` — the FlashSim jets/muons flows and the DNN exist (shipped models are
+  package data: a missing one names ``flashsim_coffea/models``).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from ..errors import UserError
+from .config import DemoConfig
+
+__all__ = ["REPORT_FILES", "check_models", "check_output_free", "prepare_output", "resolve_samples", "make_simulator"]
+
+#: what the demo writes into its folder (``--force`` replaces exactly these)
+REPORT_FILES = ("summary.md", "summary.json")
+FIGURES = "figures"
+SAMPLES = "samples"
+
+
+def check_output_free(cfg: DemoConfig) -> Path:
+    """The report folder: clear error if it is a file or not empty without ``force`` (touches nothing)."""
+    out = Path(cfg.output)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} exists and is not a folder")
+    if out.exists():
+        content = sorted(p.name for p in out.iterdir() if p.name != SAMPLES)
+        if content and not cfg.force:
+            shown = ", ".join(content[:5]) + (" …" if len(content) > 5 else "")
+            raise UserError(f"output folder {out} is not empty ({shown}); use --force to overwrite or -o another folder")
+    return out
+
+
+def prepare_output(cfg: DemoConfig) -> Path:
+    """Create/check the report folder; clear error if not writable or not empty without ``force``.
+
+    Reused: ``DIR/samples`` (generated samples cache) is not counted as content.
+    """
+    out = check_output_free(cfg)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise UserError(f"cannot write to the output folder {out}: {err.strerror or err}") from err
+    if cfg.force:
+        for name in REPORT_FILES:
+            (out / name).unlink(missing_ok=True)
+        figs = out / FIGURES
+        if figs.is_dir():
+            for p in figs.glob("*.png"):
+                p.unlink()
+    (out / FIGURES).mkdir(exist_ok=True)
+    return out
+
+
+def _num_entries(path: Path) -> int | None:
+    import uproot
+
+    try:
+        with uproot.open(path) as f:
+            return int(f["Events"].num_entries)
+    except Exception:  # noqa: BLE001 - treated as "not there"
+        return None
+
+
+def resolve_samples(cfg: DemoConfig, log=print) -> dict[str, Path]:
+    """process → ROOT file, in the order of ``cfg.processes`` (module docstring)."""
+    from ..samples import BUNDLED, sample_dir, sample_path
+
+    if cfg.samples is not None:
+        out = {p: Path(cfg.samples[p]) for p in cfg.processes if p in cfg.samples}
+        missing = [p for p in cfg.processes if p not in out]
+        if missing:
+            raise UserError(f"no sample given for {', '.join(missing)}")
+    elif cfg.sample_dir is not None:
+        out = {p: Path(cfg.sample_dir) / f"{p}.root" for p in cfg.processes}
+    elif cfg.events is not None:
+        out = _generated(cfg, log)
+    else:
+        missing = [p for p in cfg.processes if not (sample_dir() / f"{p}.root").exists()]
+        if missing:
+            raise UserError(
+                f"bundled sample(s) {', '.join(missing)} missing from the package data folder {sample_dir()} "
+                "(broken install?): reinstall flashsim-coffea, regenerate them with `python -m flashsim_coffea.samples`, "
+                "or run `flashsim demo --events N` to generate new ones"
+            )
+        out = {p: sample_path(p) for p in cfg.processes}
+    for p, path in out.items():
+        if not path.is_file():
+            raise UserError(f"sample of {p}: {path} does not exist")
+        if p in BUNDLED and _num_entries(path) is None:
+            raise UserError(f"sample of {p}: {path} is not a readable NanoAOD file (no Events tree)")
+    return out
+
+
+def _generated(cfg: DemoConfig, log) -> dict[str, Path]:
+    """``flashsim generate`` samples of ``cfg.events`` events each (bundled seeds and filters), cached."""
+    from ..generate.driver import generate
+    from ..samples import BUNDLED
+
+    if cfg.events < 1:
+        raise UserError(f"--events must be ≥ 1, got {cfg.events}")
+    folder = Path(cfg.output) / SAMPLES
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for p in cfg.processes:
+        path = folder / f"{p}.root"
+        settings = BUNDLED[p]
+        if _num_entries(path) != cfg.events:
+            log(f"generating {cfg.events} {p} events -> {path}")
+            generate(p, cfg.events, settings["seed"], path, workers=max(1, cfg.workers),
+                     filter_name=settings.get("filter_name"), force=True, progress=cfg.progress)
+        out[p] = path
+    return out
+
+
+def check_models(cfg: DemoConfig) -> dict[str, Path]:
+    """FlashSim model folders {"jets", "muons"}; the DNN is loaded once to check it."""
+    from ..analysis.dnn import load_model
+    from ..flows.sampler import shipped_model_path
+
+    models = {}
+    for name in ("jets", "muons"):
+        given = (cfg.models or {}).get(name)
+        if given is None:
+            try:
+                models[name] = shipped_model_path(name)
+            except UserError as err:
+                raise UserError(f"{err} (broken install?): the shipped FlashSim models are package data of "
+                                "flashsim_coffea; reinstall it or pass your own models") from err
+        else:
+            models[name] = Path(given)
+            if not (models[name] / "card.json").is_file():
+                raise UserError(f"{name} model folder {models[name]} has no card.json")
+    if cfg.dnn is not False:
+        load_model(None if cfg.dnn is True else cfg.dnn)
+    return models
+
+
+def make_simulator(models: dict[str, Path]):
+    """The FlashSim injector used by the processor (carries only paths; loads lazily on workers)."""
+    from ..inject import FlashSim
+
+    return FlashSim(jets=models["jets"], muons=models["muons"])
+

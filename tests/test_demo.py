@@ -1,0 +1,156 @@
+"""``flashsim demo``: statistics against hand values, bad input, and a run on tiny inputs."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from flashsim_coffea.cli import main
+from flashsim_coffea.demo import DemoConfig, run_demo
+from flashsim_coffea.demo.inputs import check_models, prepare_output, resolve_samples
+from flashsim_coffea.demo.stats import Hist1D, chi2_ndf, closure_prediction, mean_rel_error
+from flashsim_coffea.errors import UserError
+
+MODELS = Path(__file__).resolve().parents[1] / "flashsim_coffea" / "models"
+
+
+def shipped_flows_present() -> bool:
+    return all((MODELS / n / "card.json").is_file() for n in ("jets", "muons"))
+
+
+# --------------------------------------------------------------------------- statistics
+def test_chi2_ndf_hand_values():
+    c = chi2_ndf(np.array([10.0, 5.0, 0.0]), np.array([10.0, 5.0, 0.0]), np.array([8.0, 5.0, 0.0]), np.array([6.0, 5.0, 0.0]))
+    assert c.ndf == 2  # the empty bin does not count
+    assert c.chi2 == pytest.approx(4.0 / 16.0)
+    assert c.per_ndf == pytest.approx(0.125)
+    assert math.isnan(chi2_ndf(np.zeros(2), np.zeros(2), np.zeros(2), np.zeros(2)).per_ndf)
+
+
+def test_mean_rel_error_and_closure_hand_values():
+    edges = np.arange(4.0)
+    a = Hist1D(np.array([4.0, 16.0, 0.0]), np.array([4.0, 16.0, 0.0]), edges)
+    b = Hist1D(np.array([4.0, 16.0, 1.0]), np.array([1.0, 4.0, 1.0]), edges)
+    # bins filled in both: 0 and 1; σ/content = (0.5, 0.25) and (0.25, 0.125)
+    assert mean_rel_error(a, b) == pytest.approx([37.5, 18.75])
+    ref_full = Hist1D(np.array([10.0, 4.0, 0.0]), np.array([10.0, 4.0, 0.0]), edges)
+    var_flash = Hist1D(np.array([6.0, 2.0, 3.0]), np.array([6.0, 2.0, 3.0]), edges)
+    ref_flash = Hist1D(np.array([5.0, 4.0, 2.0]), np.array([5.0, 4.0, 2.0]), edges)
+    pred = closure_prediction(ref_full, var_flash, ref_flash)
+    np.testing.assert_allclose(pred.values, [12.0, 2.0, 0.0])
+    np.testing.assert_allclose(pred.variances[:2], [144 * (1 / 10 + 1 / 6 + 1 / 5), 4 * (1 / 4 + 1 / 2 + 1 / 4)])
+    assert pred.variances[2] == 0.0
+
+
+# --------------------------------------------------------------------------- bad input
+def test_output_folder_not_empty_or_not_writable(tmp_path):
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="not empty.*--force"):
+        prepare_output(DemoConfig(output=busy))
+    assert prepare_output(DemoConfig(output=busy, force=True)) == busy
+    assert (busy / "notes.txt").exists()  # --force replaces only the report's own files
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    with pytest.raises(UserError, match="not a folder"):
+        prepare_output(DemoConfig(output=blocker))
+    with pytest.raises(UserError, match="cannot write"):
+        prepare_output(DemoConfig(output=blocker / "sub"))
+
+
+def test_cli_refuses_non_empty_folder_before_work(tmp_path, capsys):
+    (tmp_path / "x").write_text("x")
+    assert main(["demo", "-o", str(tmp_path), "--samples", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err
+    assert "flashsim demo: error:" in err and "not empty" in err
+
+
+def test_missing_bundled_samples_name_package_path(tmp_path, monkeypatch):
+    import flashsim_coffea.samples as samples
+
+    monkeypatch.setattr(samples, "sample_dir", lambda: tmp_path / "pkgdata")
+    with pytest.raises(UserError, match="pkgdata"):
+        resolve_samples(DemoConfig(output=tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_models_name_package_path(tmp_path, monkeypatch):
+    import flashsim_coffea.flows.sampler as sampler
+
+    def missing(name):
+        raise UserError(f"no shipped model {name!r} in {MODELS}")
+
+    monkeypatch.setattr(sampler, "shipped_model_path", missing)
+    with pytest.raises(UserError, match="flashsim_coffea/models"):
+        check_models(DemoConfig())
+    with pytest.raises(UserError, match="card.json"):
+        check_models(DemoConfig(models={"jets": tmp_path, "muons": tmp_path}))
+    with pytest.raises(UserError, match="folds"):
+        run_demo(DemoConfig(output=tmp_path / "o", folds=1))
+
+
+# --------------------------------------------------------------------------- a whole run
+@pytest.fixture(scope="module")
+def tiny_samples(generated) -> dict[str, Path]:
+    sizes = {"vbf_hmm": 200, "vbf_hmm_alt": 200, "ewk_mumujj": 60, "dy": 60, "ttbar": 40}
+    return {p: generated(p, n, seed=30 + i)[0] for i, (p, n) in enumerate(sizes.items())}
+
+
+@pytest.fixture(scope="module")
+def demo_models(request) -> dict[str, Path] | None:
+    if shipped_flows_present():
+        return None
+    return request.getfixturevalue("tiny_models")
+
+
+@pytest.fixture(scope="module")
+def demo_run(tiny_samples, demo_models, tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "report"
+    cfg = DemoConfig(output=out, samples=tiny_samples, models=demo_models, folds=5, single_event_folds=300,
+                     executor="iterative", chunksize=500, progress=False)
+    return out, run_demo(cfg)
+
+
+def test_demo_outputs_exist(demo_run):
+    out, summary = demo_run
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["closure_chi2_ndf"] == pytest.approx(summary["closure_chi2_ndf"])
+    md = (out / "summary.md").read_text()
+    for f in summary["figures"]:
+        path = out / f
+        assert path.is_file() and path.read_bytes()[:4] == b"\x89PNG", f
+        assert f"]({f})" in md, f"{f} not embedded in summary.md"
+    names = {Path(f).name for f in summary["figures"]}
+    assert {"upsampling_dnn_atanh.png", "upsampling_log_zstar.png", "single_event_dnn.png", "closure_SR_dnn_atanh.png",
+            "vbf_hmm_SR_dnn_atanh.png", "dy_presel_mass.png", "signal_vs_dy_rpt.png"} <= names
+    assert "χ²/ndf" in md and "Cutflows" in md and "Systematic-variation closure" in md
+
+
+def test_demo_numbers_are_sane(demo_run):
+    _, s = demo_run
+    assert {"vbf_hmm/SR/dnn_atanh", "dy/SR/rpt", "vbf_hmm/presel/mass"} <= set(s["chi2_ndf"])
+    # upsampling reduces the mean statistical error
+    up = s["upsampling"]
+    for short in ("dnn", "zstar"):
+        assert 0 < up[f"{short}_error_folds5"] < up[f"{short}_error_folds1"] <= 100
+    # closure: finite and reasonable
+    assert 0 <= s["closure_chi2_ndf"] < 5
+    # cutflows conserve events and Gen yields are sane
+    for mode, per in s["cutflow"].items():
+        for p, cf in per.items():
+            counts = list(cf.values())
+            assert counts == sorted(counts, reverse=True) and counts[0] == s["samples"][p]["events"], (mode, p)
+    single = s["single_event"]
+    assert 0 <= single["fraction_sr"] <= single["fraction_selected"] <= 1 and single["folds"] == 300
+    ratio = s["flash_full_yield_ratio"]["vbf_hmm/presel"]
+    if shipped_flows_present():  # trained models: FlashSim yields near FullSim's
+        assert 0.7 < ratio < 1.3
+        assert 0.5 < s["flash_full_yield_ratio"]["vbf_hmm/SR"] < 1.5
+        assert s["chi2_ndf"]["vbf_hmm/presel/mass"] < 5
+    else:  # seconds-trained tiny flows: only a finite, positive yield
+        assert 0 < ratio < 5

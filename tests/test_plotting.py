@@ -1,0 +1,79 @@
+"""flashsim_coffea.plotting: ratio maths against hand values, FoldHist errors, files written."""
+
+from __future__ import annotations
+
+import hist
+import numpy as np
+import pytest
+
+from flashsim_coffea import plotting as pl
+from flashsim_coffea.hists import FoldHist
+
+
+def test_ratio_hand_values():
+    a, va = np.array([10.0, 4.0, 0.0, 3.0]), np.array([10.0, 4.0, 0.0, 1.0])
+    b, vb = np.array([5.0, 4.0, 2.0, 0.0]), np.array([5.0, 16.0, 4.0, 0.0])
+    r = pl.ratio(a, va, b, vb)
+    np.testing.assert_allclose(r.value[:3], [2.0, 1.0, 0.0])
+    np.testing.assert_allclose(r.num_err[:3], [np.sqrt(10) / 5, 0.5, 0.0])
+    np.testing.assert_allclose(r.den_band[:3], [np.sqrt(5) / 5, 1.0, 1.0])
+    # full error: |r| sqrt(va/a² + vb/b²) where a > 0; sqrt(va)/b when a = 0
+    np.testing.assert_allclose(r.err[:2], [2 * np.sqrt(10 / 100 + 5 / 25), 1 * np.sqrt(4 / 16 + 16 / 16)])
+    np.testing.assert_allclose(r.err[2], 0.0)
+    assert np.isnan(r.value[3]) and np.isnan(r.num_err[3]) and np.isnan(r.den_band[3]) and np.isnan(r.err[3])
+
+
+def test_ratio_without_variances_and_relative_error():
+    r = pl.ratio([1.0, 2.0], None, [2.0, 2.0], None)
+    np.testing.assert_allclose(r.value, [0.5, 1.0])
+    np.testing.assert_allclose(r.err, [0.0, 0.0])
+    rel = pl.relative_error(np.array([4.0, 0.0, 10.0]), np.array([4.0, 1.0, 25.0]))
+    np.testing.assert_allclose(rel[[0, 2]], [0.5, 0.5])
+    assert np.isnan(rel[1])
+    assert np.isnan(pl.relative_error(np.array([1.0]), None)).all()
+
+
+def test_hist_data_weighted_and_foldhist():
+    ax = hist.axis.Regular(4, 0, 4, name="x")
+    h = hist.Hist(ax, storage=hist.storage.Weight())
+    h.fill(x=[0.5, 0.5, 2.5, 9.0], weight=[2.0, 1.0, 3.0, 5.0])  # 9.0 → overflow, excluded
+    v, var, edges = pl.hist_data(h)
+    np.testing.assert_allclose(v, [3, 0, 3, 0])
+    np.testing.assert_allclose(var, [5, 0, 9, 0])
+    np.testing.assert_allclose(edges, [0, 1, 2, 3, 4])
+    # FoldHist, N = 2: event 1 has both folds in bin 0, event 2 one fold in bin 0, one in bin 1
+    fh = FoldHist(ax, folds=2)
+    fh.fill(x=[0.5, 0.5, 0.5, 1.5], key=np.array([1, 1, 2, 2]), weight=np.ones(4))
+    v, var, _ = pl.hist_data(fh)
+    np.testing.assert_allclose(v, [1.5, 0.5, 0, 0])  # Σ_ev pdf_i^ev
+    np.testing.assert_allclose(var, [1.0 + 0.25, 0.25, 0, 0])  # Σ_ev pdf²
+    s = pl.series(fh, "FlashSim folds 2")
+    assert s.color == pl.COLORS["FlashSim"]
+    np.testing.assert_allclose(s.errors, np.sqrt([1.25, 0.25, 0, 0]))
+    n = pl.normalized(s)
+    assert n.values.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(n.variances, s.variances / 4)
+    with pytest.raises(ValueError):
+        pl.hist_data(hist.Hist(ax, hist.axis.Regular(2, 0, 1, name="y")))
+
+
+def _h(values, seed=0):
+    rng = np.random.default_rng(seed)
+    h = hist.Hist(hist.axis.Regular(20, -3, 3, name="x", label="x [GeV]"), storage=hist.storage.Weight())
+    h.fill(x=rng.normal(size=values))
+    return h
+
+
+def test_compare_and_relative_error_plot_write_files(tmp_path):
+    full, flash = _h(2000, 1), _h(2000, 2)
+    fig = pl.compare([pl.series(full, "FullSim", histtype="errorbar"), pl.series(flash, "FlashSim")],
+                     xlabel="x [GeV]", title="test", log=True, path=tmp_path / "cmp.png")
+    assert fig is not None
+    out = tmp_path / "cmp.png"
+    assert out.stat().st_size > 5000 and out.read_bytes()[:4] == b"\x89PNG"
+    pl.compare([pl.series(full, "FullSim", histtype="errorbar"), pl.series(flash, "FlashSim"),
+                pl.series(flash, "Gen", linestyle="--")], density=True, path=tmp_path / "three")
+    assert (tmp_path / "three.png").is_file()
+    pl.relative_error_plot([pl.series(full, "FlashSim folds 1"), pl.series(flash, "FlashSim folds 25", color="g")],
+                           xlabel="x", path=tmp_path / "rel.png")
+    assert (tmp_path / "rel.png").stat().st_size > 5000
