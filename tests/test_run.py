@@ -171,7 +171,7 @@ def test_dask_worker_killed_gives_same_histograms(files, reference, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("folds", [5])
-def test_flashsim_mode_identical_across_chunkings_and_executors(files, tiny_models, folds):
+def test_flashsim_mode_identical_across_chunkings_and_executors(files, tiny_models, folds, tmp_path):
     """FlashSim injection (tiny flows) through the processor hook: same histograms for every
     chunk size and executor with folds (FoldHist; folds = 1 is the fullsim path above plus
     the injection, whose chunk independence tests/test_inject.py covers)."""
@@ -186,3 +186,13 @@ def test_flashsim_mode_identical_across_chunkings_and_executors(files, tiny_mode
     assert isinstance(ref["vbf"]["hists"]["SR"]["mass"], FoldHist if folds > 1 else hist.Hist)
     _assert_identical(ref, run_processor(fileset, make(), "iterative", chunksize=37))
     _assert_identical(ref, run_processor(fileset, make(), "futures", workers=2, chunksize=50))
+    # the same through the command line
+    from coffea.util import load
+
+    out = tmp_path / "flash.coffea"
+    args = ["run", files["vbf"], "--mode", "flashsim", "--folds", str(folds), "--chunksize", "80", "-o", str(out),
+            "--jets-model", str(tiny_models["jets"]), "--muons-model", str(tiny_models["muons"])]  # fmt: skip
+    assert main(args) == 0
+    res = load(str(out))
+    res["vbf"] = res.pop(Path(files["vbf"]).stem)
+    _assert_identical(ref, res)

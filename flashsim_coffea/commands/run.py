@@ -49,6 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunksize", type=int, default=100_000)
     p.add_argument("--no-dnn", action="store_true", help="do not evaluate the DNN")
     p.add_argument("--dnn-model", help="DNN model folder (default: the shipped one)")
+    p.add_argument("--jets-model", help="FlashSim jets flow folder (flashsim mode; default: the shipped one)")
+    p.add_argument("--muons-model", help="FlashSim muons flow folder (flashsim mode; default: the shipped one)")
     p.add_argument("--skip-bad-files", action="store_true", help="skip unreadable files/corrupt baskets and report them")
     p.add_argument("-o", "--output", required=True, help="output file (coffea.util.save)")
     p.add_argument("--root", help="also write the histograms to this ROOT file")
@@ -249,7 +251,14 @@ def run(args: argparse.Namespace) -> int:
     if args.scheduler and args.executor != "dask":
         raise UserError("--scheduler needs --executor dask")
     dnn: bool | str = False if args.no_dnn else (args.dnn_model or True)
-    proc = VBFHmmProcessor(mode=args.mode, folds=args.folds, dnn=dnn)
+    simulator = None
+    if args.jets_model or args.muons_model:
+        if args.mode != "flashsim":
+            raise UserError("--jets-model/--muons-model need --mode flashsim")
+        from ..inject import FlashSim  # carries only model paths: cheap to pickle to workers
+
+        simulator = FlashSim(jets=args.jets_model or "default", muons=args.muons_model or "default")
+    proc = VBFHmmProcessor(mode=args.mode, folds=args.folds, dnn=dnn, simulator=simulator)
     fileset = load_fileset(args.inputs)
     t0 = time.perf_counter()
     out = run_processor(fileset, proc, args.executor, args.workers, args.scheduler, args.chunksize, args.skip_bad_files)
