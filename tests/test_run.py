@@ -12,7 +12,7 @@ import pytest
 import uproot
 
 from flashsim_coffea.cli import main
-from flashsim_coffea.commands.run import load_fileset, run_processor, write_root
+from flashsim_coffea.commands.run import load_fileset, run_processor
 from flashsim_coffea.errors import UserError
 from processors import VBFHmmProcessor
 
