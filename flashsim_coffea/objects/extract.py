@@ -181,7 +181,7 @@ def extract_files(
     import uproot
     from tqdm.auto import tqdm
 
-    from .synthetic import GEN_BRANCHES, resimulated
+    from .synthetic import GEN_BRANCHES, reference_fingerprint, resimulated
 
     trees = []
     for f in files:
@@ -224,6 +224,7 @@ def extract_files(
         "spec_hash": spec.hash(),
         "files": [{"path": str(Path(f).resolve()), "bytes": Path(f).stat().st_size, "entries": t.num_entries} for f, t, _ in trees],
         "reco": "file" if resimulate is None else f"reference.simulate(seed {resimulate}) on the files' Gen",
+        "reference_fingerprint": None if resimulate is None else reference_fingerprint(),
         "n_events": data.n_events,
         "n_reco": data.n_reco,
         "n_objects": len(data),

@@ -21,7 +21,20 @@ import awkward as ak
 from .extract import Extracted, extract_events
 from .spec import ObjectSpec
 
-__all__ = ["extract_synthetic", "resimulated", "GEN_BRANCHES"]
+__all__ = ["extract_synthetic", "resimulated", "reference_fingerprint", "GEN_BRANCHES"]
+
+
+def reference_fingerprint() -> str:
+    """SHA-256 (12 hex digits) of the reference-response source files: which version drew."""
+    import hashlib
+    from pathlib import Path
+
+    import flashsim_coffea.reference as ref
+
+    h = hashlib.sha256()
+    for f in sorted(Path(ref.__file__).parent.glob("*.py")):
+        h.update(f.read_bytes())
+    return h.hexdigest()[:12]
 
 #: branches the reference response reads (Gen collections, pile-up, event ids)
 GEN_BRANCHES = re.compile(r"^(run|luminosityBlock|event|nGenJet|nGenPart|GenJet_.*|GenPart_.*|Pileup_.*)$")
@@ -52,6 +65,7 @@ def extract_synthetic(spec: ObjectSpec, n_events: int, gen_seed: int = 1, ref_se
         "spec": spec.name,
         "spec_hash": spec.hash(),
         "source": f"synthetic_gen({n_events} events, seed {gen_seed}) + reference.simulate(seed {ref_seed})",
+        "reference_fingerprint": reference_fingerprint(),
         "n_events": data.n_events,
         "n_reco": data.n_reco,
         "n_objects": len(data),

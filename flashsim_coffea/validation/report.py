@@ -16,6 +16,7 @@ import numpy as np
 from flashsim_coffea import __version__
 from flashsim_coffea.flows.sampler import FlowModel
 from flashsim_coffea.objects import ObjectSpec
+from flashsim_coffea.objects.synthetic import reference_fingerprint
 
 from . import plots
 from .metrics import c2st_auc, w1_table
@@ -106,7 +107,8 @@ def run_validation(spec: ObjectSpec, model: FlowModel, files: list[str], out_dir
     metrics = write_report(spec, samples, out, title)
     prov = {"spec": spec.name, "spec_hash": spec.hash(), "model": str(model.path), "model_metrics": model.card.get("metrics"),
             "inputs": [str(Path(f).resolve()) for f in files], "reference_prime_seed": ref_seed,
-            "reference": "file" if resimulate is None else f"reference.simulate(seed {resimulate})", **samples.info,
+            "reference": "file" if resimulate is None else f"reference.simulate(seed {resimulate})",
+            "reference_fingerprint": reference_fingerprint(), **samples.info,
             "seconds": round(time.time() - t0, 1), "package_version": __version__}
     (out / "provenance.json").write_text(json.dumps(prov, indent=1))
     return metrics
