@@ -12,7 +12,8 @@ Targets, column by column (``e`` = encoded value before standardisation, u ~ U(0
 then y = (e − μ) / σ with μ, σ fitted on the training set. Conditioning features are
 transformed by their feature transform and standardised the same way; at sampling time
 non-finite conditioning rows are flagged and set to the training mean, and values outside
-the training range are clamped into it (both counted). For every x in the admissible
+the training range are clamped into it (both counted). Sampled rows outside the training
+support of the targets (widened by 10 %) are redrawn by the sampler. For every x in the admissible
 domain and every u in (0, 1), decode(encode(x, u)) == x (to float64 rounding for reals).
 """
 
@@ -75,6 +76,8 @@ class Preprocessor:
     cond_max: np.ndarray
     targ_mean: np.ndarray
     targ_std: np.ndarray
+    targ_min: np.ndarray | None = None  # support of the standardised training targets
+    targ_max: np.ndarray | None = None
 
     # -- fitting --------------------------------------------------------------------------
     @classmethod
@@ -82,15 +85,18 @@ class Preprocessor:
         ec = cls._transform_cond(spec, cond)
         et = cls._encode_targets_raw(spec, targets, u)
         cstd = ec.std(axis=0)
-        tstd = et.std(axis=0)
+        tstd = np.where(et.std(axis=0) > 1e-12, et.std(axis=0), 1.0)
+        tmean = et.mean(axis=0)
         return cls(
             spec,
             ec.mean(axis=0),
             np.where(cstd > 1e-12, cstd, 1.0),
             ec.min(axis=0),
             ec.max(axis=0),
-            et.mean(axis=0),
-            np.where(tstd > 1e-12, tstd, 1.0),
+            tmean,
+            tstd,
+            (et.min(axis=0) - tmean) / tstd,
+            (et.max(axis=0) - tmean) / tstd,
         )
 
     @staticmethod
@@ -127,17 +133,26 @@ class Preprocessor:
         """Standardised float64 targets; ``u`` (N, T) uniforms for dequantization/spikes."""
         return (self._encode_targets_raw(self.spec, targets, u) - self.targ_mean) / self.targ_std
 
+    def in_support(self, y: np.ndarray, margin: float = 0.1) -> np.ndarray:
+        """Rows whose standardised targets lie within the training support widened by
+        ``margin`` × its width on each side (the sampler redraws the others)."""
+        if self.targ_min is None or self.targ_max is None:
+            return np.ones(len(y), dtype=bool)
+        width = self.targ_max - self.targ_min
+        lo, hi = self.targ_min - margin * width, self.targ_max + margin * width
+        return ((y >= lo) & (y <= hi)).all(axis=1)
+
     def decode_targets(self, y: np.ndarray) -> np.ndarray:
         """Raw targets (N, T) float64 from standardised values: inverse, snapping, bounds."""
         e = np.asarray(y, dtype=np.float64) * self.targ_std + self.targ_mean
         return np.stack([decode_target(t, e[:, j]) for j, t in enumerate(self.spec.targets)], axis=1)
 
     # -- serialisation --------------------------------------------------------------------
-    _ARRAYS = ("cond_mean", "cond_std", "cond_min", "cond_max", "targ_mean", "targ_std")
+    _ARRAYS = ("cond_mean", "cond_std", "cond_min", "cond_max", "targ_mean", "targ_std", "targ_min", "targ_max")
 
     def to_dict(self) -> dict:
-        return {k: [float(v) for v in getattr(self, k)] for k in self._ARRAYS}
+        return {k: [float(v) for v in getattr(self, k)] for k in self._ARRAYS if getattr(self, k) is not None}
 
     @classmethod
     def from_dict(cls, spec: ObjectSpec, d: dict) -> "Preprocessor":
-        return cls(spec, *(np.asarray(d[k], dtype=np.float64) for k in cls._ARRAYS))
+        return cls(spec, *(np.asarray(d[k], dtype=np.float64) if k in d else None for k in cls._ARRAYS))

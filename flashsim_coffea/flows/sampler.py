@@ -9,7 +9,8 @@ on the batch, chunk or executor. The inverse pass is :class:`.fast_inverse.FastI
 (nflows' maths without its boolean-mask indexing, 1.6× faster, equal to float32 rounding). The flow is inverted in blocks of exactly ``block_size``
 rows (the last one zero-padded) under ``torch.inference_mode()`` with float32: the matrix
 library then runs the same kernels on every block, so results do not change with the number
-of objects per call either. Rows whose output is not finite are redrawn with
+of objects per call either. Rows whose output is not finite, or lies outside the training
+support of the targets (widened by 10 % of its width), are redrawn with
 ``attempt`` = 1, 2, … (still counter-based) and counted; after ``MAX_ATTEMPTS`` they take the
 decoded zero vector (the mode of the standardised base) and are counted as ``n_fallback``.
 
@@ -108,6 +109,11 @@ class FlowModel:
                 out[start : start + m] = x[:m].numpy()
         return out
 
+    def _bad(self, y: np.ndarray) -> np.ndarray:
+        """Rows to redraw: non-finite, or outside the (widened) training support."""
+        with np.errstate(invalid="ignore"):
+            return ~np.isfinite(y).all(axis=1) | ~self.pre.in_support(y)
+
     def sample(self, cond: np.ndarray, keys: dict[str, np.ndarray], fold=0, return_info: bool = False):
         """Targets for each Gen object: dict name → float64 array (snapped, bounded, finite).
 
@@ -126,7 +132,7 @@ class FlowModel:
             raise UserError(f"{self.spec.name}: noise keys missing: {', '.join(missing)}")
         c, info = self.pre.encode_cond(cond)
         y = self._invert(self.base_noise(keys, fold), c) if n else np.zeros((0, len(self.spec.targets)), np.float32)
-        bad = ~np.isfinite(y).all(axis=1)
+        bad = self._bad(y)
         info["n_redrawn"] = int(bad.sum())
         attempt = 0
         while bad.any() and attempt < MAX_ATTEMPTS:
@@ -135,7 +141,7 @@ class FlowModel:
             sub = {k: np.asarray(keys[k])[idx] for k in KEY_NAMES}
             f = np.broadcast_to(np.asarray(fold), (n,))[idx]
             y[idx] = self._invert(self.base_noise(sub, f, attempt), c[idx])
-            bad = ~np.isfinite(y).all(axis=1)
+            bad = self._bad(y)
         info["n_fallback"] = int(bad.sum())
         y[bad] = 0.0
         x = self.pre.decode_targets(y)
@@ -144,7 +150,7 @@ class FlowModel:
             warnings.warn(
                 f"flashsim {self.spec.name}: {info['n_nonfinite_cond']} objects with non-finite conditioning "
                 f"(simulated at the training mean, flagged invalid), {info['n_out_of_range_cond']} outside the "
-                f"training range (clamped), {info['n_redrawn']} non-finite samples redrawn "
+                f"training range (clamped), {info['n_redrawn']} non-finite/out-of-support samples redrawn "
                 f"({info['n_fallback']} fell back to the mode)",
                 stacklevel=2,
             )

@@ -161,6 +161,10 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
         pre = Preprocessor.from_dict(spec, init_card["preprocessing"])
         fresh = Preprocessor.fit(spec, cond[train_rows], targ[train_rows], None)
         pre.cond_min, pre.cond_max = np.minimum(pre.cond_min, fresh.cond_min), np.maximum(pre.cond_max, fresh.cond_max)
+        # target support of the new data, expressed in the kept standardisation
+        e = Preprocessor._encode_targets_raw(spec, targ[train_rows], None)
+        pre.targ_min = (e.min(axis=0) - pre.targ_mean) / pre.targ_std
+        pre.targ_max = (e.max(axis=0) - pre.targ_mean) / pre.targ_std
     else:
         pre = Preprocessor.fit(spec, cond[train_rows], targ[train_rows], _uniforms(spec, config.seed, "fit", 0, train_rows))
     c_train = torch.from_numpy(pre.encode_cond(cond[train_rows])[0]).to(device)
