@@ -15,8 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="instead of files: N synthetic Gen events through the reference response")
     parser.add_argument("--gen-seed", type=int, default=1, help="seed of the synthetic Gen events")
     parser.add_argument("--ref-seed", type=int, default=11, help="seed of the reference response (synthetic)")
-    parser.add_argument("--resimulate", type=int, metavar="SEED", default=None,
-                        help="ignore the files' reco objects: re-run the reference response on their Gen with SEED")
+    parser.add_argument("--resimulate", type=int, nargs="+", metavar="SEED", default=None,
+                        help="ignore the files' reco objects: re-run the reference response on their Gen "
+                             "(one draw per SEED)")
     parser.add_argument("-o", "--output", required=True, help="output .npz or .safetensors file")
     parser.add_argument("--max-objects", type=int, default=None, help="stop after this many matched objects")
     parser.add_argument("--step-size", type=int, default=20_000, help="events per chunk")

@@ -171,13 +171,15 @@ def _check_branches(path: str, tree, spec: ObjectSpec) -> None:
 
 def extract_files(
     spec: ObjectSpec, files: list[str], step_size: int = 20_000, progress: bool = True, max_objects: int | None = None,
-    resimulate: int | None = None,
+    resimulate: int | list[int] | None = None,
 ) -> tuple[Extracted, dict]:
     """Extract matched pairs from NanoAOD files; returns the data and a provenance dict.
 
     ``resimulate=SEED`` ignores the files' reco collections and pairs their Gen objects with a
-    fresh reference-response draw (:func:`.synthetic.resimulated`).
+    fresh reference-response draw (:func:`.synthetic.resimulated`); a list of seeds makes one
+    draw per seed (more reco samples of the same Gen objects).
     """
+    seeds = [resimulate] if isinstance(resimulate, int) else resimulate
     import uproot
     from tqdm.auto import tqdm
 
@@ -201,11 +203,11 @@ def extract_files(
     n = 0
     for f, tree, branches in trees:
         for chunk in tree.iterate(branches, step_size=step_size, library="ak"):
-            if resimulate is not None:
-                chunk = resimulated(chunk, resimulate, source=f)
-            part = extract_events(spec, chunk)
-            parts.append(part)
-            n += len(part)
+            for seed in seeds or [None]:
+                events = chunk if seed is None else resimulated(chunk, seed, source=f)
+                part = extract_events(spec, events)
+                parts.append(part)
+                n += len(part)
             bar.update(len(chunk))
             bar.set_postfix(objects=n, dropped=sum(sum(p.drops.values()) for p in parts))
             if max_objects is not None and n >= max_objects:
@@ -214,6 +216,7 @@ def extract_files(
             break
     bar.close()
     data = Extracted.concatenate(parts, spec)
+    data.n_events //= max(1, len(seeds or [None]))  # each event was counted once per draw
     if max_objects is not None and len(data) > max_objects:
         data = Extracted(data.cond[:max_objects], data.targets[:max_objects],
                          {k: v[:max_objects] for k, v in data.keys.items()},
@@ -223,8 +226,8 @@ def extract_files(
         "spec": spec.name,
         "spec_hash": spec.hash(),
         "files": [{"path": str(Path(f).resolve()), "bytes": Path(f).stat().st_size, "entries": t.num_entries} for f, t, _ in trees],
-        "reco": "file" if resimulate is None else f"reference.simulate(seed {resimulate}) on the files' Gen",
-        "reference_fingerprint": None if resimulate is None else reference_fingerprint(),
+        "reco": "file" if not seeds else f"reference.simulate(seed {', '.join(map(str, seeds))}) on the files' Gen",
+        "reference_fingerprint": None if not seeds else reference_fingerprint(),
         "n_events": data.n_events,
         "n_reco": data.n_reco,
         "n_objects": len(data),
