@@ -183,9 +183,15 @@ def _panels(n_lower: int, height_ratio: float = 1.0):
     return fig, axes[0], list(axes[1:])
 
 
+def _has_positive(ax: plt.Axes) -> bool:
+    """Whether anything drawn on ``ax`` has a positive y (else a log scale is impossible)."""
+    hi = ax.dataLim.y1
+    return bool(ax.has_data() and np.isfinite(hi) and hi > 0)
+
+
 def _finish_top(ax: plt.Axes, ylabel: str, log: bool, title: str | None, note: str | None = None) -> None:
     ax.set_ylabel(ylabel)
-    if log:
+    if log and _has_positive(ax):
         ax.set_yscale("log")
         lo = ax.get_ylim()[0]
         ax.set_ylim(bottom=max(lo, 1e-4))

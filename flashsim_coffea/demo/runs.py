@@ -9,14 +9,19 @@
    (:func:`single_event`): the distribution of its DNN output and the fraction of its folds
    that pass the selection.
 
-Runs 1–4 reuse :func:`flashsim_coffea.commands.run.run_processor` (executor set-up, bad-file
-accounting); the processor is :class:`processors.VBFHmmProcessor`.
+Runs 1–4 share one executor (:func:`executor_session`): with ``futures`` one process pool
+whose workers keep their loaded models across the runs (``flashsim run``'s
+:func:`~flashsim_coffea.commands.run.make_executor` makes a fresh pool per call, which costs
+the worker start-up four times), with ``dask`` one client (``make_executor``). The inputs are
+checked before the runs, so no bad-file accounting is needed. The processor is
+:class:`processors.VBFHmmProcessor`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +30,7 @@ import numpy as np
 
 from .config import SIGNAL, UPSAMPLED, DemoConfig
 
-__all__ = ["DemoOutputs", "Progress", "SingleEvent", "run_all", "single_event"]
+__all__ = ["DemoOutputs", "Progress", "SingleEvent", "executor_session", "run_all", "single_event"]
 
 
 class Progress:
@@ -79,30 +84,58 @@ def _fileset(samples: dict[str, Path], processes) -> dict:
     return {p: {"files": {str(samples[p]): "Events"}} for p in processes}
 
 
+@contextmanager
+def executor_session(name: str, workers: int, status: bool = True) -> Iterator[Any]:
+    """A coffea executor reused by several Runner calls (module docstring); cleaned up on exit."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    from coffea import processor
+
+    from ..commands.run import make_executor
+
+    if name == "futures":
+        pool = ProcessPoolExecutor(max_workers=workers)
+        try:
+            yield processor.FuturesExecutor(pool=pool, workers=workers, status=status)
+        finally:
+            pool.shutdown(cancel_futures=True)
+        return
+    ex, close = make_executor(name, workers)
+    ex.status = status
+    try:
+        yield ex
+    finally:
+        close()
+
+
 def run_all(cfg: DemoConfig, samples: dict[str, Path], simulator: Any, log: Callable[[str], None] = print) -> DemoOutputs:
     """Runs 1–5 of the module docstring with the executor of ``cfg``."""
-    from processors import VBFHmmProcessor
+    from coffea import processor
+    from coffea.nanoevents import NanoAODSchema
 
-    from ..commands.run import run_processor
+    from processors import VBFHmmProcessor
 
     n_events = {p: _entries(samples[p]) for p in cfg.processes}
     total = sum(n_events.values())
     up = [p for p in UPSAMPLED if p in samples]
     n_up = sum(n_events[p] for p in up)
     prog = Progress(5 if SIGNAL in samples else 4, enabled=cfg.progress, log=log)
-
-    def runner(mode: str, processes, folds: int = 1):
-        proc = VBFHmmProcessor(mode=mode, folds=folds, dnn=cfg.dnn, simulator=simulator if mode == "flashsim" else None)
-        return lambda: run_processor(_fileset(samples, processes), proc, cfg.executor, cfg.workers, None, cfg.chunksize, False)
-
-    ex = f"{cfg.executor}, {cfg.workers} worker(s)" if cfg.executor != "iterative" else "iterative"
+    ex_text = f"{cfg.executor}, {cfg.workers} worker(s)" if cfg.executor != "iterative" else "iterative"
     procs = list(cfg.processes)
-    full = prog.run("fullsim", f"FullSim (reference reco) on {total} events of {len(procs)} processes [{ex}]",
-                    runner("fullsim", procs), total)
-    gen = prog.run("gen", f"Gen level on {total} events", runner("gen", procs), total)
-    flash = prog.run("flashsim", f"FlashSim (folds 1) on {total} events", runner("flashsim", procs), total)
-    folded = prog.run("flashsim_folds", f"FlashSim folds {cfg.folds} on {n_up} events of {', '.join(up)} "
-                      f"({n_up * cfg.folds} reconstructions)", runner("flashsim", up, cfg.folds), n_up * cfg.folds)
+
+    with executor_session(cfg.executor, cfg.workers, status=cfg.progress) as ex:
+        runner = processor.Runner(executor=ex, schema=NanoAODSchema, chunksize=cfg.chunksize)
+
+        def job(mode: str, processes, folds: int = 1) -> Callable[[], dict]:
+            proc = VBFHmmProcessor(mode=mode, folds=folds, dnn=cfg.dnn, simulator=simulator if mode == "flashsim" else None)
+            return lambda: dict(runner(_fileset(samples, processes), processor_instance=proc, treename="Events"))
+
+        full = prog.run("fullsim", f"FullSim (reference reco) on {total} events of {len(procs)} processes [{ex_text}]",
+                        job("fullsim", procs), total)
+        gen = prog.run("gen", f"Gen level on {total} events", job("gen", procs), total)
+        flash = prog.run("flashsim", f"FlashSim (folds 1) on {total} events", job("flashsim", procs), total)
+        folded = prog.run("flashsim_folds", f"FlashSim folds {cfg.folds} on {n_up} events of {', '.join(up)} "
+                          f"({n_up * cfg.folds} reconstructions)", job("flashsim", up, cfg.folds), n_up * cfg.folds)
     single = None
     if SIGNAL in samples:
         single = prog.run("single_event", f"one {SIGNAL} Gen event, {cfg.single_event_folds} folds",
