@@ -97,7 +97,7 @@ def test_missing_models_name_package_path(tmp_path, monkeypatch):
 # --------------------------------------------------------------------------- a whole run
 @pytest.fixture(scope="module")
 def tiny_samples(generated) -> dict[str, Path]:
-    sizes = {"vbf_hmm": 200, "vbf_hmm_alt": 200, "ewk_mumujj": 60, "dy": 60, "ttbar": 40}
+    sizes = {"vbf_hmm": 150, "vbf_hmm_alt": 150, "ewk_mumujj": 50, "dy": 50, "ttbar": 30}
     return {p: generated(p, n, seed=30 + i)[0] for i, (p, n) in enumerate(sizes.items())}
 
 
@@ -111,7 +111,7 @@ def demo_models(request) -> dict[str, Path] | None:
 @pytest.fixture(scope="module")
 def demo_run(tiny_samples, demo_models, tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "report"
-    cfg = DemoConfig(output=out, samples=tiny_samples, models=demo_models, folds=5, single_event_folds=300,
+    cfg = DemoConfig(output=out, samples=tiny_samples, models=demo_models, folds=5, single_event_folds=200,
                      executor="iterative", chunksize=500, progress=False)
     return out, run_demo(cfg)
 
@@ -146,7 +146,7 @@ def test_demo_numbers_are_sane(demo_run):
             counts = list(cf.values())
             assert counts == sorted(counts, reverse=True) and counts[0] == s["samples"][p]["events"], (mode, p)
     single = s["single_event"]
-    assert 0 <= single["fraction_sr"] <= single["fraction_selected"] <= 1 and single["folds"] == 300
+    assert 0 <= single["fraction_sr"] <= single["fraction_selected"] <= 1 and single["folds"] == 200
     ratio = s["flash_full_yield_ratio"]["vbf_hmm/presel"]
     if shipped_flows_present():  # trained models: FlashSim yields near FullSim's
         assert 0.7 < ratio < 1.3
