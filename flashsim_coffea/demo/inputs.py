@@ -134,7 +134,7 @@ def check_models(cfg: DemoConfig) -> dict[str, Path]:
                 models[name] = shipped_model_path(name)
             except UserError as err:
                 raise UserError(f"{err} (broken install?): the shipped FlashSim models are package data of "
-                                "flashsim_coffea; reinstall it or pass your own models") from err
+                                "flashsim_coffea; reinstall it or pass your own with --jets-model/--muons-model") from err
         else:
             models[name] = Path(given)
             if not (models[name] / "card.json").is_file():

@@ -83,6 +83,7 @@ def write_markdown(summary: dict, figures: dict[str, list[Path]], cfg: DemoConfi
           f"{s['settings']['workers']} worker(s)). FullSim is this project's reference detector response "
           "(docs/reference.md), FlashSim the flows injected on the fly in the coffea processor, Gen the Gen-level "
           "objects. Weights: genWeight; yields are Σ genWeight of the selected events.", ""]
+    L += [f"FlashSim models: jets `{s['models']['jets']}`, muons `{s['models']['muons']}`.", ""]
     L += ["## Samples", ""]
     L += _table(["process", "file", "events"],
                 [[PLAIN_LABELS.get(p, p), f"`{s['samples'][p]['file']}`", str(s["samples"][p]["events"])] for p in processes])
@@ -106,6 +107,8 @@ def write_markdown(summary: dict, figures: dict[str, list[Path]], cfg: DemoConfi
     sig_ratio = s["flash_full_yield_ratio"].get(f"{SIGNAL}/SR")
     rows.append([f"FlashSim / FullSim yield, {PLAIN_LABELS[SIGNAL]} SR", _f(sig_ratio, ".3f"), "–"])
     L += _table(["quantity", "this run", "seed"], rows)
+    L += ["Seed numbers are quoted from the seed thesis (its samples, binning and error definition differ): "
+          "compare the reduction factors, not the values.", ""]
 
     # -- yields and cutflows
     L += ["## Yields per mode", "", "Σ genWeight in the preselection (presel), VBF signal region (SR) and sideband (SB); "
