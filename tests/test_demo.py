@@ -154,3 +154,24 @@ def test_demo_numbers_are_sane(demo_run):
         assert s["chi2_ndf"]["vbf_hmm/presel/mass"] < 5
     else:  # seconds-trained tiny flows: only a finite, positive yield
         assert 0 < ratio < 5
+
+
+def test_events_option_generates_once_and_caches(tiny_samples, tmp_path, monkeypatch):
+    import shutil
+
+    import flashsim_coffea.generate.driver as driver
+
+    calls = []
+
+    def fake_generate(process, n, seed, output, workers=1, filter_name=None, force=False, progress=True):
+        calls.append((process, n, seed, filter_name))
+        shutil.copy(tiny_samples[process], output)
+
+    monkeypatch.setattr(driver, "generate", fake_generate)
+    cfg = DemoConfig(output=tmp_path / "out", events=150, processes=("vbf_hmm", "vbf_hmm_alt"), progress=False)
+    got = resolve_samples(cfg, log=lambda *_: None)
+    assert got == {p: tmp_path / "out" / "samples" / f"{p}.root" for p in ("vbf_hmm", "vbf_hmm_alt")}
+    assert calls == [("vbf_hmm", 150, 104, None), ("vbf_hmm_alt", 150, 105, None)]  # the bundled seeds
+    resolve_samples(cfg, log=lambda *_: None)
+    assert len(calls) == 2  # cached: same number of events already there
+    prepare_output(cfg)  # the samples cache does not make the folder "not empty"
