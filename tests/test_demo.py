@@ -116,6 +116,14 @@ def demo_run(tiny_samples, demo_models, tmp_path_factory):
     return out, run_demo(cfg)
 
 
+def test_report_image_links_relative_to_report(tmp_path, monkeypatch):
+    from flashsim_coffea.demo.report import _img
+
+    monkeypatch.chdir(tmp_path)
+    assert _img(Path("rep/figures/a.png"), Path("rep")) == "![a](figures/a.png)"
+    assert _img(tmp_path / "rep" / "figures" / "a.png", Path("rep")) == "![a](figures/a.png)"
+
+
 def test_demo_outputs_exist(demo_run):
     out, summary = demo_run
     on_disk = json.loads((out / "summary.json").read_text())

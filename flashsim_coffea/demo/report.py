@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,8 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def _img(path: str | Path, base: Path) -> str:
-    rel = Path(path).relative_to(base) if Path(path).is_absolute() else Path(path)
+    """Markdown image of ``path`` relative to the report's folder ``base``."""
+    rel = Path(os.path.relpath(Path(path).resolve(), Path(base).resolve()))
     return f"![{rel.stem}]({rel.as_posix()})"
 
 
