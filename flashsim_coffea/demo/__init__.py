@@ -70,12 +70,13 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict:
     ratio = {f"{p}/{r}": (y["FlashSim"][r] / y["FullSim"][r] if y["FullSim"][r] > 0 else float("nan"))
              for p, y in yields.items() for r in y["FullSim"]}
     se = outputs.single
+    headline = f"{CLOSURE_HISTS[0][0]}/{CLOSURE_HISTS[0][1]}"
     summary: dict = {
         "chi2_ndf": {k: c.per_ndf for k, c in chi2.items()},
         "chi2_detail": {k: {"chi2": c.chi2, "ndf": c.ndf} for k, c in chi2.items()},
         "upsampling": {**up, "process": SIGNAL, "folds": cfg.folds, "region": "SR",
                        "definition": report.ERROR_DEFINITION},
-        "closure_chi2_ndf": closures[f"{CLOSURE_HISTS[0][0]}/{CLOSURE_HISTS[0][1]}"].chi2.per_ndf,
+        "closure_chi2_ndf": closures[headline].chi2.per_ndf if headline in closures else float("nan"),
         "closure": {k: {"chi2": c.chi2.chi2, "ndf": c.chi2.ndf, "chi2_ndf": c.chi2.per_ndf} for k, c in closures.items()},
         "chi2_definition": report.CHI2_DEFINITION,
         "yields": yields,

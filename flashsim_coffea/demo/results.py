@@ -83,7 +83,9 @@ def closure(outputs: DemoOutputs) -> dict[str, ClosureResult]:
     VAR_Flash and REF_Flash are the upsampled FlashSim histograms (folds N).
     """
     ref, var = CLOSURE
-    res = {}
+    res: dict[str, ClosureResult] = {}
+    if not all(p in out for p in CLOSURE for out in (outputs.fullsim, outputs.flashsim_folds)):
+        return res
     for region, name in CLOSURE_HISTS:
         def h(attr: str, p: str) -> Hist1D:
             out = getattr(outputs, attr)
