@@ -6,7 +6,8 @@ One module for the demo report, the notebooks and the validation figures:
   label and √s = 13 TeV (``rlabel`` "<title> (13 TeV)").
 * :class:`Series` / :func:`series` — one histogram to draw (values, variances, edges, style)
   from a ``hist.Hist`` (Weight or plain storage) or a :class:`~flashsim_coffea.hists.FoldHist`
-  (fold-weighted errors, :meth:`FoldHist.variances`); :func:`normalized` scales to unit area.
+  (fold-weighted errors, :meth:`FoldHist.variances`); :func:`histogram` makes one from raw
+  per-object values (Σw, Σw² per bin); :func:`normalized` scales to unit area.
 * :func:`ratio` — the ratio maths of the ratio panels, for contents ``a`` (numerator, e.g.
   FlashSim) and ``b`` (denominator, FullSim) with variances ``va``, ``vb``::
 
@@ -49,6 +50,7 @@ __all__ = [
     "cms_label",
     "compare",
     "hist_data",
+    "histogram",
     "normalized",
     "ratio",
     "relative_error",
@@ -119,6 +121,26 @@ def series(h: Any, label: str, **style: Any) -> Series:
     if "color" not in style:
         style["color"] = next((c for k, c in COLORS.items() if label.startswith(k)), None)
     return Series(label, values, variances, edges, **style)
+
+
+def histogram(values: Any, edges: Any, label: str, weights: Any = None, clip: bool = True, **style: Any) -> Series:
+    """A :class:`Series` from raw per-object values (e.g. FlashSim vs reference targets).
+
+    Contents Σ w and variances Σ w² per bin; with ``clip`` values outside the edges go into the
+    first/last bin (so tails stay visible).
+    """
+    edges = np.asarray(edges, dtype=np.float64)
+    x = np.asarray(values, dtype=np.float64).ravel()
+    w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
+    ok = np.isfinite(x)
+    x, w = x[ok], w[ok]
+    if clip:
+        x = np.clip(x, edges[0], np.nextafter(edges[-1], edges[0]))
+    content, _ = np.histogram(x, edges, weights=w)
+    variances, _ = np.histogram(x, edges, weights=w * w)
+    if "color" not in style:
+        style["color"] = next((c for k, c in COLORS.items() if label.startswith(k)), None)
+    return Series(label, content.astype(np.float64), variances.astype(np.float64), edges, **style)
 
 
 def normalized(s: Series) -> Series:

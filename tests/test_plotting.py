@@ -77,3 +77,12 @@ def test_compare_and_relative_error_plot_write_files(tmp_path):
     pl.relative_error_plot([pl.series(full, "FlashSim folds 1"), pl.series(flash, "FlashSim folds 25", color="g")],
                            xlabel="x", path=tmp_path / "rel.png")
     assert (tmp_path / "rel.png").stat().st_size > 5000
+
+
+def test_histogram_from_values_clips_tails_and_drops_nan():
+    s = pl.histogram([0.5, 1.5, 1.5, -3.0, 7.0, np.nan], [0, 1, 2], "FlashSim", weights=[1, 2, 3, 1, 1, 1])
+    np.testing.assert_allclose(s.values, [2.0, 6.0])  # -3 → first bin, 7 → last bin, NaN dropped
+    np.testing.assert_allclose(s.variances, [2.0, 4 + 9 + 1])
+    assert s.color == pl.COLORS["FlashSim"]
+    s = pl.histogram([-3.0, 0.5], [0, 1], "x", clip=False)
+    np.testing.assert_allclose(s.values, [1.0])

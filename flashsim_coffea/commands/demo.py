@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--folds", type=int, default=25, help="FlashSim upsampling factor of the comparison (default 25)")
     p.add_argument("--single-event-folds", type=int, default=10_000,
                    help="folds of the one-Gen-event study (default 10000)")
-    p.add_argument("--executor", choices=["iterative", "futures", "dask"], default="futures")
+    p.add_argument("--executor", choices=["iterative", "futures", "dask"], default="futures", help="coffea executor (default futures)")
     p.add_argument("--workers", type=int, default=2, help="worker processes (futures, dask LocalCluster)")
     p.add_argument("--chunksize", type=int, default=1000, help="events per chunk")
     p.add_argument("--jets-model", help="FlashSim jets model folder (default: the shipped one)")
