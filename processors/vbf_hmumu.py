@@ -92,6 +92,23 @@ class VBFHmmProcessor(processor.ProcessorABC):
             self._simulator, self._own_simulator = FlashSim(), True
         return self._simulator
 
+    # -- input requirements ---------------------------------------------------------------------
+    def required_branches(self) -> list[str]:
+        """Flat NanoAOD branch names the mode reads (checked up front by ``flashsim run``)."""
+        if self.mode == "fullsim":
+            cols = {"Muon": obj.MUON_FIELDS, "Jet": obj.JET_FIELDS}
+        elif self.mode == "gen":
+            cols = obj.GEN_FIELDS
+        else:
+            sim = self.simulator
+            gen = list(sim.required_branches()) if hasattr(sim, "required_branches") else []
+            return gen + list(EVENT_KEY) if self.folds > 1 else gen
+        return [f"{c}_{f}" for c, fields in cols.items() for f in fields]
+
+    def missing_branches(self, available: set[str]) -> list[str]:
+        """The :meth:`required_branches` absent from ``available``."""
+        return [b for b in self.required_branches() if b not in available]
+
     # -- output skeleton ----------------------------------------------------------------------
     def _empty_output(self) -> dict:
         hists = {

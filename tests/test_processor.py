@@ -100,6 +100,12 @@ def test_real_cms_nanoaod(mode):
 
 
 # --------------------------------------------------------------------------- bad input
+def test_required_branches():
+    assert "Muon_ptErr" in VBFHmmProcessor(mode="fullsim").required_branches()
+    assert "GenJet_pt" in VBFHmmProcessor(mode="gen").required_branches()
+    assert VBFHmmProcessor(mode="gen").missing_branches({"GenJet_pt"})[0] == "GenPart_pt"
+
+
 def test_bad_arguments():
     with pytest.raises(UserError, match="folds"):
         VBFHmmProcessor(mode="flashsim", folds=0)

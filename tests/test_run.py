@@ -137,9 +137,10 @@ def test_cli_missing_branches_is_one_clear_line(tmp_path, capsys):
 
     gen_only = tmp_path / "gen_only.root"
     generate("vbf_hmm", 10, 5, gen_only, progress=False, reference=False)
-    assert main(["run", str(gen_only), "--mode", "fullsim", "-o", str(tmp_path / "o.coffea")]) == 2
-    err = capsys.readouterr().err
-    assert "missing branch(es) Muon_pt" in err and "Traceback" not in err
+    for executor in ("iterative", "futures"):  # checked up front, whatever the executor
+        assert main(["run", str(gen_only), "--mode", "fullsim", "--executor", executor, "-o", str(tmp_path / "o.coffea")]) == 2
+        err = capsys.readouterr().err
+        assert "missing branch(es) Muon_pt" in err and "Jet_qgl" in err and "Traceback" not in err
     assert main(["run", str(gen_only), "--mode", "gen", "--no-dnn", "-o", str(tmp_path / "o.coffea")]) == 0
     assert main(["run", str(gen_only), "--mode", "fullsim", "--folds", "0", "-o", str(tmp_path / "o.coffea")]) == 2
 

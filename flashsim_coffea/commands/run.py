@@ -94,9 +94,17 @@ def _resolve(f: str, base: Path) -> str:
     return str((base / f).resolve())
 
 
-def expected_events(fileset: dict) -> dict[str, dict[str, int | None]]:
-    """Entries per file per dataset (None when the file cannot be opened)."""
+def expected_events(fileset: dict, proc=None) -> dict[str, dict[str, int | None]]:
+    """Entries per file per dataset (None when the file cannot be opened).
+
+    With ``proc``, every readable non-empty file is also checked for the branches
+    ``proc.missing_branches`` reports, so that a file unfit for the mode fails here with
+    :class:`MissingBranchesError` naming them, whatever the executor (errors raised on
+    workers reach the driver wrapped by coffea).
+    """
     import uproot
+
+    from ..errors import MissingBranchesError
 
     out: dict[str, dict[str, int | None]] = {}
     for ds, spec in fileset.items():
@@ -104,9 +112,16 @@ def expected_events(fileset: dict) -> dict[str, dict[str, int | None]]:
         for f, tree in spec["files"].items():
             try:
                 with uproot.open(f) as fh:
-                    out[ds][f] = int(fh[tree].num_entries)
+                    t = fh[tree]
+                    out[ds][f] = int(t.num_entries)
+                    available = set(t.keys())
             except Exception:  # noqa: BLE001 - reported as a skipped file
                 out[ds][f] = None
+                continue
+            if proc is not None and out[ds][f] > 0:
+                missing = proc.missing_branches(available)
+                if missing:
+                    raise MissingBranchesError(f, missing, f"run the VBF H->mumu processor in {proc.mode} mode")
     return out
 
 
@@ -174,7 +189,7 @@ def run_processor(
 
     if chunksize < 1:
         raise UserError(f"--chunksize must be ≥ 1, got {chunksize}")
-    expected = expected_events(fileset)
+    expected = expected_events(fileset, proc)
     unreadable = [f for ds in expected.values() for f, n in ds.items() if n is None]
     if unreadable and not skip_bad_files:
         raise UserError(f"cannot open {', '.join(unreadable)} (use --skip-bad-files to skip and report them)")
