@@ -26,7 +26,7 @@ def notebook_env(generated, tmp_path_factory, request) -> dict[str, str]:
     seeds = {"vbf_hmm": 30, "vbf_hmm_alt": 31, "dy": 33}
     for p, n in SAMPLES.items():
         (folder / f"{p}.root").symlink_to(generated(p, n, seed=seeds[p])[0])
-    env = {"FLASHSIM_NB_EVENTS": "100", "FLASHSIM_NB_SAMPLES": str(folder), "FLASHSIM_NB_WORKERS": "2"}
+    env = {"FLASHSIM_NB_EVENTS": "100", "FLASHSIM_NB_SAMPLES": str(folder), "FLASHSIM_NB_WORKERS": "1"}
     if not all((MODELS / n / "card.json").is_file() for n in ("jets", "muons")):
         tiny = request.getfixturevalue("tiny_models")
         env["FLASHSIM_NB_JETS_MODEL"], env["FLASHSIM_NB_MUONS_MODEL"] = str(tiny["jets"]), str(tiny["muons"])
