@@ -211,12 +211,21 @@ def _has_positive(ax: plt.Axes) -> bool:
     return bool(ax.has_data() and np.isfinite(hi) and hi > 0)
 
 
-def _finish_top(ax: plt.Axes, ylabel: str, log: bool, title: str | None, note: str | None = None) -> None:
+def _finish_top(ax: plt.Axes, ylabel: str, log: bool, title: str | None, note: str | None = None,
+                items: Sequence[Series] = ()) -> None:
+    """Labels, legend, CMS label; y range with head-room for the legend (log: half the smallest
+    positive content to 50× the largest; linear: 0 to 1.4× the largest)."""
     ax.set_ylabel(ylabel)
-    if log and _has_positive(ax):
+    tops = [s.values + (s.errors if s.errors is not None else 0) for s in items]
+    pos = np.concatenate([s.values[s.values > 0] for s in items]) if items else np.array([])
+    if log and (pos.size or _has_positive(ax)):
         ax.set_yscale("log")
-        lo = ax.get_ylim()[0]
-        ax.set_ylim(bottom=max(lo, 1e-4))
+        if pos.size:
+            ax.set_ylim(0.5 * pos.min(), 50 * pos.max())
+        else:
+            ax.set_ylim(bottom=max(ax.get_ylim()[0], 1e-4))
+    elif tops and np.isfinite(np.concatenate(tops)).any() and np.nanmax(np.concatenate(tops)) > 0:
+        ax.set_ylim(0, 1.4 * np.nanmax(np.concatenate(tops)))
     ax.legend(fontsize=12, title=note, title_fontsize=11)
     cms_label(ax, title)
     ax.set_xlabel("")
@@ -246,7 +255,7 @@ def compare(
     fig, ax, lower = _panels(1 if ratios else 0)
     for s in items:
         _draw(ax, s)
-    _finish_top(ax, "Fraction" if density and ylabel == "Events" else ylabel, log, title, note)
+    _finish_top(ax, "Fraction" if density and ylabel == "Events" else ylabel, log, title, note, items)
     if ratios:
         rax = lower[0]
         for k, (i, j) in enumerate(ratios):
@@ -272,12 +281,12 @@ def compare(
 
 
 def _ratio_limits(default: tuple[float, float], values: Sequence[np.ndarray]) -> tuple[float, float]:
-    """``default`` widened (within [0, 5]) to the 10–90 % quantiles of the ratio points if they fall outside."""
+    """``default`` widened (within [0, 3]) to the 10–90 % quantiles of the ratio points if they fall outside."""
     finite = np.concatenate([v[np.isfinite(v)] for v in values]) if values else np.array([])
     lo, hi = default
     if finite.size:
         q10, q90 = np.quantile(finite, [0.1, 0.9])
-        lo, hi = max(0.0, min(lo, 0.9 * q10)), min(5.0, max(hi, 1.1 * q90))
+        lo, hi = max(0.0, min(lo, 0.9 * q10)), min(3.0, max(hi, 1.1 * q90))
     return lo, hi
 
 
@@ -300,7 +309,7 @@ def relative_error_plot(
         rax.stairs(np.nan_to_num(rel), s.edges, color=s.color, linestyle=s.linestyle, lw=2)
         if np.isfinite(rel).any():
             top = max(top, float(np.nanmax(rel)))
-    _finish_top(ax, ylabel, log, title, note)
+    _finish_top(ax, ylabel, log, title, note, items)
     rax.set_ylim(0, min(max(top * 1.1, 10.0), 110.0))
     rax.set_ylabel("Rel. error [%]", fontsize=14)
     rax.set_xlabel(xlabel)
