@@ -47,5 +47,9 @@ def c2st_auc(a: np.ndarray, b: np.ndarray, seed: int = 0, max_per_class: int = 2
     half = n
     clf = HistGradientBoostingClassifier(max_iter=max_iter, learning_rate=0.1, early_stopping=True,
                                          validation_fraction=0.2, random_state=seed)
-    clf.fit(x[:half], y[:half])
-    return float(roc_auc_score(y[half:], clf.predict_proba(x[half:])[:, 1]))
+    from threadpoolctl import threadpool_limits
+
+    # one OpenMP thread: on a shared, busy CPU spinning OpenMP workers slow the fit down ~10x
+    with threadpool_limits(limits=1):
+        clf.fit(x[:half], y[:half])
+        return float(roc_auc_score(y[half:], clf.predict_proba(x[half:])[:, 1]))
