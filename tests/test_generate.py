@@ -162,3 +162,14 @@ def test_unwritable_output_folder(tmp_path, capsys):
         assert "not writable" in capsys.readouterr().err
     finally:
         ro.chmod(0o700)
+
+
+def test_package_exports_and_picklable_errors():
+    import pickle
+
+    import flashsim_coffea
+    from flashsim_coffea.errors import MissingBranchesError
+
+    assert flashsim_coffea.FoldHist.__name__ == "FoldHist" and flashsim_coffea.FlashSim.__name__ == "FlashSim"
+    err = pickle.loads(pickle.dumps(MissingBranchesError("f.root", ["GenJet_pt"], "run FlashSim")))
+    assert isinstance(err, MissingBranchesError) and str(err) == "f.root: missing branch(es) GenJet_pt needed to run FlashSim"

@@ -97,38 +97,32 @@ def generate_block(
 ) -> BlockResult:
     """Generate ``n_events`` accepted events of block ``block`` (see module docstring)."""
     pythia = make_pythia(process, block_seed(seed, process.name, block))
-    kept: list[ak.Array] = []
-    n_kept = n_tried = 0
+    parts = []
+    first = block * block_size + 1
+    n_kept = n_tried = n_used = 0
     batch = n_events
     while n_kept < n_events:
         events = pythia_batch(pythia, batch)
+        n_batch = len(events)
         rec = FlatRecord.from_pythia(events.prt)
         genjets = cluster_genjets(rec)
-        mask = apply_filter(filter_name, rec, genjets)
-        if mask.any():
-            kept.append((events, mask, rec, genjets, n_tried))
-            n_kept += int(mask.sum())
-        n_tried += len(events)
+        idx = np.flatnonzero(apply_filter(filter_name, rec, genjets))[: n_events - n_kept]
+        if len(idx):
+            # events tried up to the last one kept: the filter efficiency is n_events / n_used
+            n_used = n_tried + int(idx[-1]) + 1
+            if len(idx) != len(events):
+                # keep only the accepted events, packed, so rejected ones free their memory
+                events = ak.to_packed(events[idx])
+                genjets = {k: ak.to_packed(v[idx]) for k, v in genjets.items()}
+                rec = FlatRecord.from_pythia(events.prt)
+            parts.append(gen_branches(events.prt, events.info, rec, genjets, seed, first))
+            first += len(idx)
+            n_kept += len(idx)
+        n_tried += n_batch
         # next batch sized by the efficiency seen so far (bounded, so memory stays small)
         eff = max(n_kept, 1) / n_tried
-        batch = int(min(max((n_events - n_kept) / eff * 1.1, 20), 2000))
+        batch = int(min(max((n_events - n_kept) / eff * 1.1, 20), 500))
 
-    parts = []
-    first = block * block_size + 1
-    remaining = n_events
-    for events, mask, rec, genjets, tried_before in kept:
-        if remaining <= 0:
-            break
-        idx = np.flatnonzero(mask)[:remaining]
-        # events tried up to the last one kept: the filter efficiency is n_events / n_used
-        n_used = tried_before + int(idx[-1]) + 1
-        if len(idx) != len(events):
-            events = events[idx]
-            genjets = {k: v[idx] for k, v in genjets.items()}
-            rec = FlatRecord.from_pythia(events.prt)
-        parts.append(gen_branches(events.prt, events.info, rec, genjets, seed, first))
-        first += len(idx)
-        remaining -= len(idx)
     branches = {k: _concat([p[k] for p in parts]) for k in parts[0]}
     if reference:
         from ..reference import simulate
