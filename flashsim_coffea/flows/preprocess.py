@@ -134,12 +134,21 @@ class Preprocessor:
         return (self._encode_targets_raw(self.spec, targets, u) - self.targ_mean) / self.targ_std
 
     def in_support(self, y: np.ndarray, margin: float = 0.1) -> np.ndarray:
-        """Rows whose standardised targets lie within the training support widened by
-        ``margin`` × its width on each side (the sampler redraws the others)."""
+        """Rows whose standardised *real* targets lie within the training support widened by
+        ``margin`` × its width on each side (the sampler redraws the others).
+
+        Integer/ordinal targets are snapped and a spike's band decodes to one value, so they
+        cannot produce extreme values: those columns (and the lower side of spike columns)
+        are not restricted.
+        """
         if self.targ_min is None or self.targ_max is None:
             return np.ones(len(y), dtype=bool)
         width = self.targ_max - self.targ_min
         lo, hi = self.targ_min - margin * width, self.targ_max + margin * width
+        real = np.array([t.kind == "real" for t in self.spec.targets])
+        spike = np.array([t.spike is not None for t in self.spec.targets])
+        lo = np.where(real & ~spike, lo, -np.inf)
+        hi = np.where(real, hi, np.inf)
         return ((y >= lo) & (y <= hi)).all(axis=1)
 
     def decode_targets(self, y: np.ndarray) -> np.ndarray:

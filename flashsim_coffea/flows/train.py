@@ -162,7 +162,7 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
         fresh = Preprocessor.fit(spec, cond[train_rows], targ[train_rows], None)
         pre.cond_min, pre.cond_max = np.minimum(pre.cond_min, fresh.cond_min), np.maximum(pre.cond_max, fresh.cond_max)
         # target support of the new data, expressed in the kept standardisation
-        e = Preprocessor._encode_targets_raw(spec, targ[train_rows], None)
+        e = Preprocessor._encode_targets_raw(spec, targ[train_rows], _uniforms(spec, config.seed, "fit", 0, train_rows))
         pre.targ_min = (e.min(axis=0) - pre.targ_mean) / pre.targ_std
         pre.targ_max = (e.max(axis=0) - pre.targ_mean) / pre.targ_std
     else:
