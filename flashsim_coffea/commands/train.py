@@ -22,6 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--patience", type=int, default=None, help="early stopping: epochs without improvement")
     parser.add_argument("--max-objects", type=int, default=None)
     parser.add_argument("--epoch-size", type=int, default=None, help="objects per epoch (default: all)")
+    parser.add_argument("--stop-after", type=int, default=None,
+                        help="stop after this many epochs (the LR schedule still spans --epochs)")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop after this wall time")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
@@ -38,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
     spec = get_spec(args.spec)
     cfg = dict(TINY) if args.tiny else {"arch": args.arch}
-    for key in ("epochs", "batch_size", "lr", "patience", "max_objects", "max_minutes", "threads", "init", "epoch_size"):
+    for key in ("epochs", "batch_size", "lr", "patience", "max_objects", "max_minutes", "threads", "init", "epoch_size", "stop_after"):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
     config = TrainConfig(**cfg, seed=args.seed, device=args.device)

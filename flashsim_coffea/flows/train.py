@@ -55,6 +55,7 @@ class TrainConfig:
     grad_clip: float = 5.0
     threads: int | None = None
     epoch_size: int | None = None
+    stop_after: int | None = None
     init: str | None = None
     arch_overrides: dict = field(default_factory=dict)
 
@@ -273,6 +274,8 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
                   f"lr {sched.get_last_lr()[0]:.2e}, {state['seconds']:.0f} s{' *' if improved else ''}", flush=True)
         if config.max_minutes is not None and state["seconds"] > 60 * config.max_minutes:
             break
+        if config.stop_after is not None and state["epoch"] >= config.stop_after:
+            break  # the LR schedule still spans ``epochs``: reproduces a run stopped by hand
     bar.close()
     return {"best_val_nll": state["best_val"], "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
             "history": state["history"], "n_parameters": count_parameters(flow)}
