@@ -26,6 +26,8 @@ def admissible_targets(spec, n: int, rng: np.random.Generator) -> np.ndarray:
     for t in spec.targets:
         if t.kind == "ordinal":
             x = rng.choice(np.asarray(t.values), n)
+        elif t.kind == "integer" and t.step > 0:
+            x = t.step * rng.integers(int(np.ceil(t.bounds[0] / t.step)), int(t.bounds[1] / t.step), n)
         elif t.kind == "integer":
             x = rng.integers(int(t.bounds[0]), 60, n).astype(float)
         else:

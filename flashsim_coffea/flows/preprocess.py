@@ -4,8 +4,8 @@ Targets, column by column (``e`` = encoded value before standardisation, u ~ U(0
 
     ordinal  e = k + u − ½   with k the index of x in the admissible values
              decode: x = values[clip(rint(e), 0, K−1)]                  (snap to the set)
-    integer  e = f(x + u − ½)  (f the target's transform, e.g. log)
-             decode: x = clip(rint(f⁻¹(e)), lo, hi)                     (integer, no bridging)
+    integer  e = f(n + u − ½), n = x (or x / step on a lattice; f the target's transform)
+             decode: n = clip(rint(f⁻¹(e)), lo, hi), x = n (or n · step)  (no bridging)
     real     e = f(x); an exact spike value s → e = lo_s + u (hi_s − lo_s)
              decode: x = clip(f⁻¹(e), lo, hi), and x = s where e < cut_s
 
@@ -42,7 +42,7 @@ def encode_target(t: Target, x: np.ndarray, u: np.ndarray | None) -> np.ndarray:
         k = np.searchsorted(np.asarray(t.values, dtype=np.float64), x)
         return k + u - 0.5
     if t.kind == "integer":
-        return t.transform.forward(x + u - 0.5)
+        return t.transform.forward(np.rint(t.lattice_index(x)) + u - 0.5)
     if t.spike is None:
         return t.transform.forward(x)
     s = t.spike
@@ -58,7 +58,8 @@ def decode_target(t: Target, e: np.ndarray) -> np.ndarray:
         return values[np.clip(np.rint(e), 0, len(values) - 1).astype(np.int64)]
     lo, hi = t.bounds
     if t.kind == "integer":
-        return np.clip(np.rint(t.transform.inverse(e)), lo, hi)
+        n = np.clip(np.rint(t.transform.inverse(e)), t.lattice_index(lo), t.lattice_index(hi))
+        return n * t.step if t.step > 0 else n
     x = np.clip(t.transform.inverse(e), lo, hi)
     if t.spike is not None:
         x = np.where(e < t.spike.cut, t.spike.value, x)

@@ -155,17 +155,26 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
         from .checkpoint import load_weights, read_card
 
         init_card, init_path = read_card(config.init)
-        if init_card["spec_hash"] != spec.hash():
+        same_shape = (init_card["n_targets"], init_card["n_context"]) == (len(spec.targets), len(spec.conditioning))
+        if init_card["spec"]["name"] != spec.name or not same_shape:
             raise UserError(f"{init_path}: --init model was trained for another spec ({init_card['spec']['name']!r})")
         init_state, _ = load_weights(init_card, init_path)
         arch = init_card["architecture"]
-        pre = Preprocessor.from_dict(spec, init_card["preprocessing"])
-        fresh = Preprocessor.fit(spec, cond[train_rows], targ[train_rows], None)
-        pre.cond_min, pre.cond_max = np.minimum(pre.cond_min, fresh.cond_min), np.maximum(pre.cond_max, fresh.cond_max)
-        # target support of the new data, expressed in the kept standardisation
-        e = Preprocessor._encode_targets_raw(spec, targ[train_rows], _uniforms(spec, config.seed, "fit", 0, train_rows))
-        pre.targ_min = (e.min(axis=0) - pre.targ_mean) / pre.targ_std
-        pre.targ_max = (e.max(axis=0) - pre.targ_mean) / pre.targ_std
+        u_fit = _uniforms(spec, config.seed, "fit", 0, train_rows)
+        if init_card["spec_hash"] == spec.hash():
+            pre = Preprocessor.from_dict(spec, init_card["preprocessing"])
+            fresh = Preprocessor.fit(spec, cond[train_rows], targ[train_rows], u_fit)
+            pre.cond_min, pre.cond_max = np.minimum(pre.cond_min, fresh.cond_min), np.maximum(pre.cond_max, fresh.cond_max)
+            # target support of the new data, expressed in the kept standardisation
+            e = Preprocessor._encode_targets_raw(spec, targ[train_rows], u_fit)
+            pre.targ_min = (e.min(axis=0) - pre.targ_mean) / pre.targ_std
+            pre.targ_max = (e.max(axis=0) - pre.targ_mean) / pre.targ_std
+        else:
+            # a revised version of the same spec (e.g. a target's encoding changed): start from
+            # the weights only, with preprocessing fitted afresh
+            if progress:
+                print(f"--init {init_path}: spec {spec.name!r} was revised; using its weights only")
+            pre = Preprocessor.fit(spec, cond[train_rows], targ[train_rows], u_fit)
     else:
         pre = Preprocessor.fit(spec, cond[train_rows], targ[train_rows], _uniforms(spec, config.seed, "fit", 0, train_rows))
     c_train = torch.from_numpy(pre.encode_cond(cond[train_rows])[0]).to(device)

@@ -130,7 +130,9 @@ def extract_events(spec: ObjectSpec, events) -> Extracted:
         if t.kind == "ordinal":
             admissible &= np.isin(x, np.asarray(t.values))
         elif t.kind == "integer":
-            admissible &= (x == np.rint(x)) & (x >= t.bounds[0]) & (x <= t.bounds[1])
+            n = t.lattice_index(x)  # lattice values are stored with NanoAOD precision: tolerance
+            admissible &= (np.abs(n - np.rint(n)) < (0.1 if t.step > 0 else 0.0) + 1e-9)
+            admissible &= (x >= t.bounds[0]) & (x <= t.bounds[1])
         else:
             lo, hi = t.bounds
             spike = t.spike.matches(x, lo) if t.spike is not None else np.zeros(len(x), dtype=bool)

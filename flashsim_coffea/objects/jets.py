@@ -6,7 +6,7 @@ dphi = 0.5, pt = 0). Targets and transforms are chosen so that every one has an 
 taggers keep their value with the "undefined" sentinel moved to a band below [0, 1] (the
 project's reference writes −1 for all taggers; real Run-2 files −10 for CSVv2 and −2 for
 DeepCSV B: extraction maps every negative value to −1, counted); btagCMVA's −1 likewise; the 86 % zero spike of muEF likewise; nConstituents is an
-integer ≥ 1 (dequantized, snapped); jetId ∈ {0, 2, 6}, puId ∈ {0, 4, 6, 7} are ordinals.
+integer ≥ 1 and area a multiple of the ghost area 0.009973 (both dequantized, snapped); jetId ∈ {0, 2, 6}, puId ∈ {0, 4, 6, 7} are ordinals.
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ from .gen import GenCollection
 from .spec import ObjectSpec
 from .targets import Spike, Target
 from .transforms import Arctan, Log
+
+#: FastJet active-area ghost area of CMS AK4 jets: Jet_area = n · AREA_QUANTUM (before precision)
+AREA_QUANTUM = 0.009973
 
 GENJET = GenCollection("GenJet", "GenJet", ("pt", "eta", "phi", "mass", "partonFlavour", "hadronFlavour"))
 GENMUON = GenCollection(
@@ -62,7 +65,7 @@ JET_KINEMATIC_TARGETS = (
 
 def make_jets_spec() -> ObjectSpec:
     targets = (
-        Target("area", "area", bounds=(0.0, 2.0)),
+        Target("area", "area", kind="integer", step=AREA_QUANTUM, bounds=(0.0, 2.0)),
         Target("btagCMVA", "btagCMVA", bounds=(-1.0, 1.0), spike=Spike(-1.0, lo=-2.5, hi=-1.5, cut=-1.25)),
         tagger("btagCSVV2"),
         tagger("btagDeepB"),

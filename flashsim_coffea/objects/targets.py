@@ -12,7 +12,9 @@ and declares its kind:
 
     real     continuous; ``bounds`` clip it (also the physical range after sampling)
     integer  integers in [bounds]; uniformly dequantized n + u, u ∈ [−½, ½) for training,
-             snapped back by rounding (e.g. nConstituents ≥ 1: no "bridging")
+             snapped back by rounding (e.g. nConstituents ≥ 1: no "bridging"); with
+             ``step`` > 0 the values lie on a lattice x = n·step (jet area = ghost area × n)
+             and n = x / step is what is dequantized and snapped
     ordinal  one of ``values`` (jetId {0,2,6}, puId {0,4,6,7}, booleans {0,1}); the ordinal
              index k is dequantized k + u and snapped back to the nearest admissible value
 
@@ -70,6 +72,7 @@ class Target:
     bounds: tuple[float, float] = (-np.inf, np.inf)
     spike: Spike | None = None
     dtype: str = "float32"
+    step: float = 0.0
 
     def __post_init__(self):
         if self.relation not in RELATIONS:
@@ -83,6 +86,10 @@ class Target:
         if self.spike is not None and np.isfinite(self.bounds[0]):
             if not self.transform.forward(np.float64(self.bounds[0])) > self.spike.cut:
                 raise ValueError(f"{self.name}: spike band must lie below the transformed lower bound")
+
+    def lattice_index(self, x):
+        """n = x / step for lattice targets (x itself otherwise)."""
+        return x / self.step if self.step > 0 else x
 
     # -- reco <-> target ------------------------------------------------------------------
     def from_reco(self, reco, gen=None):
