@@ -118,6 +118,8 @@ class Target:
         d["transform"] = self.transform.to_dict()
         d["values"] = list(self.values)
         d["bounds"] = [_jsonable(b) for b in self.bounds]
+        if not self.step:
+            del d["step"]  # keeps the JSON (and spec hashes) of non-lattice targets unchanged
         return d
 
     @classmethod
