@@ -157,7 +157,7 @@ def test_demo_numbers_are_sane(demo_run):
     assert 0 <= single["fraction_sr"] <= single["fraction_selected"] <= 1 and single["folds"] == 200
     ratio = s["flash_full_yield_ratio"]["vbf_hmm/presel"]
     if shipped_flows_present():  # trained models: FlashSim yields near FullSim's
-        assert 0.7 < ratio < 1.3
+        assert 0.5 < ratio < 1.5
         assert 0.5 < s["flash_full_yield_ratio"]["vbf_hmm/SR"] < 1.5
         assert s["chi2_ndf"]["vbf_hmm/presel/mass"] < 5
     else:  # seconds-trained tiny flows: only a finite, positive yield
