@@ -94,6 +94,15 @@ def test_missing_models_name_package_path(tmp_path, monkeypatch):
         run_demo(DemoConfig(output=tmp_path / "o", folds=1))
 
 
+def test_models_loaded_before_work(tiny_models, tmp_path):
+    # the muons flow given as the jets model: a clear error from check_models, before any output exists
+    with pytest.raises(UserError):
+        run_demo(DemoConfig(output=tmp_path / "o", models={"jets": tiny_models["muons"], "muons": tiny_models["muons"]},
+                            samples={}, processes=()))
+    assert not (tmp_path / "o").exists()
+    assert check_models(DemoConfig(models=tiny_models)) == tiny_models
+
+
 # --------------------------------------------------------------------------- a whole run
 @pytest.fixture(scope="module")
 def tiny_samples(generated) -> dict[str, Path]:

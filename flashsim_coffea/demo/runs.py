@@ -115,6 +115,9 @@ def run_all(cfg: DemoConfig, samples: dict[str, Path], simulator: Any, log: Call
 
     from processors import VBFHmmProcessor
 
+    from ..commands.run import _find_user_error
+    from ..errors import UserError
+
     n_events = {p: _entries(samples[p]) for p in cfg.processes}
     total = sum(n_events.values())
     up = [p for p in UPSAMPLED if p in samples]
@@ -128,7 +131,17 @@ def run_all(cfg: DemoConfig, samples: dict[str, Path], simulator: Any, log: Call
 
         def job(mode: str, processes, folds: int = 1) -> Callable[[], dict]:
             proc = VBFHmmProcessor(mode=mode, folds=folds, dnn=cfg.dnn, simulator=simulator if mode == "flashsim" else None)
-            return lambda: dict(runner(_fileset(samples, processes), processor_instance=proc, treename="Events"))
+
+            def call() -> dict:
+                try:
+                    return dict(runner(_fileset(samples, processes), processor_instance=proc, treename="Events"))
+                except Exception as err:  # a UserError raised on a worker: one clear line, as `flashsim run`
+                    user = _find_user_error(err)
+                    if user is not None:
+                        raise UserError(str(user)) from err
+                    raise
+
+            return call
 
         full = prog.run("fullsim", f"FullSim (reference reco) on {total} events of {len(procs)} processes [{ex_text}]",
                         job("fullsim", procs), total)
