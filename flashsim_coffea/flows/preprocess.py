@@ -13,7 +13,7 @@ then y = (e − μ) / σ with μ, σ fitted on the training set. Conditioning fe
 transformed by their feature transform and standardised the same way; at sampling time
 non-finite conditioning rows are flagged and set to the training mean, and values outside
 the training range are clamped into it (both counted). Sampled rows outside the training
-support of the targets (widened by 10 %) are redrawn by the sampler. For every x in the admissible
+support of the targets (widened by 2 %) are redrawn by the sampler. For every x in the admissible
 domain and every u in (0, 1), decode(encode(x, u)) == x (to float64 rounding for reals).
 """
 
@@ -134,9 +134,10 @@ class Preprocessor:
         """Standardised float64 targets; ``u`` (N, T) uniforms for dequantization/spikes."""
         return (self._encode_targets_raw(self.spec, targets, u) - self.targ_mean) / self.targ_std
 
-    def in_support(self, y: np.ndarray, margin: float = 0.1) -> np.ndarray:
+    def in_support(self, y: np.ndarray, margin: float = 0.02) -> np.ndarray:
         """Rows whose standardised *real* targets lie within the training support widened by
-        ``margin`` × its width on each side (the sampler redraws the others).
+        ``margin`` × its width on each side, and inside their transform's image (arctan:
+        |e| < π/2); the sampler redraws the others.
 
         Integer/ordinal targets are snapped and a spike's band decodes to one value, so they
         cannot produce extreme values: those columns (and the lower side of spike columns)
@@ -150,7 +151,15 @@ class Preprocessor:
         spike = np.array([t.spike is not None for t in self.spec.targets])
         lo = np.where(real & ~spike, lo, -np.inf)
         hi = np.where(real, hi, np.inf)
-        return ((y >= lo) & (y <= hi)).all(axis=1)
+        ok = ((y >= lo) & (y <= hi)).all(axis=1)
+        e = y * self.targ_std + self.targ_mean
+        for j, t in enumerate(self.spec.targets):
+            if t.kind == "real":
+                valid = t.transform.valid(e[:, j])
+                if t.spike is not None:
+                    valid |= e[:, j] < t.spike.cut  # decodes to the spike value
+                ok &= valid
+        return ok
 
     def decode_targets(self, y: np.ndarray) -> np.ndarray:
         """Raw targets (N, T) float64 from standardised values: inverse, snapping, bounds."""

@@ -10,7 +10,7 @@ on the batch, chunk or executor. The inverse pass is :class:`.fast_inverse.FastI
 rows (the last one zero-padded) under ``torch.inference_mode()`` with float32: the matrix
 library then runs the same kernels on every block, so results do not change with the number
 of objects per call either. Rows whose output is not finite, or lies outside the training
-support of the targets (widened by 10 % of its width), are redrawn with
+support of the targets (widened by 2 % of its width) or outside a transform's image, are redrawn with
 ``attempt`` = 1, 2, … (still counter-based) and counted; after ``MAX_ATTEMPTS`` they take the
 decoded zero vector (the mode of the standardised base) and are counted as ``n_fallback``.
 

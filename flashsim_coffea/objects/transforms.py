@@ -34,6 +34,10 @@ class Transform:
     def inverse(self, y: np.ndarray) -> np.ndarray:
         return np.asarray(y, dtype=np.float64)
 
+    def valid(self, y: np.ndarray) -> np.ndarray:
+        """Whether y lies in the image of ``forward`` (samples outside it are redrawn)."""
+        return np.ones(np.shape(y), dtype=bool)
+
     def to_dict(self) -> dict:
         return {"type": type(self).__name__, **asdict(self)}
 
@@ -56,6 +60,9 @@ class Arctan(Transform):
     def inverse(self, y):
         y = np.clip(np.asarray(y, dtype=np.float64), -_HALF_PI + 1e-7, _HALF_PI - 1e-7)
         return np.tan(y) / self.scale + self.shift
+
+    def valid(self, y):
+        return np.abs(y) < _HALF_PI - 1e-7
 
 
 @dataclass(frozen=True)
