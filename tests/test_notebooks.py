@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from test_demo import shipped_flows_present
+
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-MODELS = Path(__file__).resolve().parents[1] / "flashsim_coffea" / "models"
 SAMPLES = {"vbf_hmm": 150, "vbf_hmm_alt": 150, "dy": 50}  # same sizes/seeds as test_demo: shared generation
 
 
@@ -27,7 +28,7 @@ def notebook_env(generated, tmp_path_factory, request) -> dict[str, str]:
     for p, n in SAMPLES.items():
         (folder / f"{p}.root").symlink_to(generated(p, n, seed=seeds[p])[0])
     env = {"FLASHSIM_NB_EVENTS": "100", "FLASHSIM_NB_SAMPLES": str(folder), "FLASHSIM_NB_WORKERS": "1"}
-    if not all((MODELS / n / "card.json").is_file() for n in ("jets", "muons")):
+    if not shipped_flows_present():
         tiny = request.getfixturevalue("tiny_models")
         env["FLASHSIM_NB_JETS_MODEL"], env["FLASHSIM_NB_MUONS_MODEL"] = str(tiny["jets"]), str(tiny["muons"])
     return env
