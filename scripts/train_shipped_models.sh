@@ -1,53 +1,85 @@
 #!/usr/bin/env bash
-# Reproduce the shipped FlashSim models flashsim_coffea/models/{jets,muons} (fixed seeds).
+# Reproduce the shipped FlashSim models flashsim_coffea/models/{jets,muons} (fixed seeds, one
+# torch thread per job, as they were made; ~1.5 h on 2 busy CPU cores).
 #
-#   scripts/train_shipped_models.sh [TRAIN_DIR] [WORK_DIR]
+#   scripts/train_shipped_models.sh [TRAIN_DIR] [DY_DIR] [WORK_DIR]
 #
-# TRAIN_DIR holds NanoAOD training files written by `flashsim generate` (Gen + reference reco):
-#   ttbar*.root (jets: >= 500k matched tt̄ jets; muons) and dy*.root (muons), e.g.
-#     flashsim generate ttbar -n 80000 --seed 1001 -o TRAIN_DIR/ttbar.root
-#     flashsim generate dy    -n 40000 --seed 1002 -o TRAIN_DIR/dy.root
-# Steps (each resumable; THREADS torch threads per job, default 1; both jobs run in parallel):
-#   1. pre-training data: synthetic Gen events through the reference response (numpy, fast)
-#   2. pre-train each flow on it (--epochs/--max-minutes below)
-#   3. extract the generated training files, fine-tune from the pre-trained model (--init)
-#   4. copy card.json + model.safetensors of the best epoch into the package
+# Inputs: NanoAOD files from `flashsim generate` (only their Gen collections are used: the
+# reco objects are re-drawn with the current reference response, seeds 101 and 102):
+#   TRAIN_DIR/ttbar.root   flashsim generate ttbar -n 80000 --seed 1001 -o ttbar.root
+#   TRAIN_DIR/ttbar2.root  flashsim generate ttbar -n 12000 --seed 1004 -o ttbar2.root
+#   DY_DIR/dy.root         flashsim generate dy    -n 60000 --seed 1002 -o dy.root
+#   DY_DIR/dy2.root        flashsim generate dy    -n 40000 --seed 1003 -o dy2.root
+# (held-out validation files use seeds 2001-2003.)
+#
+# Stages, exactly as the shipped models were trained:
+#   muons: pre-train on synthetic Gen + reference (8 epochs of 150k), fine-tune on 359k
+#          tt + DY muons (28 epochs of 150k, cosine LR from 1.5e-3).
+#   jets:  the first three stages used an earlier revision of the spec ("rev1": area as a
+#          continuous variable), rebuilt below as a JSON spec: pre-train (6 epochs), fine-tune
+#          on 1.0M tt jets (24 epochs, LR 1.5e-3) and again (LR 6e-4, stopped after epoch 9);
+#          then the current spec (area on the ghost-area lattice) starting from those weights
+#          (preprocessing refitted): 40 epochs of 150k, LR 1e-3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TRAIN_DIR=${1:-/work/scratch/train}
-WORK=${2:-/work/scratch/flows}
-THREADS=${THREADS:-1}
-PRE_MINUTES=${PRE_MINUTES:-55}
-FT_MINUTES=${FT_MINUTES:-45}
+DY_DIR=${2:-/work/scratch/train_dy}
+WORK=${3:-/work/scratch/flows}
 mkdir -p "$WORK"
-export OMP_NUM_THREADS=$THREADS
+export OMP_NUM_THREADS=1
+T="--threads 1 --no-progress"
+TT=("$TRAIN_DIR/ttbar.root")
+MU=("$TRAIN_DIR/ttbar.root" "$TRAIN_DIR/ttbar2.root" "$DY_DIR/dy.root" "$DY_DIR/dy2.root")
 
-# 1. synthetic pre-training data (seeds fixed)
-[ -f "$WORK/synth_jets.npz" ]  || flashsim extract jets  --synthetic 600000 --gen-seed 1 --ref-seed 11 -o "$WORK/synth_jets.npz" --no-progress
-[ -f "$WORK/synth_muons.npz" ] || flashsim extract muons --synthetic 400000 --gen-seed 1 --ref-seed 11 -o "$WORK/synth_muons.npz" --no-progress
+# the jets spec revision the first stages were trained with (area continuous)
+python - "$WORK/jets_rev1.json" <<'PY'
+import sys
+from dataclasses import replace
+from flashsim_coffea.objects import Target, get_spec
+spec = get_spec("jets")
+rev1 = replace(spec, targets=tuple(Target("area", "area", bounds=(0.0, 2.0)) if t.name == "area" else t for t in spec.targets))
+open(sys.argv[1], "w").write(rev1.to_json())
+print("jets rev1 spec hash", rev1.hash()[:12])  # 173c476ee6cd
+PY
+REV1="$WORK/jets_rev1.json"
 
-# 3a. generated training data
-shopt -s nullglob
-TT=("$TRAIN_DIR"/ttbar*.root)
-DY=("$TRAIN_DIR"/dy*.root)
-[ ${#TT[@]} -gt 0 ] || { echo "no $TRAIN_DIR/ttbar*.root: generate it first (see the header)"; exit 2; }
-[ -f "$WORK/tt_jets.npz" ]   || flashsim extract jets  "${TT[@]}" -o "$WORK/tt_jets.npz" --no-progress
-[ -f "$WORK/ttdy_muons.npz" ] || flashsim extract muons "${TT[@]}" "${DY[@]}" -o "$WORK/ttdy_muons.npz" --no-progress
+# 1. training data
+flashsim extract "$REV1" --synthetic 600000 --gen-seed 1 --ref-seed 11 -o "$WORK/synth_jets.npz" --no-progress
+flashsim extract muons   --synthetic 400000 --gen-seed 1 --ref-seed 11 -o "$WORK/synth_muons.npz" --no-progress
+flashsim extract "$REV1" "${TT[@]}" --resimulate 101 102 -o "$WORK/tt_jets.npz" --no-progress
+flashsim extract jets    "${TT[@]}" --resimulate 101 102 -o "$WORK/tt_jets_v2.npz" --no-progress
+flashsim extract muons   "${MU[@]}" --resimulate 101 102 -o "$WORK/ttdy_muons.npz" --no-progress
 
-train_one() {  # spec, pre-training data, training data
-  local spec=$1 pre=$2 data=$3
-  # 2. pre-training (resumes if interrupted)
-  flashsim train "$spec" --data "$pre" -o "$WORK/pre_$spec" --threads "$THREADS" --epochs 40 --patience 6 \
-    --max-minutes "$PRE_MINUTES" --seed 1 --resume --no-progress
-  # 3b. fine-tuning on the generated events
-  flashsim train "$spec" --data "$data" -o "$WORK/ft_$spec" --init "$WORK/pre_$spec" --threads "$THREADS" \
-    --epochs 30 --patience 5 --lr 1e-3 --max-minutes "$FT_MINUTES" --seed 2 --resume --no-progress
-  # 4. ship
-  mkdir -p "flashsim_coffea/models/$spec"
-  cp "$WORK/ft_$spec/card.json" "$WORK/ft_$spec/model.safetensors" "flashsim_coffea/models/$spec/"
+jets() {
+  flashsim train "$REV1" --data "$WORK/synth_jets.npz" -o "$WORK/pre_jets" --epochs 40 --epoch-size 150000 \
+    --patience 8 --seed 1 --stop-after 6 $T
+  flashsim train "$REV1" --data "$WORK/tt_jets.npz" -o "$WORK/ft_jets" --init "$WORK/pre_jets" --epochs 24 \
+    --epoch-size 150000 --patience 6 --lr 1.5e-3 --seed 2 $T
+  flashsim train "$REV1" --data "$WORK/tt_jets.npz" -o "$WORK/ft2_jets" --init "$WORK/ft_jets" --epochs 24 \
+    --epoch-size 150000 --patience 6 --lr 6e-4 --seed 3 --stop-after 9 $T
+  flashsim train jets --data "$WORK/tt_jets_v2.npz" -o "$WORK/ft3_jets" --init "$WORK/ft2_jets" --epochs 40 \
+    --epoch-size 150000 --patience 8 --lr 1e-3 --seed 4 $T
 }
-
-train_one jets  "$WORK/synth_jets.npz"  "$WORK/tt_jets.npz"   > "$WORK/train_jets.log" 2>&1 &
-train_one muons "$WORK/synth_muons.npz" "$WORK/ttdy_muons.npz" > "$WORK/train_muons.log" 2>&1 &
+muons() {
+  flashsim train muons --data "$WORK/synth_muons.npz" -o "$WORK/pre_muons" --epochs 40 --epoch-size 150000 \
+    --patience 8 --seed 1 --stop-after 8 $T
+  flashsim train muons --data "$WORK/ttdy_muons.npz" -o "$WORK/ft_muons" --init "$WORK/pre_muons" --epochs 28 \
+    --epoch-size 150000 --patience 6 --lr 1.5e-3 --seed 2 $T
+}
+jets > "$WORK/train_jets.log" 2>&1 &
+muons > "$WORK/train_muons.log" 2>&1 &
 wait
-echo "shipped: flashsim_coffea/models/jets, flashsim_coffea/models/muons"
+
+# 2. ship the best epoch of the last stage (card.json + model.safetensors)
+for s in jets:ft3_jets muons:ft_muons; do
+  mkdir -p "flashsim_coffea/models/${s%%:*}"
+  cp "$WORK/${s##*:}/card.json" "$WORK/${s##*:}/model.safetensors" "flashsim_coffea/models/${s%%:*}/"
+done
+
+# 3. validation reports on the held-out files (reference R and R' re-drawn with seeds 201, 202)
+for spec in jets muons; do
+  for p in tt:ttbar dy:dy vbf:vbf_hmm; do
+    flashsim validate $spec --input "/work/scratch/heldout/${p##*:}.root" --model $spec --resimulate 201 --ref-seed 202 \
+      --max-events 30000 --title "${p%%:*} held-out" -o "flashsim_coffea/models/$spec/validation/${p%%:*}"
+  done
+done
