@@ -22,12 +22,18 @@ SAMPLES = {"vbf_hmm": 150, "vbf_hmm_alt": 150, "dy": 50}  # same sizes/seeds as 
 
 
 @pytest.fixture(scope="module")
-def notebook_env(generated, tmp_path_factory, request) -> dict[str, str]:
-    folder = tmp_path_factory.mktemp("nb_samples")
-    seeds = {"vbf_hmm": 30, "vbf_hmm_alt": 31, "dy": 33}
-    for p, n in SAMPLES.items():
-        (folder / f"{p}.root").symlink_to(generated(p, n, seed=seeds[p])[0])
-    env = {"FLASHSIM_NB_EVENTS": "100", "FLASHSIM_NB_SAMPLES": str(folder), "FLASHSIM_NB_WORKERS": "1"}
+def notebook_env(tmp_path_factory, request) -> dict[str, str]:
+    """The first 100 events of the bundled samples (small generated ones if they are missing)."""
+    from flashsim_coffea.samples import sample_dir
+
+    env = {"FLASHSIM_NB_EVENTS": "100", "FLASHSIM_NB_WORKERS": "1"}
+    if not all((sample_dir() / f"{p}.root").is_file() for p in SAMPLES):
+        generated = request.getfixturevalue("generated")
+        folder = tmp_path_factory.mktemp("nb_samples")
+        seeds = {"vbf_hmm": 30, "vbf_hmm_alt": 31, "dy": 33}
+        for p, n in SAMPLES.items():
+            (folder / f"{p}.root").symlink_to(generated(p, n, seed=seeds[p])[0])
+        env["FLASHSIM_NB_SAMPLES"] = str(folder)
     if not shipped_flows_present():
         tiny = request.getfixturevalue("tiny_models")
         env["FLASHSIM_NB_JETS_MODEL"], env["FLASHSIM_NB_MUONS_MODEL"] = str(tiny["jets"]), str(tiny["muons"])
