@@ -172,7 +172,8 @@ def test_demo_numbers_are_sane(demo_run):
             counts = list(cf.values())
             assert counts == sorted(counts, reverse=True) and counts[0] == s["samples"][p]["events"], (mode, p)
     single = s["single_event"]
-    assert 0 <= single["fraction_sr"] <= single["fraction_selected"] <= 1 and single["folds"] == 200
+    assert 0 <= single["fraction_sr"] <= single["fraction_selected"] + 1e-12 and single["fraction_selected"] <= 1
+    assert single["folds"] == 200
     ratio = s["flash_full_yield_ratio"]["vbf_hmm/presel"]
     if shipped_flows_present():  # trained models: FlashSim yields near FullSim's
         assert 0.5 < ratio < 1.5
