@@ -175,9 +175,11 @@ def test_demo_numbers_are_sane(demo_run):
     assert 0 <= single["fraction_sr"] <= single["fraction_selected"] + 1e-12 and single["fraction_selected"] <= 1
     assert single["folds"] == 200
     ratio = s["flash_full_yield_ratio"]["vbf_hmm/presel"]
-    if shipped_flows_present():  # trained models: FlashSim yields near FullSim's
-        assert 0.5 < ratio < 1.5
-        assert 0.5 < s["flash_full_yield_ratio"]["vbf_hmm/SR"] < 1.5
+    if shipped_flows_present():  # trained models: FlashSim yields near FullSim's (loose: ~50 events here)
+        assert 0.6 < ratio < 1.67
+        for p in ("vbf_hmm", "vbf_hmm_alt"):
+            flash, full = s["yields"][p]["FlashSim"]["SR"], s["yields"][p]["FullSim"]["SR"]
+            assert abs(flash - full) <= 0.3 * full + 3 * np.sqrt(flash + full), (p, flash, full)
         assert s["chi2_ndf"]["vbf_hmm/presel/mass"] < 5
     else:  # seconds-trained tiny flows: only a finite, positive yield
         assert 0 < ratio < 5
