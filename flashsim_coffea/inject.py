@@ -12,9 +12,11 @@
    noise key: fold k of an object is the same whatever the chunking or executor.
 3. The flow samples the targets (:meth:`FlowModel.sample`), ``spec.rebuild`` turns them into
    NanoAOD fields (pt = ptRatio·pt_gen …, discrete snapping, NanoAOD precision).
-4. Acceptance: NanoAOD's reco threshold ``Jet pt > 15 GeV``; muons are simulated only for
-   status-1 Gen muons with |η| < 2.4 and pT > 3 GeV (the muon system acceptance the reference
-   and CMS reconstruct in). Objects are sorted by pT per event.
+4. Acceptance and efficiency: muons are simulated only for status-1 Gen muons with |η| < 2.4
+   and pT > 3 GeV (the muon-system acceptance); each (Gen object, fold) is reconstructed with
+   the probability of the model's efficiency map (``efficiency.json`` beside the card,
+   :mod:`flashsim_coffea.efficiency`, keyed draw); after sampling NanoAOD's reco threshold
+   ``Jet pt > 15 GeV``. Objects are sorted by pT per event.
 5. Cross-references: ``genJetIdx``/``genPartIdx`` point into the event's GenJet/GenPart, with
    the global ``genJetIdxG``/``genPartIdxG`` that coffea's ``matched_gen`` uses. Index fields
    pointing *into* the replaced collections (Jet_muonIdx*, Muon_jetIdx, …) are not produced:
@@ -42,6 +44,17 @@ RECO_THRESHOLD = {"Jet": ("pt", 15.0)}
 #: Gen acceptance before sampling, per reco collection: max |eta|, min pt of the Gen object
 GEN_ACCEPTANCE = {"Muon": (2.4, 3.0)}
 MUON_MASS = 0.1056583745
+_EFFICIENCY: dict[str, object] = {}
+
+
+def _efficiency_map(model):
+    """The model's efficiency map (``efficiency.json`` beside its card), cached per path; None if absent."""
+    from .efficiency import EfficiencyMap
+
+    key = str(model.path)
+    if key not in _EFFICIENCY:
+        _EFFICIENCY[key] = EfficiencyMap.load(model.path) if model.path is not None else None
+    return _EFFICIENCY[key]
 
 
 @dataclass(frozen=True)
@@ -144,6 +157,13 @@ class FlashSim:
         out_counts = ak.to_numpy(ak.num(rows_j, axis=1))
         rows = ak.to_numpy(ak.flatten(rows_j, axis=1)).astype(np.int64)
         fold = np.repeat(ev_fold, out_counts)
+        eff = _efficiency_map(model)
+        if eff is not None:  # reconstruction efficiency, drawn per (object, fold)
+            pt = ak.to_numpy(ak.flatten(objs.pt, axis=1))[rows]
+            eta = ak.to_numpy(ak.flatten(objs.eta, axis=1))[rows]
+            ok = eff.keep(pt, eta, model.seed, {k: v[rows] for k, v in keys.items()}, fold)
+            out_counts = ak.to_numpy(ak.sum(ak.unflatten(ok, out_counts), axis=1)).astype(np.int64)
+            rows, fold = rows[ok], fold[ok]
 
         gen = {f: ak.to_numpy(ak.flatten(objs[f], axis=1))[rows] for f in ak.fields(objs)}
         targets, info = model.sample(cond[rows], {k: v[rows] for k, v in keys.items()}, fold=fold, return_info=True)
@@ -156,6 +176,7 @@ class FlashSim:
             if spec.reco == "Jet" and f in gen:
                 fields.setdefault(f, gen[f].astype(np.int32))
         info["n_gen_outside_acceptance"] = int((~flat_keep).sum())
+        info["n_not_reconstructed"] = int((~ok).sum()) if eff is not None else 0
 
         reco = ak.zip({k: ak.unflatten(v, out_counts) for k, v in fields.items()}, depth_limit=2)
         thr = RECO_THRESHOLD.get(spec.reco)

@@ -1,0 +1,117 @@
+"""Reconstruction efficiency maps: which Gen objects FlashSim reconstructs at all.
+
+The flows learn p(reco | Gen) for objects that *were* reconstructed; whether a Gen object is
+reconstructed is a separate, binary question. It is answered by a binned efficiency map
+
+    ε(b) = N_matched(b) / N_gen(b),   b = bin of (Gen pT, Gen |η|)
+
+measured on the training files (a Gen object is "matched" when a reco object points to it via
+``Jet_genJetIdx`` / ``Muon_genPartIdx``), with Clopper–Pearson-free simple ratios (bins have
+thousands of entries) and ε = 1 in empty bins. At injection each (object, fold) is kept when
+u < ε(b), u = ``noise.uniform(seed, "efficiency/<spec>", run, lumi, event, object, fold)`` —
+keyed, so the same object is kept or lost whatever the chunking.
+
+For jets the map is measured only where the NanoAOD reco threshold (pT > 15 GeV, which
+FlashSim applies after sampling) cannot confound it: bins with Gen pT below
+``threshold_free_pt`` take the value of the first bin above it. The map is stored as
+``efficiency.json`` beside a model's ``card.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+
+from . import noise
+
+FILENAME = "efficiency.json"
+
+#: default binning per spec name: (pt edges, |eta| edges, threshold-free pt)
+BINNING = {
+    "jets": ([10, 15, 20, 25, 30, 40, 60, 100, 200, 1e9], [0, 1.3, 2.5, 3.0, 4.7, 1e9], 25.0),
+    "muons": ([0, 3, 5, 10, 20, 40, 100, 1e9], [0, 0.9, 1.2, 2.1, 2.4, 1e9], 0.0),
+}
+
+
+@dataclass
+class EfficiencyMap:
+    spec: str
+    pt_edges: np.ndarray
+    abseta_edges: np.ndarray
+    values: np.ndarray  # (n_pt, n_eta)
+    counts: np.ndarray  # Gen objects per bin used for the estimate
+
+    def __call__(self, pt: np.ndarray, eta: np.ndarray) -> np.ndarray:
+        """ε for each object (bins by Gen pT and |η|; values beyond the last edge use the last bin)."""
+        i = np.clip(np.searchsorted(self.pt_edges, pt, side="right") - 1, 0, len(self.pt_edges) - 2)
+        j = np.clip(np.searchsorted(self.abseta_edges, np.abs(eta), side="right") - 1, 0, len(self.abseta_edges) - 2)
+        return self.values[i, j]
+
+    def keep(self, pt, eta, seed: int, keys: dict[str, np.ndarray], fold: np.ndarray) -> np.ndarray:
+        """Boolean mask: u < ε with u keyed on (run, lumi, event, object, fold)."""
+        u = noise.uniform(seed, f"efficiency/{self.spec}", keys["run"], keys["luminosityBlock"], keys["event"], keys["object"], fold)
+        return u < self(pt, eta)
+
+    # -- I/O --------------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return {
+            "spec": self.spec,
+            "pt_edges": self.pt_edges.tolist(),
+            "abseta_edges": self.abseta_edges.tolist(),
+            "values": self.values.tolist(),
+            "counts": self.counts.tolist(),
+        }
+
+    def save(self, model_dir: str | Path) -> Path:
+        path = Path(model_dir) / FILENAME
+        path.write_text(json.dumps(self.to_dict(), indent=1))
+        return path
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> "EfficiencyMap | None":
+        """The map beside a model's card, or None if the model has none (everything reconstructed)."""
+        path = Path(model_dir) / FILENAME
+        if not path.is_file():
+            return None
+        d = json.loads(path.read_text())
+        return cls(d["spec"], np.asarray(d["pt_edges"]), np.asarray(d["abseta_edges"]), np.asarray(d["values"]), np.asarray(d["counts"]))
+
+
+def measure(spec_name: str, gen_pt: np.ndarray, gen_eta: np.ndarray, matched: np.ndarray) -> EfficiencyMap:
+    """ε per (pT, |η|) bin from flat Gen objects and whether each was reconstructed."""
+    pt_edges, eta_edges, free_pt = (np.asarray(x, dtype=np.float64) if i < 2 else x for i, x in enumerate(BINNING[spec_name]))
+    n_gen, _, _ = np.histogram2d(gen_pt, np.abs(gen_eta), bins=(pt_edges, eta_edges))
+    n_match, _, _ = np.histogram2d(gen_pt[matched], np.abs(gen_eta[matched]), bins=(pt_edges, eta_edges))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        eff = np.where(n_gen > 0, n_match / n_gen, 1.0)
+    first_free = int(np.searchsorted(pt_edges, free_pt, side="left"))
+    if first_free > 0:
+        eff[:first_free] = eff[first_free]
+    return EfficiencyMap(spec_name, pt_edges, eta_edges, eff, n_gen)
+
+
+def measure_files(spec_name: str, files: list[str], step: int = 50_000) -> EfficiencyMap:
+    """Measure the map of spec ``jets`` or ``muons`` on NanoAOD files with Gen and reco objects."""
+    import uproot
+
+    from .objects import get_spec
+
+    spec = get_spec(spec_name)
+    gen_coll = spec.simulated
+    match = f"{spec.reco}_{spec.match}"
+    pts, etas, matched = [], [], []
+    for f in files:
+        tree = uproot.open(f)["Events"]
+        for chunk in tree.iterate(gen_coll.branches() + [match], step_size=step, library="ak"):
+            objs = gen_coll.load(chunk)
+            idx = chunk[match]
+            # matched[i] = some reco object points at this Gen object's source index
+            hit = ak.any(objs["index"][:, :, None] == idx[:, None, :], axis=2)
+            pts.append(ak.to_numpy(ak.flatten(objs.pt)))
+            etas.append(ak.to_numpy(ak.flatten(objs.eta)))
+            matched.append(ak.to_numpy(ak.flatten(hit)))
+    return measure(spec_name, np.concatenate(pts), np.concatenate(etas), np.concatenate(matched))
