@@ -103,13 +103,14 @@ def test_missing_models_name_package_path(tmp_path, monkeypatch):
         run_demo(DemoConfig(output=tmp_path / "o", folds=1))
 
 
-def test_models_loaded_before_work(tiny_models, tmp_path):
+def test_models_loaded_before_work(demo_models, tmp_path):
+    models = demo_models or {n: MODELS / n for n in ("jets", "muons")}
     # the muons flow given as the jets model: a clear error from check_models, before any output exists
-    with pytest.raises(UserError):
-        run_demo(DemoConfig(output=tmp_path / "o", models={"jets": tiny_models["muons"], "muons": tiny_models["muons"]},
+    with pytest.raises(UserError, match="spec"):
+        run_demo(DemoConfig(output=tmp_path / "o", models={"jets": models["muons"], "muons": models["muons"]},
                             samples={}, processes=()))
     assert not (tmp_path / "o").exists()
-    assert check_models(DemoConfig(models=tiny_models)) == tiny_models
+    assert check_models(DemoConfig(models=models)) == models
 
 
 # --------------------------------------------------------------------------- a whole run
