@@ -29,6 +29,7 @@ so it pickles small into every coffea task. torch uses one thread per worker.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,7 +167,17 @@ class FlashSim:
             rows, fold = rows[ok], fold[ok]
 
         gen = {f: ak.to_numpy(ak.flatten(objs[f], axis=1))[rows] for f in ak.fields(objs)}
-        targets, info = model.sample(cond[rows], {k: v[rows] for k, v in keys.items()}, fold=fold, return_info=True)
+        with warnings.catch_warnings():
+            # redraws outside the training support are routine: counted in info, not warned per chunk
+            warnings.simplefilter("ignore", UserWarning)
+            targets, info = model.sample(cond[rows], {k: v[rows] for k, v in keys.items()}, fold=fold, return_info=True)
+        if info["n_nonfinite_cond"] or info["n_fallback"]:
+            warnings.warn(
+                f"flashsim {spec.name}: {info['n_nonfinite_cond']} Gen objects with non-finite conditioning "
+                f"(simulated at the training mean), {info['n_fallback']} samples fell back to the mode after "
+                f"{info['n_redrawn']} redraws",
+                stacklevel=3,
+            )
         fields = spec.rebuild(targets, gen)
         fields[spec.match] = keys["object"][rows].astype(np.int32)
         if spec.reco == "Muon":

@@ -22,9 +22,9 @@
 #          (preprocessing refitted): 40 epochs of 150k, LR 1e-3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-TRAIN_DIR=${1:-/work/scratch/train}
-DY_DIR=${2:-/work/scratch/train_dy}
-WORK=${3:-/work/scratch/flows}
+TRAIN_DIR=${1:-train-data/train}
+DY_DIR=${2:-train-data/train}
+WORK=${3:-train-data/flows}
 mkdir -p "$WORK"
 export OMP_NUM_THREADS=1
 T="--threads 1 --no-progress"
@@ -76,10 +76,14 @@ for s in jets:ft3_jets muons:ft_muons; do
   cp "$WORK/${s##*:}/card.json" "$WORK/${s##*:}/model.safetensors" "flashsim_coffea/models/${s%%:*}/"
 done
 
-# 3. validation reports on the held-out files (reference R and R' re-drawn with seeds 201, 202)
+# 2b. reconstruction efficiency maps (efficiency.json beside each card), from the same files
+flashsim efficiency jets "$TRAIN_DIR/ttbar.root" -o flashsim_coffea/models/jets
+flashsim efficiency muons "$TRAIN_DIR/ttbar.root" "$DY_DIR/dy.root" -o flashsim_coffea/models/muons
+
+# 3. validation reports on the held-out files (HELDOUT_DIR, default train-data/heldout) (reference R and R' re-drawn with seeds 201, 202)
 for spec in jets muons; do
   for p in tt:ttbar dy:dy vbf:vbf_hmm; do
-    flashsim validate $spec --input "/work/scratch/heldout/${p##*:}.root" --model $spec --resimulate 201 --ref-seed 202 \
+    flashsim validate $spec --input "${HELDOUT_DIR:-train-data/heldout}/${p##*:}.root" --model $spec --resimulate 201 --ref-seed 202 \
       --max-events 30000 --title "${p%%:*} held-out" -o "flashsim_coffea/models/$spec/validation/${p%%:*}"
   done
 done
