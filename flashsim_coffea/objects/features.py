@@ -144,6 +144,12 @@ def register_feature(cls: type[Feature]) -> type[Feature]:
 
 def feature_from_dict(d: dict) -> Feature:
     d = dict(d)
-    cls = _TYPES[d.pop("type")]
+    name = d.pop("type")
+    if name not in _TYPES:
+        from flashsim_coffea.errors import UserError
+
+        raise UserError(f"unknown feature type {name!r} in a spec/card; known: {', '.join(_TYPES)} "
+                        "(import the module that defines it, decorated with @register_feature, before loading)")
+    cls = _TYPES[name]
     d["transform"] = transform_from_dict(d["transform"])
     return cls(**d)

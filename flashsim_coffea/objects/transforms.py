@@ -100,5 +100,11 @@ def register_transform(cls: type[Transform]) -> type[Transform]:
 
 def transform_from_dict(d: dict) -> Transform:
     d = dict(d)
-    cls = _TYPES[d.pop("type")]
+    name = d.pop("type")
+    if name not in _TYPES:
+        from flashsim_coffea.errors import UserError
+
+        raise UserError(f"unknown transform type {name!r} in a spec/card; known: {', '.join(_TYPES)} "
+                        "(import the module that defines it, decorated with @register_transform, before loading)")
+    cls = _TYPES[name]
     return cls(**d)
