@@ -30,6 +30,7 @@ ARCHITECTURES: dict[str, dict] = {
     "tiny": {"layers": 2, "hidden": 16, "blocks": 1, "bins": 4, "tail_bound": 4.0, "dropout": 0.0},
     "small": {"layers": 4, "hidden": 64, "blocks": 1, "bins": 8, "tail_bound": 5.0, "dropout": 0.0},
     "default": {"layers": 6, "hidden": 128, "blocks": 2, "bins": 8, "tail_bound": 5.0, "dropout": 0.0},
+    "fast": {"layers": 6, "hidden": 96, "blocks": 1, "bins": 8, "tail_bound": 5.0, "dropout": 0.0},
 }
 
 

@@ -11,7 +11,7 @@ rows (the last one zero-padded) under ``torch.inference_mode()`` with float32: t
 library then runs the same kernels on every block, so results do not change with the number
 of objects per call either. Rows whose output is not finite, or lies outside the training
 support of the targets (widened by 2 % of its width) or outside a transform's image, are redrawn with
-``attempt`` = 1, 2, … (still counter-based) and counted; after ``MAX_ATTEMPTS`` they take the
+``attempt`` = 1, 2, … (still counter-based, in fixed blocks of ``REDRAW_BLOCK_SIZE`` rows) and counted; after ``MAX_ATTEMPTS`` they take the
 decoded zero vector (the mode of the standardised base) and are counted as ``n_fallback``.
 
 Use :func:`load_model` from workers: a module-level cache keyed on (path, weights SHA-256)
@@ -39,6 +39,8 @@ __all__ = ["FlowModel", "load_model", "shipped_model_path", "KEY_NAMES", "MAX_AT
 
 KEY_NAMES = ("run", "luminosityBlock", "event", "object")
 MAX_ATTEMPTS = 8
+#: redraws (typically < 1 % of the rows) are inverted in their own, smaller fixed blocks
+REDRAW_BLOCK_SIZE = 256
 
 
 class FlowModel:
@@ -92,9 +94,9 @@ class FlowModel:
         d = np.arange(len(self.spec.targets), dtype=np.int64)[None, :]
         return noise.normal(self.seed, self.stream + attempt, *k, f, d)
 
-    def _invert(self, z: np.ndarray, c: np.ndarray) -> np.ndarray:
+    def _invert(self, z: np.ndarray, c: np.ndarray, block: int | None = None) -> np.ndarray:
         """Flow inverse in fixed-size blocks (last one zero-padded): (N, T) float32."""
-        n, b = len(z), self.block_size
+        n, b = len(z), block or self.block_size
         out = np.empty(z.shape, dtype=np.float32)
         zp = torch.zeros((b, z.shape[1]), dtype=torch.float32)
         cp = torch.zeros((b, c.shape[1]), dtype=torch.float32)
@@ -140,8 +142,8 @@ class FlowModel:
             idx = np.flatnonzero(bad)
             sub = {k: np.asarray(keys[k])[idx] for k in KEY_NAMES}
             f = np.broadcast_to(np.asarray(fold), (n,))[idx]
-            y[idx] = self._invert(self.base_noise(sub, f, attempt), c[idx])
-            bad = self._bad(y)
+            y[idx] = self._invert(self.base_noise(sub, f, attempt), c[idx], REDRAW_BLOCK_SIZE)
+            bad[idx] = self._bad(y[idx])
         info["n_fallback"] = int(bad.sum())
         y[bad] = 0.0
         x = self.pre.decode_targets(y)

@@ -35,7 +35,7 @@ from .preprocess import Preprocessor, needs_noise
 
 __all__ = ["TrainConfig", "train", "TINY"]
 
-SAMPLING_BLOCK_SIZE = 4096
+SAMPLING_BLOCK_SIZE = 2048
 
 
 @dataclass

@@ -1,0 +1,167 @@
+"""Throughput of the VBF H→μμ processor: fullsim vs flashsim, upsampling, dask scaling, memory.
+
+All figures come from one run on the same input, with the coffea ``Runner`` as an analyst uses
+it (``flashsim_coffea.commands.run.run_processor``: NanoAODSchema, the shipped DNN, histograms):
+
+1. ``fullsim`` and ``flashsim`` (folds 1) events/s with the iterative executor, and their
+   ratio (target: flashsim ≥ 25 % of fullsim);
+2. flashsim with ``--folds`` (default 25) vs folds 1: wall-time ratio (target ≤ 10);
+3. dask ``LocalCluster`` with 1 and 2 worker processes (one thread each), flashsim, cluster
+   started and models loaded (a warm-up pass) before the clock starts: speed-up (target ≥ 1.7);
+4. peak RSS (``ru_maxrss`` of a fresh child process running the iterative executor) at
+   chunksize 100k, folds 1 (target ≤ 2 GB) and folds N.
+
+Input: a benchmark file of ``--events`` events (default 100k, so that one chunk really holds
+100k events) built once from a bundled sample by repeating it with shifted event numbers
+(``event + copy · 10^7``: every copy gets its own FlashSim noise) and cached under
+``--workdir``. Usage::
+
+    python benchmarks/bench_processor.py [--events 100000] [--folds 25] [--skip-dask]
+
+The last line printed is JSON with all figures and the ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def build_input(src: Path, n_events: int, out: Path) -> Path:
+    """NanoAOD file of ``n_events`` events: ``src`` repeated, ``event`` shifted by copy·10^7."""
+    import uproot
+
+    from flashsim_coffea.nanoaod_io import NanoAODWriter, is_counter
+
+    if out.exists() and uproot.open(out)["Events"].num_entries == n_events:
+        return out
+    tree = uproot.open(src)["Events"]
+    names = [k for k in tree.keys() if not is_counter(k, tree.keys())]
+    block = tree.arrays(names, how=dict)
+    n_src = tree.num_entries
+    tmp = out.with_suffix(".tmp.root")
+    writer = NanoAODWriter(tmp)
+    done, copy = 0, 0
+    while done < n_events:
+        m = min(n_src, n_events - done)
+        part = {k: v[:m] for k, v in block.items()}
+        part["event"] = np.asarray(part["event"]).astype(np.uint64) + np.uint64(copy * 10**7)
+        writer.extend(part)
+        done += m
+        copy += 1
+    writer.close(xsec_pb=1.0)
+    tmp.rename(out)
+    return out
+
+
+def fileset_for(path: Path) -> dict:
+    return {"bench": {"files": {str(path): "Events"}}}
+
+
+def run_iterative(path: Path, mode: str, folds: int, chunksize: int) -> tuple[float, int]:
+    from flashsim_coffea.commands.run import run_processor
+    from processors import VBFHmmProcessor
+
+    proc = VBFHmmProcessor(mode=mode, folds=folds, dnn=True)
+    t = time.perf_counter()
+    out = run_processor(fileset_for(path), proc, "iterative", chunksize=chunksize)
+    return time.perf_counter() - t, int(out["bench"]["nevents"])
+
+
+def run_dask(path: Path, workers: int, chunksize: int) -> float:
+    """Seconds for flashsim (folds 1) on a warm LocalCluster of ``workers`` processes."""
+    from coffea import processor
+    from coffea.nanoevents import NanoAODSchema
+    from dask.distributed import Client, LocalCluster
+
+    from processors import VBFHmmProcessor
+
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        runner = processor.Runner(executor=processor.DaskExecutor(client=client, status=False),
+                                  schema=NanoAODSchema, chunksize=chunksize)
+        proc = VBFHmmProcessor(mode="flashsim", folds=1, dnn=True)
+        # warm-up pass: every worker imports and loads the models (not part of the measurement)
+        runner(fileset_for(path), processor_instance=proc, treename="Events")
+        t = time.perf_counter()
+        runner(fileset_for(path), processor_instance=proc, treename="Events")
+        return time.perf_counter() - t
+
+
+def peak_rss_gb(path: Path, mode: str, folds: int, chunksize: int) -> float:
+    """Peak RSS (GB) of a fresh Python process running the processor (iterative executor)."""
+    code = (
+        "import sys, warnings; warnings.simplefilter('ignore'); sys.path.insert(0, %r)\n"
+        "from benchmarks.bench_processor import run_iterative\n"
+        "from pathlib import Path\n"
+        "run_iterative(Path(%r), %r, %d, %d)\n"
+        "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        % (str(ROOT), str(path), mode, folds, chunksize)
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, capture_output=True, text=True).stdout
+    return int(out.split()[-1]) / 1024**2  # ru_maxrss is in kB on Linux
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--source", default=str(ROOT / "flashsim_coffea" / "samples" / "vbf_hmm.root"))
+    parser.add_argument("--workdir", default=str(ROOT / "benchmarks" / "data"))
+    parser.add_argument("--folds", type=int, default=25)
+    parser.add_argument("--chunksize", type=int, default=100_000)
+    parser.add_argument("--dask-events", type=int, default=40_000, help="events for the dask scaling measurement")
+    parser.add_argument("--dask-chunksize", type=int, default=5_000)
+    parser.add_argument("--skip-dask", action="store_true")
+    parser.add_argument("--skip-rss", action="store_true")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    os.makedirs(args.workdir, exist_ok=True)
+    src = Path(args.source)
+    path = build_input(src, args.events, Path(args.workdir) / f"{src.stem}_{args.events}.root")
+    res: dict = {"events": args.events, "source": src.name, "chunksize": args.chunksize, "cpus": os.cpu_count()}
+
+    run_iterative(path, "flashsim", 1, 2_000)  # warm-up: imports, model and DNN loading, page cache
+    rates = {}
+    for mode in ("fullsim", "flashsim"):
+        dt, n = run_iterative(path, mode, 1, args.chunksize)
+        rates[mode] = n / dt
+        print(f"{mode:9s} folds 1 : {n} events in {dt:6.2f} s = {n / dt:8.0f} events/s", flush=True)
+    res["events_per_s"] = {k: round(v) for k, v in rates.items()}
+    res["ratio_flashsim_vs_fullsim"] = round(rates["flashsim"] / rates["fullsim"], 3)
+    t1 = args.events / rates["flashsim"]
+    dtn, n = run_iterative(path, "flashsim", args.folds, args.chunksize)
+    res[f"seconds_flashsim_folds{args.folds}"] = round(dtn, 2)
+    res["seconds_flashsim_folds1"] = round(t1, 2)
+    res[f"ratio_folds{args.folds}_vs_folds1"] = round(dtn / t1, 2)
+    print(f"flashsim folds {args.folds}: {dtn:6.2f} s = {dtn / t1:.2f} x folds 1", flush=True)
+
+    if not args.skip_dask:
+        dpath = build_input(src, args.dask_events, Path(args.workdir) / f"{src.stem}_{args.dask_events}.root")
+        w1 = run_dask(dpath, 1, args.dask_chunksize)
+        w2 = run_dask(dpath, 2, args.dask_chunksize)
+        res["dask"] = {"events": args.dask_events, "chunksize": args.dask_chunksize,
+                       "seconds_1_worker": round(w1, 2), "seconds_2_workers": round(w2, 2), "speedup": round(w1 / w2, 2)}
+        print(f"dask flashsim: 1 worker {w1:.2f} s, 2 workers {w2:.2f} s, speed-up {w1 / w2:.2f}", flush=True)
+    if not args.skip_rss:
+        rss = {}
+        for folds in (1, args.folds):
+            rss[f"folds{folds}"] = round(peak_rss_gb(path, "flashsim", folds, args.chunksize), 2)
+            print(f"peak RSS flashsim folds {folds}, chunksize {args.chunksize}: {rss[f'folds{folds}']:.2f} GB", flush=True)
+        rss["fullsim"] = round(peak_rss_gb(path, "fullsim", 1, args.chunksize), 2)
+        res["peak_rss_gb"] = rss
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()
