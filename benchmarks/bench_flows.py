@@ -121,18 +121,18 @@ def main() -> None:
         cuda = {}
         for name in ("jets", "muons"):
             model = FlowModel.load(shipped_model_path(name))
-            model.flow.to("cuda")
-            cond, keys = conditioning(model.spec, 100_000)
-            z = torch.from_numpy(model.base_noise(keys, 0).astype(np.float32)).cuda()
-            c = torch.from_numpy(model.pre.encode_cond(cond)[0]).cuda()
+            cond, keys = conditioning(model.spec, 1_000_000)
+            entry = {"samples_per_s": {}, "name": torch.cuda.get_device_name()}
+            for bs in (65_536, 262_144, 1_048_576):
+                model.to("cuda", block_size=bs)
 
-            def run_gpu():
-                with torch.inference_mode():
-                    for s in range(0, len(z), 10_000):
-                        model.flow._transform.inverse(z[s : s + 10_000], context=c[s : s + 10_000])
-                torch.cuda.synchronize()
+                def run_gpu():
+                    model.sample(cond, keys, fold=0)
+                    torch.cuda.synchronize()
 
-            cuda[name] = {"samples_per_s": {"1e5": round(len(z) / time_call(run_gpu, args.repeat))}}
+                entry["samples_per_s"][f"1e6_block{bs}"] = round(len(cond) / time_call(run_gpu, args.repeat))
+                print(f"cuda {name} block {bs}: {entry['samples_per_s'][f'1e6_block{bs}']:,} samples/s", flush=True)
+            cuda[name] = entry
         result["cuda"] = cuda
     print(json.dumps(result))
 

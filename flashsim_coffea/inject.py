@@ -76,16 +76,20 @@ class FlashSim:
     """On-the-fly FlashSim of reco Jets and Muons (see module docstring).
 
     jets, muons: model directories (card.json + model.safetensors), ``"default"`` for the
-    shipped models, or ``False`` to keep the file's own collection.
+    shipped models, or ``False`` to keep the file's own collection. threads: torch CPU
+    threads per worker. device: ``"cpu"`` (default) or ``"cuda"`` to sample the flows on a GPU
+    (each worker process then uses that GPU).
     """
 
-    def __init__(self, jets: str | Path | None | bool = "default", muons: str | Path | None | bool = "default", threads: int = 1):
+    def __init__(self, jets: str | Path | None | bool = "default", muons: str | Path | None | bool = "default", threads: int = 1,
+                 device: str = "cpu"):
         self.entries: list[_Entry] = []
         if jets is not False:
             self.entries.append(_Entry("jets", _resolve(jets, "jets")))
         if muons is not False:
             self.entries.append(_Entry("muons", _resolve(muons, "muons")))
         self.threads = threads
+        self.device = device
         self.last_info: dict[str, dict] = {}
 
     def __repr__(self) -> str:
@@ -99,7 +103,7 @@ class FlashSim:
 
         if self.threads and torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
-        return load_model(entry.model_path, entry.spec_name)
+        return load_model(entry.model_path, entry.spec_name, self.device)
 
     def required_branches(self) -> list[str]:
         out: set[str] = set()

@@ -261,3 +261,15 @@ def test_fast_inverse_matches_nflows():
         back = flow._transform.forward(fast, context=c)[0]
     torch.testing.assert_close(fast, ref, atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(back, z, atol=1e-3, rtol=1e-3)
+
+
+def test_device_cuda_without_gpu_is_a_clear_error(tiny_model):
+    out, _, _ = tiny_model
+    model = FlowModel.load(out)
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is available")
+    with pytest.raises(UserError, match="cuda.is_available"):
+        model.to("cuda")
+    with pytest.raises(UserError, match="unsupported device"):
+        model.to("meta")
+    assert model.to("cpu", block_size=128).block_size == 128

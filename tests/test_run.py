@@ -143,6 +143,8 @@ def test_cli_missing_branches_is_one_clear_line(tmp_path, capsys):
         assert "missing branch(es) Muon_pt" in err and "Jet_qgl" in err and "Traceback" not in err
     assert main(["run", str(gen_only), "--mode", "gen", "--no-dnn", "-o", str(tmp_path / "o.coffea")]) == 0
     assert main(["run", str(gen_only), "--mode", "fullsim", "--folds", "0", "-o", str(tmp_path / "o.coffea")]) == 2
+    assert main(["run", str(gen_only), "--mode", "fullsim", "--device", "cuda", "-o", str(tmp_path / "o.coffea")]) == 2
+    assert "--device need --mode flashsim" in capsys.readouterr().err
 
 
 class _DiesOnceProcessor(VBFHmmProcessor):

@@ -51,6 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dnn-model", help="DNN model folder (default: the shipped one)")
     p.add_argument("--jets-model", help="FlashSim jets flow folder (flashsim mode; default: the shipped one)")
     p.add_argument("--muons-model", help="FlashSim muons flow folder (flashsim mode; default: the shipped one)")
+    p.add_argument("--device", default="cpu", help="where FlashSim samples the flows: cpu (default) or cuda (flashsim mode)")
     p.add_argument("--skip-bad-files", action="store_true", help="skip unreadable files/corrupt baskets and report them")
     p.add_argument("-o", "--output", required=True, help="output file (coffea.util.save)")
     p.add_argument("--root", help="also write the histograms to this ROOT file")
@@ -267,12 +268,17 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--scheduler needs --executor dask")
     dnn: bool | str = False if args.no_dnn else (args.dnn_model or True)
     simulator = None
-    if args.jets_model or args.muons_model:
+    if args.jets_model or args.muons_model or args.device != "cpu":
         if args.mode != "flashsim":
-            raise UserError("--jets-model/--muons-model need --mode flashsim")
+            raise UserError("--jets-model/--muons-model/--device need --mode flashsim")
         from ..inject import FlashSim  # carries only model paths: cheap to pickle to workers
 
-        simulator = FlashSim(jets=args.jets_model or "default", muons=args.muons_model or "default")
+        simulator = FlashSim(jets=args.jets_model or "default", muons=args.muons_model or "default", device=args.device)
+        if args.device != "cpu":  # fail here, not on every worker
+            import torch
+
+            if args.device.startswith("cuda") and not torch.cuda.is_available():
+                raise UserError(f"--device {args.device}: torch.cuda.is_available() is False (CPU-only torch build or no GPU)")
     proc = VBFHmmProcessor(mode=args.mode, folds=args.folds, dnn=dnn, simulator=simulator)
     fileset = load_fileset(args.inputs)
     t0 = time.perf_counter()

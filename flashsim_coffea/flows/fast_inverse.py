@@ -95,6 +95,13 @@ class _Coupling:
         self.knot_offset = (-self.bound + 2 * self.bound * m * torch.arange(k + 1, dtype=torch.float32))[:, None]
         self.knot_scale = 2 * self.bound * (1 - m * k)
 
+    def to(self, device) -> "_Coupling":
+        for name, value in list(vars(self).items()):
+            if isinstance(value, torch.Tensor):
+                setattr(self, name, value.to(device))
+        self.blocks = [tuple(t.to(device) for t in b) for b in self.blocks]
+        return self
+
     def net(self, x_id: torch.Tensor, ctx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """ResidualNet(x_A, c) with the context terms precomputed in ``ctx`` (pre-activation, gates)."""
         h_, g0 = self.hidden, self.gate_at
@@ -183,6 +190,13 @@ class FastInverse:
         pos = {o: j for j, o in enumerate(order)}
         final = [pos[i] for i in range(n_dim)]
         self.final = None if final == list(range(n_dim)) else torch.tensor(final)
+
+    def to(self, device) -> "FastInverse":
+        """Move every weight to ``device`` (e.g. ``"cuda"``); returns self."""
+        self.ctx_w, self.ctx_b = self.ctx_w.to(device), self.ctx_b.to(device)
+        self.plan = [(layer.to(device), None if g is None else g.to(device)) for layer, g in self.plan]
+        self.final = None if self.final is None else self.final.to(device)
+        return self
 
     def context_terms(self, context: torch.Tensor) -> torch.Tensor:
         """All context-dependent pre-activations of every layer, gates already through σ."""

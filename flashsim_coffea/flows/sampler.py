@@ -35,12 +35,14 @@ from .fast_inverse import FastInverse
 from .model import build_flow
 from .preprocess import Preprocessor
 
-__all__ = ["FlowModel", "load_model", "shipped_model_path", "KEY_NAMES", "MAX_ATTEMPTS"]
+__all__ = ["FlowModel", "load_model", "shipped_model_path", "KEY_NAMES", "MAX_ATTEMPTS", "GPU_BLOCK_SIZE"]
 
 KEY_NAMES = ("run", "luminosityBlock", "event", "object")
 MAX_ATTEMPTS = 8
 #: redraws (typically < 1 % of the rows) are inverted in their own, smaller fixed blocks
 REDRAW_BLOCK_SIZE = 256
+#: rows per block when sampling on a GPU (``FlowModel.to("cuda")``)
+GPU_BLOCK_SIZE = 262_144
 
 
 class FlowModel:
@@ -54,6 +56,30 @@ class FlowModel:
         self.seed = int(sampling.get("seed", 0))
         self.stream = noise.stream_id(f"flashsim/{spec.name}")
         self.inverse = FastInverse(flow)
+        self.device = torch.device("cpu")
+
+    def to(self, device: str | torch.device, block_size: int | None = None) -> "FlowModel":
+        """Sample on ``device`` (``"cpu"``, ``"cuda"``, ``"cuda:1"``); returns self.
+
+        On a GPU use large blocks (``block_size``, default ``GPU_BLOCK_SIZE``): the kernels are
+        launch-bound below ~1e5 rows. GPU results equal the CPU ones only to float32 rounding
+        (different kernels); on one device they stay independent of chunking and executor.
+        """
+        device = torch.device(device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise UserError(
+                f"device {device} requested but torch.cuda.is_available() is False (CPU-only torch build, "
+                "no GPU or no driver); use --device cpu"
+            )
+        if device.type not in ("cpu", "cuda"):
+            raise UserError(f"unsupported device {device}; use cpu or cuda")
+        self.inverse.to(device)
+        self.device = device
+        if block_size is not None:
+            self.block_size = int(block_size)
+        elif device.type == "cuda":
+            self.block_size = GPU_BLOCK_SIZE
+        return self
 
     @property
     def target_names(self) -> list[str]:
@@ -98,8 +124,8 @@ class FlowModel:
         """Flow inverse in fixed-size blocks (last one zero-padded): (N, T) float32."""
         n, b = len(z), block or self.block_size
         out = np.empty(z.shape, dtype=np.float32)
-        zp = torch.zeros((b, z.shape[1]), dtype=torch.float32)
-        cp = torch.zeros((b, c.shape[1]), dtype=torch.float32)
+        zp = torch.zeros((b, z.shape[1]), dtype=torch.float32, device=self.device)
+        cp = torch.zeros((b, c.shape[1]), dtype=torch.float32, device=self.device)
         with torch.inference_mode():
             for start in range(0, n, b):
                 m = min(b, n - start)
@@ -108,7 +134,7 @@ class FlowModel:
                 zp[:m] = torch.from_numpy(np.ascontiguousarray(z[start : start + m], dtype=np.float32))
                 cp[:m] = torch.from_numpy(c[start : start + m])
                 x = self.inverse(zp, cp)
-                out[start : start + m] = x[:m].numpy()
+                out[start : start + m] = x[:m].cpu().numpy()
         return out
 
     def _bad(self, y: np.ndarray) -> np.ndarray:
@@ -160,16 +186,18 @@ class FlowModel:
         return (out, info) if return_info else out
 
 
-_CACHE: dict[tuple[str, str], FlowModel] = {}
+_CACHE: dict[tuple[str, str, str], FlowModel] = {}
 
 
-def load_model(path: str | Path, spec: str | ObjectSpec | None = None) -> FlowModel:
-    """Cached :meth:`FlowModel.load` keyed on (resolved card path, weights SHA-256)."""
+def load_model(path: str | Path, spec: str | ObjectSpec | None = None, device: str = "cpu") -> FlowModel:
+    """Cached :meth:`FlowModel.load` (moved to ``device``) keyed on (resolved card path, weights SHA-256, device)."""
     card, card_path = read_card(path)
-    key = (str(card_path.resolve()), str(card.get("weights_sha256")))
+    key = (str(card_path.resolve()), str(card.get("weights_sha256")), str(device))
     model = _CACHE.get(key)
     if model is None:
         model = FlowModel.load(path)
+        if str(device) != "cpu":
+            model.to(device)
         _CACHE[key] = model
     if spec is not None and get_spec(spec).hash() != model.card["spec_hash"]:
         FlowModel.from_card(model.card, model.flow.state_dict(), card_path.parent, spec)  # raises the clear error
