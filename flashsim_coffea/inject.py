@@ -120,26 +120,44 @@ class FlashSim:
     # -- injection ---------------------------------------------------------------------------
     def inject(self, events, folds: int = 1):
         """Events with FlashSim ``Jet``/``Muon``; with ``folds`` > 1 each event repeated ``folds`` times."""
+        return next(self.inject_batches(events, folds, max_events=None))[0]
+
+    def inject_batches(self, events, folds: int = 1, max_events: int | None = None):
+        """Yield ``(events_with_flashsim, (first_fold, stop_fold))`` for consecutive fold ranges.
+
+        The conditioning is computed once; each batch repeats every event for the folds
+        ``first_fold … stop_fold − 1`` (event-major), with at most ``max_events`` events per
+        batch (at least one fold; ``None``: all folds at once). Fold k of an object gets the
+        same reco values whichever batch it is in, so an analysis can bound its memory at large
+        ``folds`` by looping over batches (all folds of an event must still reach a
+        :class:`~flashsim_coffea.hists.FoldHist` in one fill: collect, then fill).
+        """
         if int(folds) != folds or folds < 1:
             raise UserError(f"folds must be a positive integer, got {folds}")
         folds = int(folds)
         filename = str(getattr(events, "metadata", {}).get("filename", "<events>")) if hasattr(events, "metadata") else "<events>"
         self.check(events, filename)
         n = len(events)
-        ev_index = np.repeat(np.arange(n), folds)
-        ev_fold = np.tile(np.arange(folds, dtype=np.int64), n)
-        out = events[ev_index] if folds > 1 else events
-        if folds > 1:
-            out = ak.with_field(out, ev_fold, "fold")
-        self.last_info = {}
-        for entry in self.entries:
-            model = self._model(entry)
-            reco, info = self._simulate(model, events, ev_index, ev_fold, out)
-            out = ak.with_field(out, reco, model.spec.reco)
-            self.last_info[entry.spec_name] = info
-        return out
+        step = folds if max_events is None else max(1, min(folds, int(max_events) // max(n, 1)))
+        prepared = [(self._model(e), e.spec_name) for e in self.entries]
+        prepared = [(model, name, self._prepare(model, events)) for model, name in prepared]
+        for first in range(0, folds, step):
+            stop = min(folds, first + step)
+            ev_index = np.repeat(np.arange(n), stop - first)
+            ev_fold = np.tile(np.arange(first, stop, dtype=np.int64), n)
+            out = events[ev_index] if folds > 1 else events
+            if folds > 1:
+                out = ak.with_field(out, ev_fold, "fold")
+            self.last_info = {}
+            for model, name, prep in prepared:
+                reco, info = self._simulate(model, prep, events, ev_index, ev_fold, out)
+                out = ak.with_field(out, reco, model.spec.reco)
+                self.last_info[name] = info
+            yield out, (first, stop)
 
-    def _simulate(self, model, events, ev_index: np.ndarray, ev_fold: np.ndarray, out):
+    @staticmethod
+    def _prepare(model, events) -> dict:
+        """Per chunk and spec, shared by all folds: Gen objects, acceptance, conditioning, keys."""
         spec = model.spec
         ctx = spec.context(events)
         objs = ctx.objects()
@@ -150,27 +168,32 @@ class FlashSim:
         else:
             keep = ak.ones_like(objs.pt, dtype=bool)
         counts = ak.to_numpy(ak.num(objs, axis=1))
-        cond = spec.conditioning_matrix(ctx)
-        keys = spec.noise_keys(ctx)
-        flat_keep = ak.to_numpy(ak.flatten(keep, axis=1))
-
-        # rows of the flat object table for the (possibly repeated) events, event-major
         offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
         local = ak.local_index(objs, axis=1)
-        row_of = (local + offsets)[keep]  # accepted rows, jagged per event
+        return {
+            "cond": spec.conditioning_matrix(ctx),
+            "keys": spec.noise_keys(ctx),
+            "flat_keep": ak.to_numpy(ak.flatten(keep, axis=1)),
+            "row_of": (local + offsets)[keep],  # accepted rows of the flat object table, jagged per event
+            "gen": {f: ak.to_numpy(ak.flatten(objs[f], axis=1)) for f in ak.fields(objs)},
+        }
+
+    def _simulate(self, model, prep: dict, events, ev_index: np.ndarray, ev_fold: np.ndarray, out):
+        spec = model.spec
+        cond, keys, flat_keep, row_of = prep["cond"], prep["keys"], prep["flat_keep"], prep["row_of"]
+        # rows of the flat object table for the (possibly repeated) events, event-major
         rows_j = row_of[ev_index] if len(ev_index) != len(events) else row_of
         out_counts = ak.to_numpy(ak.num(rows_j, axis=1))
         rows = ak.to_numpy(ak.flatten(rows_j, axis=1)).astype(np.int64)
         fold = np.repeat(ev_fold, out_counts)
         eff = _efficiency_map(model)
         if eff is not None:  # reconstruction efficiency, drawn per (object, fold)
-            pt = ak.to_numpy(ak.flatten(objs.pt, axis=1))[rows]
-            eta = ak.to_numpy(ak.flatten(objs.eta, axis=1))[rows]
-            ok = eff.keep(pt, eta, model.seed, {k: v[rows] for k, v in keys.items()}, fold)
+            ok = eff.keep(prep["gen"]["pt"][rows], prep["gen"]["eta"][rows], model.seed,
+                          {k: v[rows] for k, v in keys.items()}, fold)
             out_counts = ak.to_numpy(ak.sum(ak.unflatten(ok, out_counts), axis=1)).astype(np.int64)
             rows, fold = rows[ok], fold[ok]
 
-        gen = {f: ak.to_numpy(ak.flatten(objs[f], axis=1))[rows] for f in ak.fields(objs)}
+        gen = {f: v[rows] for f, v in prep["gen"].items()}
         with warnings.catch_warnings():
             # redraws outside the training support are routine: counted in info, not warned per chunk
             warnings.simplefilter("ignore", UserWarning)

@@ -57,9 +57,14 @@ class VBFHmmProcessor(processor.ProcessorABC):
     dnn: ``True`` (shipped model), ``False`` (no DNN histogram) or a model folder.
     simulator: an object with ``inject(events, folds=N) -> events`` for flashsim mode
         (default: ``flashsim_coffea.inject.FlashSim()``, created lazily on each worker).
+    max_fold_events: with folds, simulate and analyse at most this many (event, fold) pairs
+        at a time (``FlashSim.inject_batches``; the conditioning is still computed once per
+        chunk): bounds the memory at large ``folds``; ``None``: all folds at once. The
+        histograms do not depend on it.
     """
 
-    def __init__(self, mode: str = "fullsim", folds: int = 1, dnn: bool | str | Path = True, simulator: Any = None):
+    def __init__(self, mode: str = "fullsim", folds: int = 1, dnn: bool | str | Path = True, simulator: Any = None,
+                 max_fold_events: int | None = 200_000):
         if mode not in MODES:
             raise UserError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
         if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 1:
@@ -68,6 +73,7 @@ class VBFHmmProcessor(processor.ProcessorABC):
             raise UserError(f"folds = {folds} needs mode 'flashsim' (only FlashSim can reconstruct an event several times)")
         self.mode, self.folds = mode, int(folds)
         self.dnn = str(dnn) if isinstance(dnn, Path) else dnn
+        self.max_fold_events = max_fold_events
         self._simulator = simulator
         self._own_simulator = False  # created lazily here: not pickled to workers
 
@@ -140,6 +146,14 @@ class VBFHmmProcessor(processor.ProcessorABC):
         events = self.simulator.inject(events, folds=self.folds)
         return events, obj.reco_muons(events), obj.reco_jets(events)
 
+    def _collection_batches(self, events):
+        """Yield (events, muons, jets) per fold batch (one batch unless flashsim with many folds)."""
+        if self.mode != "flashsim" or not hasattr(self.simulator, "inject_batches"):
+            yield self._collections(events)
+            return
+        for events_b, _ in self.simulator.inject_batches(events, folds=self.folds, max_events=self.max_fold_events):
+            yield events_b, obj.reco_muons(events_b), obj.reco_jets(events_b)
+
     @staticmethod
     def _weights(events) -> np.ndarray:
         if "genWeight" in events.fields:
@@ -158,21 +172,35 @@ class VBFHmmProcessor(processor.ProcessorABC):
             return {dataset: out}
         out["sumw"] = float(np.sum(self._weights(events)))
 
-        events, muons, jets = self._collections(events)
-        weight = self._weights(events)
-        res = analyse(muons, jets, dnn=self.dnn)
+        # per region: the selected entries of every fold batch, filled once at the end (a
+        # FoldHist needs all folds of an event in one fill)
+        selected: dict[str, list[dict[str, np.ndarray]]] = {region: [] for region in out["hists"]}
+        for events_b, muons, jets in self._collection_batches(events):
+            weight = self._weights(events_b)
+            res = analyse(muons, jets, dnn=self.dnn)
+            for step, mask in res.cutflow.items():
+                out["cutflow"][step] += int(mask.sum())
+                out["cutflow_weighted"][step] += float(weight[mask].sum())
+            for region, mask in res.regions.items():
+                if mask.any():
+                    part = {var: res.variables[var][mask] for var in out["hists"][region]}
+                    part["weight"] = weight[mask]
+                    if self.folds > 1:
+                        part.update({k: ak.to_numpy(events_b[k][mask]).astype(np.int64) for k in (*EVENT_KEY, "fold")})
+                        part["entry"] = np.repeat(np.arange(n), len(events_b) // n)[mask]
+                    selected[region].append(part)
 
-        for step, mask in res.cutflow.items():
-            out["cutflow"][step] = int(mask.sum())
-            out["cutflow_weighted"][step] = float(weight[mask].sum())
-
-        key = tuple(ak.to_numpy(events[k]).astype(np.int64) for k in EVENT_KEY) if self.folds > 1 else None
-        for region, mask in res.regions.items():
-            if not mask.any():
+        for region, parts in selected.items():
+            if not parts:
                 continue
-            k = tuple(a[mask] for a in key) if key is not None else None
+            cols = {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
+            key = None
+            if self.folds > 1:  # back to the event-major order of a single batch (exact sums)
+                order = np.lexsort((cols["fold"], cols["entry"]))
+                cols = {c: v[order] for c, v in cols.items()}
+                key = tuple(cols[k] for k in EVENT_KEY)
             for var, h in out["hists"][region].items():
-                fill_any(h, key=k, weight=weight[mask], **{var: res.variables[var][mask]})
+                fill_any(h, key=key, weight=cols["weight"], **{var: cols[var]})
         return {dataset: out}
 
     def postprocess(self, accumulator):
