@@ -77,6 +77,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--sizes", default="1e4,1e5")
+    parser.add_argument("--jets-model", help="model folder to measure instead of the shipped jets model")
+    parser.add_argument("--muons-model", help="model folder to measure instead of the shipped muons model")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
@@ -86,8 +88,9 @@ def main() -> None:
     sizes = {s: int(float(s)) for s in args.sizes.split(",")}
     result: dict = {}
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    paths = {name: getattr(args, f"{name}_model") or shipped_model_path(name) for name in ("jets", "muons")}
     for name in ("jets", "muons"):
-        model = FlowModel.load(shipped_model_path(name))
+        model = FlowModel.load(paths[name])
         cond, keys = conditioning(model.spec, max(sizes.values()))
         entry = {"samples_per_s": {}, "params": sum(p.numel() for p in model.flow.parameters())}
         for label, n in sizes.items():
@@ -97,7 +100,7 @@ def main() -> None:
             print(f"{name} {label}: {n / dt:,.0f} samples/s", flush=True)
         result[name] = entry
 
-    jets = FlowModel.load(shipped_model_path("jets"))
+    jets = FlowModel.load(paths["jets"])
     maf = maf_baseline(len(jets.spec.targets), len(jets.spec.conditioning), result["jets"]["params"]).eval()
     entry = {"samples_per_s": {}, "params": sum(p.numel() for p in maf.parameters())}
     block = jets.block_size
@@ -120,7 +123,7 @@ def main() -> None:
     if "cuda" in devices:
         cuda = {}
         for name in ("jets", "muons"):
-            model = FlowModel.load(shipped_model_path(name))
+            model = FlowModel.load(paths[name])
             cond, keys = conditioning(model.spec, 1_000_000)
             entry = {"samples_per_s": {}, "name": torch.cuda.get_device_name()}
             for bs in (65_536, 262_144, 1_048_576):

@@ -77,6 +77,17 @@ def test_same_object_same_values_whatever_the_chunking(sim, ev):
         assert ak.all(joined == whole[coll].pt)
 
 
+def test_fold_batches_equal_all_folds_at_once(sim, ev):
+    whole = sim.inject(ev, folds=5)
+    batches = list(sim.inject_batches(ev, folds=5, max_events=2 * len(ev)))
+    assert [r for _, r in batches] == [(0, 2), (2, 4), (4, 5)]
+    for coll in ("Jet", "Muon"):
+        for f in range(5):
+            part = next(b for b, (lo, hi) in batches if lo <= f < hi)
+            assert ak.all(part[coll].pt[part.fold == f] == whole[coll].pt[whole.fold == f])
+            assert ak.all(part[coll].matched_gen.pt[part.fold == f] == whole[coll].matched_gen.pt[whole.fold == f])
+
+
 def test_flashsim_pickles_without_models(sim, ev):
     sim.inject(ev[:5])  # models now cached in this process
     blob = pickle.dumps(sim)
