@@ -5,11 +5,13 @@ it (``flashsim_coffea.commands.run.run_processor``: NanoAODSchema, the shipped D
 
 1. ``fullsim`` and ``flashsim`` (folds 1) events/s with the iterative executor, and their
    ratio (target: flashsim ≥ 25 % of fullsim);
-2. flashsim with ``--folds`` (default 25) vs folds 1: wall-time ratio (target ≤ 10);
+2. flashsim with ``--folds`` (default 25) vs folds 1 on ``--fold-events`` events (one chunk):
+   wall-time ratio (target ≤ 10);
 3. dask ``LocalCluster`` with 1 and 2 worker processes (one thread each), flashsim, cluster
    started and models loaded (a warm-up pass) before the clock starts: speed-up (target ≥ 1.7);
-4. peak RSS (``ru_maxrss`` of a fresh child process running the iterative executor) at
-   chunksize 100k, folds 1 (target ≤ 2 GB) and folds N.
+4. peak RSS (``VmHWM`` of a fresh child process running the iterative executor) at
+   chunksize 100k, folds 1 (target ≤ 2 GB; fullsim for comparison) and for folds N on the
+   ``--fold-events`` chunk (folds are simulated in batches of ≤ 200k (event, fold) pairs).
 
 Input: a benchmark file of ``--events`` events (default 100k, so that one chunk really holds
 100k events) built once from a bundled sample by repeating it with shifted event numbers
@@ -106,11 +108,13 @@ def peak_rss_gb(path: Path, mode: str, folds: int, chunksize: int) -> float:
         "from benchmarks.bench_processor import run_iterative\n"
         "from pathlib import Path\n"
         "run_iterative(Path(%r), %r, %d, %d)\n"
-        "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])\n"
         % (str(ROOT), str(path), mode, folds, chunksize)
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, capture_output=True, text=True).stdout
-    return int(out.split()[-1]) / 1024**2  # ru_maxrss is in kB on Linux
+    # VmHWM (kB), not ru_maxrss: on Linux ru_maxrss survives execve, so a child started from
+    # this (large) process would report at least the parent's size
+    return int(out.split()[-1]) / 1024**2
 
 
 def main() -> None:
@@ -120,6 +124,8 @@ def main() -> None:
     parser.add_argument("--workdir", default=str(ROOT / "benchmarks" / "data"))
     parser.add_argument("--folds", type=int, default=25)
     parser.add_argument("--chunksize", type=int, default=100_000)
+    parser.add_argument("--fold-events", type=int, default=10_000,
+                        help="events (one chunk) for the folds-N vs folds-1 comparison and its peak RSS")
     parser.add_argument("--dask-events", type=int, default=40_000, help="events for the dask scaling measurement")
     parser.add_argument("--dask-chunksize", type=int, default=5_000)
     parser.add_argument("--skip-dask", action="store_true")
@@ -139,12 +145,12 @@ def main() -> None:
         print(f"{mode:9s} folds 1 : {n} events in {dt:6.2f} s = {n / dt:8.0f} events/s", flush=True)
     res["events_per_s"] = {k: round(v) for k, v in rates.items()}
     res["ratio_flashsim_vs_fullsim"] = round(rates["flashsim"] / rates["fullsim"], 3)
-    t1 = args.events / rates["flashsim"]
-    dtn, n = run_iterative(path, "flashsim", args.folds, args.chunksize)
-    res[f"seconds_flashsim_folds{args.folds}"] = round(dtn, 2)
-    res["seconds_flashsim_folds1"] = round(t1, 2)
-    res[f"ratio_folds{args.folds}_vs_folds1"] = round(dtn / t1, 2)
-    print(f"flashsim folds {args.folds}: {dtn:6.2f} s = {dtn / t1:.2f} x folds 1", flush=True)
+    fpath = build_input(src, args.fold_events, Path(args.workdir) / f"{src.stem}_{args.fold_events}.root")
+    t1, _ = run_iterative(fpath, "flashsim", 1, args.fold_events)
+    dtn, _ = run_iterative(fpath, "flashsim", args.folds, args.fold_events)
+    res["folds"] = {"events": args.fold_events, "seconds_folds1": round(t1, 2), f"seconds_folds{args.folds}": round(dtn, 2),
+                    f"ratio_folds{args.folds}_vs_folds1": round(dtn / t1, 2)}
+    print(f"flashsim {args.fold_events} events: folds 1 {t1:.2f} s, folds {args.folds} {dtn:.2f} s = {dtn / t1:.2f} x", flush=True)
 
     if not args.skip_dask:
         dpath = build_input(src, args.dask_events, Path(args.workdir) / f"{src.stem}_{args.dask_events}.root")
@@ -154,11 +160,12 @@ def main() -> None:
                        "seconds_1_worker": round(w1, 2), "seconds_2_workers": round(w2, 2), "speedup": round(w1 / w2, 2)}
         print(f"dask flashsim: 1 worker {w1:.2f} s, 2 workers {w2:.2f} s, speed-up {w1 / w2:.2f}", flush=True)
     if not args.skip_rss:
-        rss = {}
-        for folds in (1, args.folds):
-            rss[f"folds{folds}"] = round(peak_rss_gb(path, "flashsim", folds, args.chunksize), 2)
-            print(f"peak RSS flashsim folds {folds}, chunksize {args.chunksize}: {rss[f'folds{folds}']:.2f} GB", flush=True)
-        rss["fullsim"] = round(peak_rss_gb(path, "fullsim", 1, args.chunksize), 2)
+        rss = {"fullsim_chunk100k": round(peak_rss_gb(path, "fullsim", 1, args.chunksize), 2),
+               "flashsim_folds1_chunk100k": round(peak_rss_gb(path, "flashsim", 1, args.chunksize), 2),
+               f"flashsim_folds{args.folds}_chunk{args.fold_events}":
+                   round(peak_rss_gb(fpath, "flashsim", args.folds, args.fold_events), 2)}
+        for k, v in rss.items():
+            print(f"peak RSS {k}: {v:.2f} GB", flush=True)
         res["peak_rss_gb"] = rss
     print(json.dumps(res))
 

@@ -4,7 +4,7 @@ The card is plain JSON::
 
     {"format": "flashsim-flow/1", "spec": {...}, "spec_hash": "<sha256>",
      "preprocessing": {...}, "architecture": {...}, "n_targets": T, "n_context": C,
-     "sampling": {"block_size": 4096, "seed": 0},
+     "sampling": {"block_size": 2048, "seed": 0},
      "data": {provenance}, "seed": 0, "metrics": {...}, "package_version": "...",
      "weights": "model.safetensors", "weights_sha256": "<sha256>"}
 

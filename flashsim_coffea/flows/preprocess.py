@@ -4,6 +4,9 @@ Targets, column by column (``e`` = encoded value before standardisation, u ~ U(0
 
     ordinal  e = k + u − ½   with k the index of x in the admissible values
              decode: x = values[clip(rint(e), 0, K−1)]                  (snap to the set)
+             quantile dequantization: e = Φ⁻¹(F_k + u (F_{k+1} − F_k)), F the cumulative
+             training fractions of the values (fitted, ``ordinal_cdf``);
+             decode: x = values[k] with F_k ≤ Φ(e) < F_{k+1}
     integer  e = f(n + u − ½), n = x (or x / step on a lattice; f the target's transform)
              decode: n = clip(rint(f⁻¹(e)), lo, hi), x = n (or n · step)  (no bridging)
     real     e = f(x); an exact spike value s → e = lo_s + u (hi_s − lo_s)
@@ -22,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import ndtr, ndtri
 
 from flashsim_coffea.objects.spec import ObjectSpec
 from flashsim_coffea.objects.targets import Target
@@ -34,12 +38,33 @@ def needs_noise(t: Target) -> bool:
     return t.kind != "real" or t.spike is not None
 
 
-def encode_target(t: Target, x: np.ndarray, u: np.ndarray | None) -> np.ndarray:
+#: quantile dequantization keeps Φ⁻¹ finite: cumulative fractions are clipped into [ε, 1 − ε]
+CDF_EPS = 1e-7
+
+
+def ordinal_cdf(t: Target, x: np.ndarray) -> list[float]:
+    """Cumulative fractions F_0 = 0, F_1, …, F_K = 1 of the admissible values in ``x``."""
+    k = np.searchsorted(np.asarray(t.values, dtype=np.float64), np.asarray(x, dtype=np.float64))
+    counts = np.bincount(k, minlength=len(t.values))[: len(t.values)].astype(np.float64)
+    return [0.0] + list(np.cumsum(counts) / max(counts.sum(), 1.0))
+
+
+def _cdf(t: Target, cdf) -> np.ndarray:
+    """The fitted cumulative fractions, or equal fractions when none were fitted (yet)."""
+    f = np.asarray(cdf if cdf is not None else np.linspace(0.0, 1.0, len(t.values) + 1), dtype=np.float64)
+    return np.clip(f, CDF_EPS, 1.0 - CDF_EPS)
+
+
+def encode_target(t: Target, x: np.ndarray, u: np.ndarray | None, cdf=None) -> np.ndarray:
+    """Encoded (not yet standardised) target; ``cdf``: fitted fractions for quantile ordinals."""
     x = np.asarray(x, dtype=np.float64)
     if needs_noise(t) and u is None:
         u = np.full(x.shape, 0.5)
     if t.kind == "ordinal":
         k = np.searchsorted(np.asarray(t.values, dtype=np.float64), x)
+        if t.dequantize == "quantile":
+            f = _cdf(t, cdf)
+            return ndtri(f[k] + u * (f[k + 1] - f[k]))
         return k + u - 0.5
     if t.kind == "integer":
         return t.transform.forward(np.rint(t.lattice_index(x)) + u - 0.5)
@@ -51,10 +76,12 @@ def encode_target(t: Target, x: np.ndarray, u: np.ndarray | None) -> np.ndarray:
     return np.where(is_spike, s.lo + u * (s.hi - s.lo), e)
 
 
-def decode_target(t: Target, e: np.ndarray) -> np.ndarray:
+def decode_target(t: Target, e: np.ndarray, cdf=None) -> np.ndarray:
     e = np.asarray(e, dtype=np.float64)
     if t.kind == "ordinal":
         values = np.asarray(t.values, dtype=np.float64)
+        if t.dequantize == "quantile":
+            return values[np.searchsorted(_cdf(t, cdf)[1:-1], ndtr(e), side="right")]
         return values[np.clip(np.rint(e), 0, len(values) - 1).astype(np.int64)]
     lo, hi = t.bounds
     if t.kind == "integer":
@@ -79,12 +106,14 @@ class Preprocessor:
     targ_std: np.ndarray
     targ_min: np.ndarray | None = None  # support of the standardised training targets
     targ_max: np.ndarray | None = None
+    ordinal_cdf: dict[str, list[float]] | None = None  # quantile-dequantized ordinals: fitted fractions
 
     # -- fitting --------------------------------------------------------------------------
     @classmethod
     def fit(cls, spec: ObjectSpec, cond: np.ndarray, targets: np.ndarray, u: np.ndarray | None = None) -> "Preprocessor":
         ec = cls._transform_cond(spec, cond)
-        et = cls._encode_targets_raw(spec, targets, u)
+        cdfs = cls.fit_ordinal_cdf(spec, targets)
+        et = cls._encode_targets_raw(spec, targets, u, cdfs)
         cstd = ec.std(axis=0)
         tstd = np.where(et.std(axis=0) > 1e-12, et.std(axis=0), 1.0)
         tmean = et.mean(axis=0)
@@ -98,7 +127,14 @@ class Preprocessor:
             tstd,
             (et.min(axis=0) - tmean) / tstd,
             (et.max(axis=0) - tmean) / tstd,
+            cdfs or None,
         )
+
+    @staticmethod
+    def fit_ordinal_cdf(spec: ObjectSpec, targets: np.ndarray) -> dict[str, list[float]]:
+        """Cumulative value fractions of every quantile-dequantized ordinal target."""
+        targets = np.asarray(targets, dtype=np.float64)
+        return {t.name: ordinal_cdf(t, targets[:, j]) for j, t in enumerate(spec.targets) if t.dequantize == "quantile"}
 
     @staticmethod
     def _transform_cond(spec: ObjectSpec, cond: np.ndarray) -> np.ndarray:
@@ -107,9 +143,11 @@ class Preprocessor:
             return np.stack([f.transform.forward(cond[:, j]) for j, f in enumerate(spec.conditioning)], axis=1)
 
     @staticmethod
-    def _encode_targets_raw(spec: ObjectSpec, targets: np.ndarray, u: np.ndarray | None) -> np.ndarray:
+    def _encode_targets_raw(spec: ObjectSpec, targets: np.ndarray, u: np.ndarray | None, cdfs=None) -> np.ndarray:
         targets = np.asarray(targets, dtype=np.float64)
-        cols = [encode_target(t, targets[:, j], None if u is None else u[:, j]) for j, t in enumerate(spec.targets)]
+        cdfs = cdfs or {}
+        cols = [encode_target(t, targets[:, j], None if u is None else u[:, j], cdfs.get(t.name))
+                for j, t in enumerate(spec.targets)]
         return np.stack(cols, axis=1)
 
     # -- conditioning ---------------------------------------------------------------------
@@ -132,7 +170,7 @@ class Preprocessor:
     # -- targets --------------------------------------------------------------------------
     def encode_targets(self, targets: np.ndarray, u: np.ndarray | None = None) -> np.ndarray:
         """Standardised float64 targets; ``u`` (N, T) uniforms for dequantization/spikes."""
-        return (self._encode_targets_raw(self.spec, targets, u) - self.targ_mean) / self.targ_std
+        return (self._encode_targets_raw(self.spec, targets, u, self.ordinal_cdf) - self.targ_mean) / self.targ_std
 
     def in_support(self, y: np.ndarray, margin: float = 0.02) -> np.ndarray:
         """Rows whose standardised *real* targets lie within the training support widened by
@@ -164,14 +202,25 @@ class Preprocessor:
     def decode_targets(self, y: np.ndarray) -> np.ndarray:
         """Raw targets (N, T) float64 from standardised values: inverse, snapping, bounds."""
         e = np.asarray(y, dtype=np.float64) * self.targ_std + self.targ_mean
-        return np.stack([decode_target(t, e[:, j]) for j, t in enumerate(self.spec.targets)], axis=1)
+        cdfs = self.ordinal_cdf or {}
+        return np.stack([decode_target(t, e[:, j], cdfs.get(t.name)) for j, t in enumerate(self.spec.targets)], axis=1)
 
     # -- serialisation --------------------------------------------------------------------
     _ARRAYS = ("cond_mean", "cond_std", "cond_min", "cond_max", "targ_mean", "targ_std", "targ_min", "targ_max")
 
     def to_dict(self) -> dict:
-        return {k: [float(v) for v in getattr(self, k)] for k in self._ARRAYS if getattr(self, k) is not None}
+        d = {k: [float(v) for v in getattr(self, k)] for k in self._ARRAYS if getattr(self, k) is not None}
+        if self.ordinal_cdf:
+            d["ordinal_cdf"] = {k: [float(x) for x in v] for k, v in self.ordinal_cdf.items()}
+        return d
 
     @classmethod
     def from_dict(cls, spec: ObjectSpec, d: dict) -> "Preprocessor":
-        return cls(spec, *(np.asarray(d[k], dtype=np.float64) if k in d else None for k in cls._ARRAYS))
+        pre = cls(spec, *(np.asarray(d[k], dtype=np.float64) if k in d else None for k in cls._ARRAYS))
+        pre.ordinal_cdf = d.get("ordinal_cdf") or None
+        missing = [t.name for t in spec.targets if t.dequantize == "quantile" and t.name not in (pre.ordinal_cdf or {})]
+        if missing:
+            from flashsim_coffea.errors import UserError
+
+            raise UserError(f"preprocessing of spec {spec.name!r} lacks the fitted value fractions of {', '.join(missing)}")
+        return pre

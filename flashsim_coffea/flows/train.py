@@ -69,6 +69,26 @@ class TrainConfig:
 TINY = dict(arch="tiny", epochs=4, batch_size=256, lr=5e-3, patience=10)
 
 
+def _keep_unchanged(pre: Preprocessor, old: Preprocessor, old_spec: dict, spec: ObjectSpec, cond, targ, u) -> int:
+    """Copy ``old``'s standardisation into ``pre`` for columns whose definition did not change."""
+    kept = 0
+    for j, f in enumerate(spec.conditioning):
+        if j < len(old_spec["conditioning"]) and old_spec["conditioning"][j] == json.loads(json.dumps(f.to_dict())):
+            for a in ("cond_mean", "cond_std"):
+                getattr(pre, a)[j] = getattr(old, a)[j]
+            pre.cond_min[j] = min(pre.cond_min[j], old.cond_min[j])
+            pre.cond_max[j] = max(pre.cond_max[j], old.cond_max[j])
+            kept += 1
+    e = Preprocessor._encode_targets_raw(spec, targ, u, pre.ordinal_cdf)
+    for j, t in enumerate(spec.targets):
+        if j < len(old_spec["targets"]) and old_spec["targets"][j] == json.loads(json.dumps(t.to_dict())):
+            pre.targ_mean[j], pre.targ_std[j] = old.targ_mean[j], old.targ_std[j]
+            pre.targ_min[j] = (e[:, j].min() - pre.targ_mean[j]) / pre.targ_std[j]
+            pre.targ_max[j] = (e[:, j].max() - pre.targ_mean[j]) / pre.targ_std[j]
+            kept += 1
+    return kept
+
+
 def _uniforms(spec: ObjectSpec, seed: int, tag: str, epoch: int, rows: np.ndarray) -> np.ndarray:
     """(N, T) dequantization uniforms; 0.5 (unused) in columns that need no noise."""
     u = np.full((len(rows), len(spec.targets)), 0.5)
@@ -119,7 +139,8 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
 
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / "checkpoint"
-    if data.provenance.get("spec_hash") not in (None, spec.hash()):
+    prov = data.provenance
+    if prov.get("spec_hash") not in (None, spec.hash()) and prov.get("extraction_hash", prov.get("spec_hash")) != spec.extraction_hash():
         raise UserError(
             f"training data was extracted for spec {data.provenance.get('spec')!r} "
             f"(hash {str(data.provenance.get('spec_hash'))[:12]}…), not for {spec.name!r} ({spec.hash()[:12]}…)"
@@ -166,15 +187,18 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
             fresh = Preprocessor.fit(spec, cond[train_rows], targ[train_rows], u_fit)
             pre.cond_min, pre.cond_max = np.minimum(pre.cond_min, fresh.cond_min), np.maximum(pre.cond_max, fresh.cond_max)
             # target support of the new data, expressed in the kept standardisation
-            e = Preprocessor._encode_targets_raw(spec, targ[train_rows], u_fit)
+            e = Preprocessor._encode_targets_raw(spec, targ[train_rows], u_fit, pre.ordinal_cdf)
             pre.targ_min = (e.min(axis=0) - pre.targ_mean) / pre.targ_std
             pre.targ_max = (e.max(axis=0) - pre.targ_mean) / pre.targ_std
         else:
-            # a revised version of the same spec (e.g. a target's encoding changed): start from
-            # the weights only, with preprocessing fitted afresh
-            if progress:
-                print(f"--init {init_path}: spec {spec.name!r} was revised; using its weights only")
+            # a revised version of the same spec (e.g. a target's encoding changed): preprocessing
+            # fitted afresh, but unchanged targets and features keep the initial standardisation
             pre = Preprocessor.fit(spec, cond[train_rows], targ[train_rows], u_fit)
+            old = Preprocessor.from_dict(ObjectSpec.from_dict(init_card["spec"]), init_card["preprocessing"])
+            kept = _keep_unchanged(pre, old, init_card["spec"], spec, cond[train_rows], targ[train_rows], u_fit)
+            if progress:
+                print(f"--init {init_path}: spec {spec.name!r} was revised; kept the standardisation of "
+                      f"{kept} unchanged columns, refitted the others")
     else:
         pre = Preprocessor.fit(spec, cond[train_rows], targ[train_rows], _uniforms(spec, config.seed, "fit", 0, train_rows))
     c_train = torch.from_numpy(pre.encode_cond(cond[train_rows])[0]).to(device)

@@ -227,6 +227,7 @@ def extract_files(
     provenance = {
         "spec": spec.name,
         "spec_hash": spec.hash(),
+        "extraction_hash": spec.extraction_hash(),
         "files": [{"path": str(Path(f).resolve()), "bytes": Path(f).stat().st_size, "entries": t.num_entries} for f, t, _ in trees],
         "reco": "file" if not seeds else f"reference.simulate(seed {', '.join(map(str, seeds))}) on the files' Gen",
         "reference_fingerprint": None if not seeds else reference_fingerprint(),

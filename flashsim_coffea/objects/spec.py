@@ -210,3 +210,10 @@ class ObjectSpec:
     def hash(self) -> str:
         """SHA-256 of the canonical JSON of the spec (stable across runs and machines)."""
         return hashlib.sha256(self.to_json().encode()).hexdigest()
+
+    def extraction_hash(self) -> str:
+        """Hash of what extraction depends on: the spec without encoding-only choices
+        (a target's ``dequantize``), so one extracted dataset serves every such variant."""
+        d = self.to_dict()
+        d["targets"] = [{k: v for k, v in t.items() if k != "dequantize"} for t in d["targets"]]
+        return hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

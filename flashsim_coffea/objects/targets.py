@@ -16,7 +16,11 @@ and declares its kind:
              ``step`` > 0 the values lie on a lattice x = n·step (jet area = ghost area × n)
              and n = x / step is what is dequantized and snapped
     ordinal  one of ``values`` (jetId {0,2,6}, puId {0,4,6,7}, booleans {0,1}); the ordinal
-             index k is dequantized k + u and snapped back to the nearest admissible value
+             index k is dequantized k + u and snapped back to the nearest admissible value;
+             with ``dequantize="quantile"`` instead Φ⁻¹(F_k + u·p_k), F_k the training
+             fraction below value k and p_k that of k (a smooth, standard-normal marginal: a
+             rare 1 % value is a tail, not an isolated box), decoded by which [F_k, F_k+p_k)
+             holds Φ(e)
 
 An optional :class:`Spike` moves an exactly repeated value (tagger sentinel −1, a zero spike
 in isolations) to a uniform band [lo, hi) *below* the transformed regular values; after
@@ -34,10 +38,11 @@ import numpy as np
 from .gen import wrap_phi
 from .transforms import Identity, Transform, transform_from_dict
 
-__all__ = ["Spike", "Target", "RELATIONS", "KINDS"]
+__all__ = ["Spike", "Target", "RELATIONS", "KINDS", "DEQUANTIZATIONS"]
 
 RELATIONS = ("direct", "ratio", "diff", "dphi")
 KINDS = ("real", "integer", "ordinal")
+DEQUANTIZATIONS = ("uniform", "quantile")
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,7 @@ class Target:
     spike: Spike | None = None
     dtype: str = "float32"
     step: float = 0.0
+    dequantize: str = "uniform"
 
     def __post_init__(self):
         if self.relation not in RELATIONS:
@@ -81,6 +87,8 @@ class Target:
             raise ValueError(f"{self.name}: kind must be one of {KINDS}")
         if self.relation != "direct" and not self.gen_field:
             raise ValueError(f"{self.name}: relation {self.relation!r} needs gen_field")
+        if self.dequantize not in DEQUANTIZATIONS or (self.dequantize != "uniform" and self.kind != "ordinal"):
+            raise ValueError(f"{self.name}: dequantize must be one of {DEQUANTIZATIONS} ('quantile' only for ordinals)")
         if self.kind == "ordinal" and (len(self.values) < 2 or list(self.values) != sorted(self.values)):
             raise ValueError(f"{self.name}: ordinal targets need >= 2 sorted admissible values")
         if self.spike is not None and np.isfinite(self.bounds[0]):
@@ -120,6 +128,8 @@ class Target:
         d["bounds"] = [_jsonable(b) for b in self.bounds]
         if not self.step:
             del d["step"]  # keeps the JSON (and spec hashes) of non-lattice targets unchanged
+        if self.dequantize == "uniform":
+            del d["dequantize"]  # likewise
         return d
 
     @classmethod
