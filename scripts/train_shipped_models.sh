@@ -18,8 +18,10 @@
 #   jets:  the first three stages used an earlier revision of the spec ("rev1": area as a
 #          continuous variable), rebuilt below as a JSON spec: pre-train (6 epochs), fine-tune
 #          on 1.0M tt jets (24 epochs, LR 1.5e-3) and again (LR 6e-4, stopped after epoch 9);
-#          then the current spec (area on the ghost-area lattice) starting from those weights
-#          (preprocessing refitted): 40 epochs of 150k, LR 1e-3.
+#          then area on the ghost-area lattice starting from those weights (preprocessing
+#          refitted): 40 epochs of 150k, LR 1e-3; then the current spec (puId/jetId
+#          quantile-dequantized): 30 epochs of 300k, LR 3e-4; then on 1.63M tt + DY jets (DY
+#          adds jets made of prompt muons, jetId = 2): 20 epochs of 300k, LR 2e-4, 2 threads.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TRAIN_DIR=${1:-train-data/train}
@@ -31,23 +33,34 @@ T="--threads 1 --no-progress"
 TT=("$TRAIN_DIR/ttbar.root")
 MU=("$TRAIN_DIR/ttbar.root" "$TRAIN_DIR/ttbar2.root" "$DY_DIR/dy.root" "$DY_DIR/dy2.root")
 
-# the jets spec revision the first stages were trained with (area continuous)
-python - "$WORK/jets_rev1.json" <<'PY'
+# earlier jets spec revisions the first stages were trained with: "rev1" (area continuous) and
+# the uniform-dequantization variant (ordinals as k + u − ½)
+python - "$WORK" <<'PY'
 import sys
 from dataclasses import replace
 from flashsim_coffea.objects import Target, get_spec
-spec = get_spec("jets")
-rev1 = replace(spec, targets=tuple(Target("area", "area", bounds=(0.0, 2.0)) if t.name == "area" else t for t in spec.targets))
-open(sys.argv[1], "w").write(rev1.to_json())
-print("jets rev1 spec hash", rev1.hash()[:12])  # 173c476ee6cd
+work = sys.argv[1]
+for name in ("jets",):
+    spec = get_spec(name)
+    uniform = replace(spec, targets=tuple(replace(t, dequantize="uniform") for t in spec.targets))
+    open(f"{work}/{name}_uniform.json", "w").write(uniform.to_json())
+    print(name, "uniform spec hash", uniform.hash()[:12])  # 4e85ea1f3e1c
+    if name == "jets":
+        rev1 = replace(uniform, targets=tuple(Target("area", "area", bounds=(0.0, 2.0)) if t.name == "area" else t
+                                              for t in uniform.targets))
+        open(f"{work}/jets_rev1.json", "w").write(rev1.to_json())
+        print("jets rev1 spec hash", rev1.hash()[:12])  # 173c476ee6cd
 PY
 REV1="$WORK/jets_rev1.json"
+JU="$WORK/jets_uniform.json"
 
 # 1. training data
 flashsim extract "$REV1" --synthetic 600000 --gen-seed 1 --ref-seed 11 -o "$WORK/synth_jets.npz" --no-progress
 flashsim extract muons   --synthetic 400000 --gen-seed 1 --ref-seed 11 -o "$WORK/synth_muons.npz" --no-progress
 flashsim extract "$REV1" "${TT[@]}" --resimulate 101 102 -o "$WORK/tt_jets.npz" --no-progress
 flashsim extract jets    "${TT[@]}" --resimulate 101 102 -o "$WORK/tt_jets_v2.npz" --no-progress
+flashsim extract jets    "$TRAIN_DIR/ttbar.root" "$DY_DIR/dy.root" "$DY_DIR/dy2.root" --resimulate 101 102 \
+    -o "$WORK/ttdy_jets.npz" --no-progress
 flashsim extract muons   "${MU[@]}" --resimulate 101 102 -o "$WORK/ttdy_muons.npz" --no-progress
 
 jets() {
@@ -57,8 +70,13 @@ jets() {
     --epoch-size 150000 --patience 6 --lr 1.5e-3 --seed 2 $T
   flashsim train "$REV1" --data "$WORK/tt_jets.npz" -o "$WORK/ft2_jets" --init "$WORK/ft_jets" --epochs 24 \
     --epoch-size 150000 --patience 6 --lr 6e-4 --seed 3 --stop-after 9 $T
-  flashsim train jets --data "$WORK/tt_jets_v2.npz" -o "$WORK/ft3_jets" --init "$WORK/ft2_jets" --epochs 40 \
+  flashsim train "$JU" --data "$WORK/tt_jets_v2.npz" -o "$WORK/ft3_jets" --init "$WORK/ft2_jets" --epochs 40 \
     --epoch-size 150000 --patience 8 --lr 1e-3 --seed 4 $T
+  # current spec (puId, jetId quantile-dequantized) from those weights, then tt + DY jets
+  flashsim train jets --data "$WORK/tt_jets_v2.npz" -o "$WORK/ft5_jets" --init "$WORK/ft3_jets" --epochs 30 \
+    --epoch-size 300000 --patience 8 --lr 3e-4 --seed 9 $T
+  flashsim train jets --data "$WORK/ttdy_jets.npz" -o "$WORK/ft6_jets" --init "$WORK/ft5_jets" --epochs 20 \
+    --epoch-size 300000 --patience 8 --lr 2e-4 --seed 11 --threads 2 --no-progress
 }
 muons() {
   flashsim train muons --data "$WORK/synth_muons.npz" -o "$WORK/pre_muons" --epochs 40 --epoch-size 150000 \
@@ -71,7 +89,7 @@ muons > "$WORK/train_muons.log" 2>&1 &
 wait
 
 # 2. ship the best epoch of the last stage (card.json + model.safetensors)
-for s in jets:ft3_jets muons:ft_muons; do
+for s in jets:ft6_jets muons:ft_muons; do
   mkdir -p "flashsim_coffea/models/${s%%:*}"
   cp "$WORK/${s##*:}/card.json" "$WORK/${s##*:}/model.safetensors" "flashsim_coffea/models/${s%%:*}/"
 done

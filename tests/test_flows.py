@@ -84,8 +84,9 @@ def test_encode_decode_exact_inverse(name):
 def test_quantile_dequantization_of_ordinals():
     from dataclasses import replace
 
-    spec = get_spec("jets")
-    q = replace(spec, targets=tuple(replace(t, dequantize="quantile") if t.kind == "ordinal" else t for t in spec.targets))
+    q = get_spec("jets")  # puId, jetId quantile-dequantized
+    assert {t.name for t in q.targets if t.dequantize == "quantile"} == {"puId", "jetId"}
+    spec = replace(q, targets=tuple(replace(t, dequantize="uniform") for t in q.targets))
     assert q.hash() != spec.hash() and q.extraction_hash() == spec.extraction_hash() == spec.hash()
     rng = np.random.default_rng(2)
     x = admissible_targets(q, 20_000, rng)
