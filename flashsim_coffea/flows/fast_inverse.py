@@ -109,8 +109,7 @@ class _Coupling:
         for i, (w1, b1, w2, b2) in enumerate(self.blocks):
             t = torch.mm(torch.relu(h), w1).add_(b1).relu_()  # mm + add_: addmm copies the bias first
             t = torch.mm(t, w2).add_(b2)
-            gate = ctx[:, g0 + h_ * i : g0 + h_ * (i + 1)]
-            h = h.addcmul_(t, gate) if i else h + t * gate
+            h = h.addcmul_(t, ctx[:, g0 + h_ * i : g0 + h_ * (i + 1)])  # h + t·σ(W_c c + b)
         return torch.mm(h, self.w_wh).add_(self.b_wh), torch.mm(h, self.w_d).add_(self.b_d)
 
     def spline_inverse(self, y: torch.Tensor, wh: torch.Tensor, ud: torch.Tensor) -> torch.Tensor:
