@@ -176,6 +176,8 @@ class FlashSim:
             "flat_keep": ak.to_numpy(ak.flatten(keep, axis=1)),
             "row_of": (local + offsets)[keep],  # accepted rows of the flat object table, jagged per event
             "gen": {f: ak.to_numpy(ak.flatten(objs[f], axis=1)) for f in ak.fields(objs)},
+            # first index of each event's objects in the *stored* Gen collection (global index)
+            "src_offsets": np.concatenate([[0], np.cumsum(ak.to_numpy(ak.num(events[spec.simulated.prefix], axis=1)))[:-1]]),
         }
 
     def _simulate(self, model, prep: dict, events, ev_index: np.ndarray, ev_fold: np.ndarray, out):
@@ -186,18 +188,19 @@ class FlashSim:
         out_counts = ak.to_numpy(ak.num(rows_j, axis=1))
         rows = ak.to_numpy(ak.flatten(rows_j, axis=1)).astype(np.int64)
         fold = np.repeat(ev_fold, out_counts)
+        row_keys = {k: v[rows] for k, v in keys.items()}
         eff = _efficiency_map(model)
         if eff is not None:  # reconstruction efficiency, drawn per (object, fold)
-            ok = eff.keep(prep["gen"]["pt"][rows], prep["gen"]["eta"][rows], model.seed,
-                          {k: v[rows] for k, v in keys.items()}, fold)
+            ok = eff.keep(prep["gen"]["pt"][rows], prep["gen"]["eta"][rows], model.seed, row_keys, fold)
             out_counts = ak.to_numpy(ak.sum(ak.unflatten(ok, out_counts), axis=1)).astype(np.int64)
             rows, fold = rows[ok], fold[ok]
+            row_keys = {k: v[ok] for k, v in row_keys.items()}
 
         gen = {f: v[rows] for f, v in prep["gen"].items()}
         with warnings.catch_warnings():
             # redraws outside the training support are routine: counted in info, not warned per chunk
             warnings.simplefilter("ignore", UserWarning)
-            targets, info = model.sample(cond[rows], {k: v[rows] for k, v in keys.items()}, fold=fold, return_info=True)
+            targets, info = model.sample(cond[rows], row_keys, fold=fold, return_info=True)
         if info["n_nonfinite_cond"] or info["n_fallback"]:
             warnings.warn(
                 f"flashsim {spec.name}: {info['n_nonfinite_cond']} Gen objects with non-finite conditioning "
@@ -206,7 +209,7 @@ class FlashSim:
                 stacklevel=3,
             )
         fields = spec.rebuild(targets, gen)
-        fields[spec.match] = keys["object"][rows].astype(np.int32)
+        fields[spec.match] = row_keys["object"].astype(np.int32)
         if spec.reco == "Muon":
             fields.setdefault("mass", np.full(len(rows), MUON_MASS, dtype=np.float32))
         fields.setdefault("charge", np.zeros(len(rows), dtype=np.int32))
@@ -225,9 +228,7 @@ class FlashSim:
         # global index for matched_gen: coffea resolves it in the Gen collection of the
         # *originally constructed* events (``_events()``), so offsets are those of the
         # original events, taken per repeated event
-        n_source = ak.to_numpy(ak.num(events[spec.simulated.prefix], axis=1))
-        src_offsets = np.concatenate([[0], np.cumsum(n_source)[:-1]])[ev_index]
-        reco = ak.with_field(reco, reco[spec.match] + src_offsets, f"{spec.match}G")
+        reco = ak.with_field(reco, reco[spec.match] + prep["src_offsets"][ev_index], f"{spec.match}G")
         behavior = getattr(out, "behavior", None)
         reco = ak.with_name(reco, spec.reco, behavior=behavior)
         return reco, info

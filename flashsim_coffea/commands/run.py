@@ -275,10 +275,9 @@ def run(args: argparse.Namespace) -> int:
 
         simulator = FlashSim(jets=args.jets_model or "default", muons=args.muons_model or "default", device=args.device)
         if args.device != "cpu":  # fail here, not on every worker
-            import torch
+            from ..flows.sampler import check_device
 
-            if args.device.startswith("cuda") and not torch.cuda.is_available():
-                raise UserError(f"--device {args.device}: torch.cuda.is_available() is False (CPU-only torch build or no GPU)")
+            check_device(args.device)
     proc = VBFHmmProcessor(mode=args.mode, folds=args.folds, dnn=dnn, simulator=simulator)
     fileset = load_fileset(args.inputs)
     t0 = time.perf_counter()

@@ -6,7 +6,7 @@ Base noise for object i, dimension d is
 
 (``flashsim_coffea.noise``), so an object's reco values depend only on its identity, never
 on the batch, chunk or executor. The inverse pass is :class:`.fast_inverse.FastInverse`
-(nflows' maths without its boolean-mask indexing, 1.6× faster, equal to float32 rounding). The flow is inverted in blocks of exactly ``block_size``
+(nflows' maths restructured for CPU throughput, equal to float32 rounding). The flow is inverted in blocks of exactly ``block_size``
 rows (the last one zero-padded) under ``torch.inference_mode()`` with float32: the matrix
 library then runs the same kernels on every block, so results do not change with the number
 of objects per call either. Rows whose output is not finite, or lies outside the training
@@ -35,7 +35,7 @@ from .fast_inverse import FastInverse
 from .model import build_flow
 from .preprocess import Preprocessor
 
-__all__ = ["FlowModel", "load_model", "shipped_model_path", "KEY_NAMES", "MAX_ATTEMPTS", "GPU_BLOCK_SIZE"]
+__all__ = ["FlowModel", "load_model", "shipped_model_path", "check_device", "KEY_NAMES", "MAX_ATTEMPTS", "GPU_BLOCK_SIZE"]
 
 KEY_NAMES = ("run", "luminosityBlock", "event", "object")
 MAX_ATTEMPTS = 8
@@ -43,6 +43,22 @@ MAX_ATTEMPTS = 8
 REDRAW_BLOCK_SIZE = 256
 #: rows per block when sampling on a GPU (``FlowModel.to("cuda")``)
 GPU_BLOCK_SIZE = 262_144
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """``torch.device(device)``, or a clear error when it is not cpu/cuda or CUDA is unavailable."""
+    try:
+        device = torch.device(device)
+    except RuntimeError as err:
+        raise UserError(f"unsupported device {device!r}; use cpu or cuda") from err
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(f"unsupported device {device}; use cpu or cuda")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(
+            f"device {device} requested but torch.cuda.is_available() is False (CPU-only torch build, "
+            "no GPU or no driver); use --device cpu"
+        )
+    return device
 
 
 class FlowModel:
@@ -65,14 +81,7 @@ class FlowModel:
         launch-bound below ~1e5 rows. GPU results equal the CPU ones only to float32 rounding
         (different kernels); on one device they stay independent of chunking and executor.
         """
-        device = torch.device(device)
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise UserError(
-                f"device {device} requested but torch.cuda.is_available() is False (CPU-only torch build, "
-                "no GPU or no driver); use --device cpu"
-            )
-        if device.type not in ("cpu", "cuda"):
-            raise UserError(f"unsupported device {device}; use cpu or cuda")
+        device = check_device(device)
         self.inverse.to(device)
         self.device = device
         if block_size is not None:
