@@ -22,6 +22,8 @@
 #          refitted): 40 epochs of 150k, LR 1e-3; then the current spec (puId/jetId
 #          quantile-dequantized): 30 epochs of 300k, LR 3e-4; then on 1.63M tt + DY jets (DY
 #          adds jets made of prompt muons, jetId = 2): 20 epochs of 300k, LR 2e-4, 2 threads.
+#   both:  a discrete head (flows/head.py) for the classified targets (jets: puId, jetId; muons:
+#          the six ID booleans) trained on top of the final flow (--head-only, 12 epochs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TRAIN_DIR=${1:-train-data/train}
@@ -33,19 +35,23 @@ T="--threads 1 --no-progress"
 TT=("$TRAIN_DIR/ttbar.root")
 MU=("$TRAIN_DIR/ttbar.root" "$TRAIN_DIR/ttbar2.root" "$DY_DIR/dy.root" "$DY_DIR/dy2.root")
 
-# earlier jets spec revisions the first stages were trained with: "rev1" (area continuous) and
+# the flows were trained with the specs without `classify` flags (the discrete heads come last,
+# stage 1c) and the jets' first stages with earlier revisions: "rev1" (area continuous) and
 # the uniform-dequantization variant (ordinals as k + u − ½)
 python - "$WORK" <<'PY'
 import sys
 from dataclasses import replace
 from flashsim_coffea.objects import Target, get_spec
 work = sys.argv[1]
-for name in ("jets",):
+for name in ("jets", "muons"):
     spec = get_spec(name)
-    uniform = replace(spec, targets=tuple(replace(t, dequantize="uniform") for t in spec.targets))
-    open(f"{work}/{name}_uniform.json", "w").write(uniform.to_json())
-    print(name, "uniform spec hash", uniform.hash()[:12])  # 4e85ea1f3e1c
+    flow = replace(spec, targets=tuple(replace(t, classify=False) for t in spec.targets))
+    open(f"{work}/{name}_flow.json", "w").write(flow.to_json())
+    print(name, "flow spec hash", flow.hash()[:12])  # jets 9d6165c6e250, muons: as before the heads
     if name == "jets":
+        uniform = replace(flow, targets=tuple(replace(t, dequantize="uniform") for t in flow.targets))
+        open(f"{work}/{name}_uniform.json", "w").write(uniform.to_json())
+        print(name, "uniform spec hash", uniform.hash()[:12])  # 4e85ea1f3e1c
         rev1 = replace(uniform, targets=tuple(Target("area", "area", bounds=(0.0, 2.0)) if t.name == "area" else t
                                               for t in uniform.targets))
         open(f"{work}/jets_rev1.json", "w").write(rev1.to_json())
@@ -53,6 +59,8 @@ for name in ("jets",):
 PY
 REV1="$WORK/jets_rev1.json"
 JU="$WORK/jets_uniform.json"
+JF="$WORK/jets_flow.json"
+MF="$WORK/muons_flow.json"
 
 # 1. training data
 flashsim extract "$REV1" --synthetic 600000 --gen-seed 1 --ref-seed 11 -o "$WORK/synth_jets.npz" --no-progress
@@ -73,23 +81,29 @@ jets() {
   flashsim train "$JU" --data "$WORK/tt_jets_v2.npz" -o "$WORK/ft3_jets" --init "$WORK/ft2_jets" --epochs 40 \
     --epoch-size 150000 --patience 8 --lr 1e-3 --seed 4 $T
   # current spec (puId, jetId quantile-dequantized) from those weights, then tt + DY jets
-  flashsim train jets --data "$WORK/tt_jets_v2.npz" -o "$WORK/ft5_jets" --init "$WORK/ft3_jets" --epochs 30 \
+  flashsim train "$JF" --data "$WORK/tt_jets_v2.npz" -o "$WORK/ft5_jets" --init "$WORK/ft3_jets" --epochs 30 \
     --epoch-size 300000 --patience 8 --lr 3e-4 --seed 9 $T
-  flashsim train jets --data "$WORK/ttdy_jets.npz" -o "$WORK/ft6_jets" --init "$WORK/ft5_jets" --epochs 20 \
+  flashsim train "$JF" --data "$WORK/ttdy_jets.npz" -o "$WORK/ft6_jets" --init "$WORK/ft5_jets" --epochs 20 \
     --epoch-size 300000 --patience 8 --lr 2e-4 --seed 11 --threads 2 --no-progress
+  # 1c. discrete head (puId, jetId) on top of that flow: 12 epochs of all 1.63M jets
+  flashsim train jets --data "$WORK/ttdy_jets.npz" -o "$WORK/head_jets" --init "$WORK/ft6_jets" --head-only \
+    --head-epochs 12 --seed 1 $T
 }
 muons() {
-  flashsim train muons --data "$WORK/synth_muons.npz" -o "$WORK/pre_muons" --epochs 40 --epoch-size 150000 \
+  flashsim train "$MF" --data "$WORK/synth_muons.npz" -o "$WORK/pre_muons" --epochs 40 --epoch-size 150000 \
     --patience 8 --seed 1 --stop-after 8 $T
-  flashsim train muons --data "$WORK/ttdy_muons.npz" -o "$WORK/ft_muons" --init "$WORK/pre_muons" --epochs 28 \
+  flashsim train "$MF" --data "$WORK/ttdy_muons.npz" -o "$WORK/ft_muons" --init "$WORK/pre_muons" --epochs 28 \
     --epoch-size 150000 --patience 6 --lr 1.5e-3 --seed 2 $T
+  # 1c. discrete head (the six ID booleans) on top of that flow
+  flashsim train muons --data "$WORK/ttdy_muons.npz" -o "$WORK/head_muons" --init "$WORK/ft_muons" --head-only \
+    --head-epochs 12 --seed 1 $T
 }
 jets > "$WORK/train_jets.log" 2>&1 &
 muons > "$WORK/train_muons.log" 2>&1 &
 wait
 
 # 2. ship the best epoch of the last stage (card.json + model.safetensors)
-for s in jets:ft6_jets muons:ft_muons; do
+for s in jets:head_jets muons:head_muons; do
   mkdir -p "flashsim_coffea/models/${s%%:*}"
   cp "$WORK/${s##*:}/card.json" "$WORK/${s##*:}/model.safetensors" "flashsim_coffea/models/${s%%:*}/"
 done

@@ -86,8 +86,9 @@ def test_quantile_dequantization_of_ordinals():
 
     q = get_spec("jets")  # puId, jetId quantile-dequantized
     assert {t.name for t in q.targets if t.dequantize == "quantile"} == {"puId", "jetId"}
-    spec = replace(q, targets=tuple(replace(t, dequantize="uniform") for t in q.targets))
+    spec = replace(q, targets=tuple(replace(t, dequantize="uniform", classify=False) for t in q.targets))
     assert q.hash() != spec.hash() and q.extraction_hash() == spec.extraction_hash() == spec.hash()
+    assert q.flow_hash() != spec.flow_hash()  # dequantization changes the flow's inputs, classify does not
     rng = np.random.default_rng(2)
     x = admissible_targets(q, 20_000, rng)
     j = q.target_names.index("jetId")

@@ -30,6 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--resume", action="store_true", help="continue from MODEL_DIR/checkpoint")
     parser.add_argument("--init", default=None, metavar="MODEL", help="fine-tune starting from this model")
+    parser.add_argument("--head-only", action="store_true",
+                        help="keep the --init model's flow and train only the discrete head of the spec's classified targets")
+    parser.add_argument("--head-epochs", type=int, default=None, help="epochs of the discrete head (default 12)")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -40,11 +43,16 @@ def run(args: argparse.Namespace) -> int:
 
     spec = get_spec(args.spec)
     cfg = dict(TINY) if args.tiny else {"arch": args.arch}
-    for key in ("epochs", "batch_size", "lr", "patience", "max_objects", "max_minutes", "threads", "init", "epoch_size", "stop_after"):
+    for key in ("epochs", "batch_size", "lr", "patience", "max_objects", "max_minutes", "threads", "init", "epoch_size", "stop_after",
+                "head_epochs"):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
-    config = TrainConfig(**cfg, seed=args.seed, device=args.device)
+    config = TrainConfig(**cfg, seed=args.seed, device=args.device, head_only=args.head_only)
     metrics = train(spec, load_data(args.data), args.output, config, resume=args.resume, progress=not args.no_progress)
     print(f"{spec.name}: best validation NLL {metrics['best_val_nll']:.4f} at epoch {metrics['best_epoch']} "
           f"({metrics['epochs_run']} epochs, {metrics['n_parameters']} parameters) -> {args.output}")
+    if "head" in metrics:
+        h = metrics["head"]
+        print(f"{spec.name}: discrete head validation cross-entropy {h['val_ce']:.4f} (marginal {h['marginal_val_ce']:.4f}), "
+              f"accuracy {h['val_accuracy']:.4f}")
     return 0

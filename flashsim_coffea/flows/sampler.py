@@ -13,6 +13,8 @@ of objects per call either. Rows whose output is not finite, or lies outside the
 support of the targets (widened by 2 % of its width) or outside a transform's image, are redrawn with
 ``attempt`` = 1, 2, … (still counter-based, in fixed blocks of ``REDRAW_BLOCK_SIZE`` rows) and counted; after ``MAX_ATTEMPTS`` they take the
 decoded zero vector (the mode of the standardised base) and are counted as ``n_fallback``.
+A model with a discrete head (:mod:`.head`) then draws its classified targets from
+p(k | c, y_R), again in fixed blocks, with u keyed on the same identity.
 
 Use :func:`load_model` from workers: a module-level cache keyed on (path, weights SHA-256)
 loads each model once per process.
@@ -32,6 +34,7 @@ from flashsim_coffea.objects import ObjectSpec, get_spec
 
 from .checkpoint import load_weights, read_card
 from .fast_inverse import FastInverse
+from .head import DiscreteHead, draw, head_columns
 from .model import build_flow
 from .preprocess import Preprocessor
 
@@ -64,9 +67,14 @@ def check_device(device: str | torch.device) -> torch.device:
 class FlowModel:
     """A trained flow with its spec and preprocessing; samples targets for Gen objects."""
 
-    def __init__(self, spec: ObjectSpec, preprocessor: Preprocessor, flow, card: dict, path: Path | None = None):
+    def __init__(self, spec: ObjectSpec, preprocessor: Preprocessor, flow, card: dict, path: Path | None = None,
+                 head: DiscreteHead | None = None):
         self.spec, self.pre, self.flow, self.card, self.path = spec, preprocessor, flow, card, path
         self.flow.eval()
+        self.head = head.eval() if head is not None else None
+        self.head_cols = head_columns(spec)
+        self.combos = np.asarray(card["head"]["combos"], dtype=np.float64) if head is not None else None
+        self.head_stream = noise.stream_id(f"flashsim/{spec.name}/head")
         sampling = card.get("sampling", {})
         self.block_size = int(sampling.get("block_size", 4096))
         self.seed = int(sampling.get("seed", 0))
@@ -83,6 +91,8 @@ class FlowModel:
         """
         device = check_device(device)
         self.inverse.to(device)
+        if self.head is not None:
+            self.head.to(device)
         self.device = device
         if block_size is not None:
             self.block_size = int(block_size)
@@ -108,11 +118,23 @@ class FlowModel:
                     f"not for the requested spec {want.name!r} (hash {want.hash()[:12]}…)"
                 )
         flow = build_flow(card["n_targets"], card["n_context"], card["architecture"])
+        head = None
+        if card_spec.classified_names:
+            h = card.get("head")
+            if not h or h.get("targets") != card_spec.classified_names:
+                raise UserError(
+                    f"{path}: spec {card_spec.name!r} draws {', '.join(card_spec.classified_names)} with a discrete "
+                    "head but the card has none (training stopped before the head was trained?); run "
+                    f"`flashsim train {card_spec.name} --data DATA --init {path} --head-only -o DIR`"
+                )
+            head = DiscreteHead(h["n_inputs"], len(h["combos"]), **h["architecture"])
         try:
-            flow.load_state_dict(state_dict)
+            flow.load_state_dict({k: v for k, v in state_dict.items() if not k.startswith("head.")})
+            if head is not None:
+                head.load_state_dict({k[5:]: v for k, v in state_dict.items() if k.startswith("head.")})
         except RuntimeError as err:
             raise UserError(f"{path}: weights do not fit the card's architecture ({err})") from err
-        return cls(card_spec, Preprocessor.from_dict(card_spec, card["preprocessing"]), flow, card, path)
+        return cls(card_spec, Preprocessor.from_dict(card_spec, card["preprocessing"]), flow, card, path, head)
 
     @classmethod
     def load(cls, path: str | Path, spec: str | ObjectSpec | None = None) -> "FlowModel":
@@ -129,22 +151,33 @@ class FlowModel:
         d = np.arange(len(self.spec.targets), dtype=np.int64)[None, :]
         return noise.normal(self.seed, self.stream + attempt, *k, f, d)
 
-    def _invert(self, z: np.ndarray, c: np.ndarray, block: int | None = None) -> np.ndarray:
-        """Flow inverse in fixed-size blocks (last one zero-padded): (N, T) float32."""
-        n, b = len(z), block or self.block_size
-        out = np.empty(z.shape, dtype=np.float32)
-        zp = torch.zeros((b, z.shape[1]), dtype=torch.float32, device=self.device)
-        cp = torch.zeros((b, c.shape[1]), dtype=torch.float32, device=self.device)
+    def _blocked(self, fn, inputs: list[np.ndarray], width: int, block: int | None = None) -> np.ndarray:
+        """``fn(*inputs)`` in fixed-size blocks of rows (the last one zero-padded): (N, width) float32."""
+        n, b = len(inputs[0]), block or self.block_size
+        out = np.empty((n, width), dtype=np.float32)
+        pads = [torch.zeros((b, a.shape[1]), dtype=torch.float32, device=self.device) for a in inputs]
         with torch.inference_mode():
             for start in range(0, n, b):
                 m = min(b, n - start)
-                zp.zero_()
-                cp.zero_()
-                zp[:m] = torch.from_numpy(np.ascontiguousarray(z[start : start + m], dtype=np.float32))
-                cp[:m] = torch.from_numpy(c[start : start + m])
-                x = self.inverse(zp, cp)
-                out[start : start + m] = x[:m].cpu().numpy()
+                for p, a in zip(pads, inputs):
+                    p.zero_()
+                    p[:m] = torch.from_numpy(np.ascontiguousarray(a[start : start + m], dtype=np.float32))
+                out[start : start + m] = fn(*pads)[:m].cpu().numpy()
         return out
+
+    def _invert(self, z: np.ndarray, c: np.ndarray, block: int | None = None) -> np.ndarray:
+        """Flow inverse in fixed-size blocks: (N, T) float32."""
+        return self._blocked(self.inverse, [z, c], z.shape[1], block)
+
+    def _classify(self, y: np.ndarray, c: np.ndarray, keys: dict[str, np.ndarray], fold) -> np.ndarray:
+        """Discrete head: (N, |D|) values of the classified targets drawn from p(k | c, y_R)."""
+        d_cols, r_cols = self.head_cols
+        logits = self._blocked(self.head, [np.concatenate([c, y[:, r_cols]], axis=1)], len(self.combos))
+        logits = logits.astype(np.float64)
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        k = [np.asarray(keys[name], dtype=np.int64) for name in KEY_NAMES]
+        u = noise.uniform(self.seed, self.head_stream, *k, np.broadcast_to(np.asarray(fold, dtype=np.int64), k[0].shape))
+        return self.combos[draw(probs, u)]
 
     def _bad(self, y: np.ndarray) -> np.ndarray:
         """Rows to redraw: non-finite, or outside the (widened) training support."""
@@ -182,6 +215,8 @@ class FlowModel:
         info["n_fallback"] = int(bad.sum())
         y[bad] = 0.0
         x = self.pre.decode_targets(y)
+        if self.head is not None and n:
+            x[:, self.head_cols[0]] = self._classify(y, c, keys, fold)
         info["valid"] = ~info.pop("nonfinite_cond")
         if info["n_nonfinite_cond"] or info["n_out_of_range_cond"] or info["n_redrawn"]:
             warnings.warn(

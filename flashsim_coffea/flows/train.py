@@ -9,6 +9,14 @@ split) uses one fixed dequantization. The learning rate follows a cosine from ``
 better validation loss or after ``max_minutes``. ``init`` fine-tunes an existing model (its
 architecture and standardisation are kept; the conditioning range is widened to the new data).
 
+A spec with classified targets (``Target.classify``) gets a discrete head
+(:mod:`.head`) trained after the flow: cross-entropy of the combination of classified values
+given [c, y_R] (y_R: the other targets, dequantized afresh every epoch as for the flow),
+AdamW with a cosine LR over ``head_epochs``, early stopping on the validation
+cross-entropy. ``head_only`` (with ``init``) keeps the initial model's flow and
+standardisation and trains only the head — the initial model may come from the spec
+without ``classify`` flags (same :meth:`~flashsim_coffea.objects.ObjectSpec.flow_hash`).
+
 Files in MODEL_DIR: ``card.json`` + ``model.safetensors`` (the best model so far, a complete
 shippable checkpoint), and ``checkpoint/`` with the last epoch's weights, optimizer moments
 (safetensors) and the JSON training state used by ``--resume``. Nothing is pickled.
@@ -30,6 +38,7 @@ from flashsim_coffea.objects import ObjectSpec
 
 from .checkpoint import save_checkpoint
 from .data import TrainingData
+from .head import HEAD_ARCHITECTURE, DiscreteHead, combination_index, combinations, head_columns
 from .model import ARCHITECTURES, build_flow, count_parameters
 from .preprocess import Preprocessor, needs_noise
 
@@ -58,6 +67,10 @@ class TrainConfig:
     stop_after: int | None = None
     init: str | None = None
     arch_overrides: dict = field(default_factory=dict)
+    head_only: bool = False
+    head_epochs: int = 12
+    head_lr: float = 1e-3
+    head_batch_size: int = 4096
 
     def architecture(self) -> dict:
         if self.arch not in ARCHITECTURES:
@@ -66,7 +79,8 @@ class TrainConfig:
 
 
 #: configuration for tests: trains in seconds
-TINY = dict(arch="tiny", epochs=4, batch_size=256, lr=5e-3, patience=10)
+TINY = dict(arch="tiny", epochs=4, batch_size=256, lr=5e-3, patience=10, head_epochs=4, head_batch_size=256,
+            head_lr=5e-3)
 
 
 def _keep_unchanged(pre: Preprocessor, old: Preprocessor, old_spec: dict, spec: ObjectSpec, cond, targ, u) -> int:
@@ -180,9 +194,14 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
         if init_card["spec"]["name"] != spec.name or not same_shape:
             raise UserError(f"{init_path}: --init model was trained for another spec ({init_card['spec']['name']!r})")
         init_state, _ = load_weights(init_card, init_path)
+        init_state = {k: v for k, v in init_state.items() if not k.startswith("head.")}
         arch = init_card["architecture"]
         u_fit = _uniforms(spec, config.seed, "fit", 0, train_rows)
-        if init_card["spec_hash"] == spec.hash():
+        same_flow = ObjectSpec.from_dict(init_card["spec"]).flow_hash() == spec.flow_hash()
+        if config.head_only and not same_flow:
+            raise UserError(f"{init_path}: --head-only needs a model of the same spec up to `classify` flags; "
+                            f"{init_card['spec']['name']!r} differs in its conditioning or targets")
+        if same_flow:
             pre = Preprocessor.from_dict(spec, init_card["preprocessing"])
             fresh = Preprocessor.fit(spec, cond[train_rows], targ[train_rows], u_fit)
             pre.cond_min, pre.cond_max = np.minimum(pre.cond_min, fresh.cond_min), np.maximum(pre.cond_max, fresh.cond_max)
@@ -199,8 +218,14 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
             if progress:
                 print(f"--init {init_path}: spec {spec.name!r} was revised; kept the standardisation of "
                       f"{kept} unchanged columns, refitted the others")
+    elif config.head_only:
+        raise UserError("--head-only trains the discrete head of an existing model: give it with --init MODEL")
     else:
         pre = Preprocessor.fit(spec, cond[train_rows], targ[train_rows], _uniforms(spec, config.seed, "fit", 0, train_rows))
+    if config.head_only:
+        if not spec.classified_names:
+            raise UserError(f"--head-only: spec {spec.name!r} has no classified targets (Target(classify=True))")
+        pre = Preprocessor.from_dict(spec, init_card["preprocessing"])
     c_train = torch.from_numpy(pre.encode_cond(cond[train_rows])[0]).to(device)
     c_val = torch.from_numpy(pre.encode_cond(cond[val_rows])[0]).to(device)
     y_val = torch.from_numpy(
@@ -253,8 +278,17 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
         "torch_version": torch.__version__,
     }
 
+    if config.head_only:
+        card_base["metrics"] = init_card.get("metrics", {})
+        card_base["training"] = {**init_card.get("training", {}), "head_only": True}
+        card_base["data"] = init_card.get("data", {})
+        card_base["seed"] = init_card.get("seed", config.seed)
+        card_base["arch_name"] = init_card.get("arch_name", config.arch)
+        state["epoch"] = config.epochs  # no flow epochs
+        best_state = init_state
     t0 = time.time() - state["seconds"]
-    bar = tqdm(total=config.epochs, initial=state["epoch"], desc=f"train {spec.name}", unit="epoch", disable=not progress)
+    bar = tqdm(total=config.epochs, initial=state["epoch"], desc=f"train {spec.name}", unit="epoch",
+               disable=not progress or config.head_only)
     while state["epoch"] < config.epochs and state["bad_epochs"] < config.patience:
         epoch = state["epoch"]
         flow.train()
@@ -310,5 +344,91 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
         if config.stop_after is not None and state["epoch"] >= config.stop_after:
             break  # the LR schedule still spans ``epochs``: reproduces a run stopped by hand
     bar.close()
-    return {"best_val_nll": state["best_val"], "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
-            "history": state["history"], "n_parameters": count_parameters(flow)}
+    result = {"best_val_nll": state["best_val"], "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
+              "history": state["history"], "n_parameters": count_parameters(flow)}
+    if spec.classified_names:
+        from .checkpoint import load_weights, read_card
+
+        if not config.head_only:
+            card, card_path = read_card(out_dir)
+            best_state, _ = load_weights(card, card_path)
+            card_base["metrics"] = card["metrics"]
+        head_state, head_card = train_head(spec, pre, cond, targ, train_rows, val_rows, config, device, progress)
+        head_card["data"] = data.provenance
+        save_checkpoint(out_dir, {**{k: v for k, v in best_state.items() if not k.startswith("head.")},
+                                  **{f"head.{k}": v for k, v in head_state.items()}},
+                        {**card_base, "head": head_card})
+        result["head"] = head_card["metrics"]
+        if config.head_only:
+            result.update(best_val_nll=card_base["metrics"].get("best_val_nll", float("nan")),
+                          best_epoch=card_base["metrics"].get("best_epoch", 0), epochs_run=0)
+    return result
+
+
+def train_head(spec: ObjectSpec, pre: Preprocessor, cond: np.ndarray, targ: np.ndarray, train_rows: np.ndarray,
+               val_rows: np.ndarray, config: TrainConfig, device: torch.device, progress: bool = True) -> tuple[dict, dict]:
+    """Train the discrete head (see module docstring); returns (state_dict, card["head"])."""
+    from tqdm.auto import tqdm
+
+    d_cols, r_cols = head_columns(spec)
+    combos = combinations(spec, targ[train_rows])
+    labels = combination_index(combos, targ[:, d_cols])
+    unseen = val_rows[labels[val_rows] < 0]
+    val_rows = val_rows[labels[val_rows] >= 0]
+
+    def inputs(rows: np.ndarray, tag: str, epoch: int) -> torch.Tensor:
+        y = pre.encode_targets(targ[rows], _uniforms(spec, config.seed, tag, epoch, rows))[:, r_cols]
+        x = np.concatenate([pre.encode_cond(cond[rows])[0], y.astype(np.float32)], axis=1)
+        return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(device)
+
+    x_val = inputs(val_rows, "head-val", 0)
+    l_val = torch.from_numpy(labels[val_rows]).to(device)
+    l_train = torch.from_numpy(labels[train_rows]).to(device)
+    torch.manual_seed(config.seed + 7)
+    head = DiscreteHead(len(spec.conditioning) + len(r_cols), len(combos), **HEAD_ARCHITECTURE).to(device)
+    opt = torch.optim.AdamW(head.parameters(), lr=config.head_lr)
+    batch = config.head_batch_size
+    steps = config.head_epochs * max(1, int(np.ceil(len(train_rows) / batch)))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=config.head_lr * config.min_lr_factor)
+    ce = torch.nn.functional.cross_entropy
+
+    def val_loss() -> tuple[float, float]:
+        head.eval()
+        with torch.no_grad():
+            logits = torch.cat([head(x_val[s : s + 65536]) for s in range(0, len(x_val), 65536)])
+            return ce(logits, l_val).item(), (logits.argmax(1) == l_val).float().mean().item()
+
+    freq = np.bincount(labels[train_rows], minlength=len(combos)) / len(train_rows)
+    marginal_ce = float(-np.log(np.maximum(freq[labels[val_rows]], 1e-12)).mean())
+    best = {"val_ce": float("inf")}
+    best_state, bad = None, 0
+    bar = tqdm(range(config.head_epochs), desc=f"head {spec.name}", unit="epoch", disable=not progress)
+    for epoch in bar:
+        head.train()
+        x_train = inputs(train_rows, "head-train", epoch)
+        order = torch.randperm(len(train_rows), generator=torch.Generator().manual_seed(config.seed * 7919 + epoch))
+        for s in range(0, len(order), batch):
+            b = order[s : s + batch].to(device)
+            loss = ce(head(x_train[b]), l_train[b])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        v, acc = val_loss()
+        if v < best["val_ce"]:
+            best = {"val_ce": v, "val_accuracy": acc, "best_epoch": epoch + 1}
+            best_state, bad = {k: t.detach().cpu().clone() for k, t in head.state_dict().items()}, 0
+        else:
+            bad += 1
+        bar.set_postfix(val_ce=f"{v:.4f}", acc=f"{acc:.4f}", marginal=f"{marginal_ce:.4f}")
+        if not progress:
+            print(f"{spec.name} head epoch {epoch + 1}/{config.head_epochs}: val cross-entropy {v:.4f} "
+                  f"(marginal {marginal_ce:.4f}), accuracy {acc:.4f}", flush=True)
+        if bad >= config.patience:
+            break
+    metrics = {**best, "marginal_val_ce": marginal_ce, "epochs_run": epoch + 1, "n_train": int(len(train_rows)),
+               "n_val": int(len(val_rows)), "n_val_unseen_combination": int(len(unseen))}
+    card = {"targets": spec.classified_names, "combos": combos.tolist(), "architecture": dict(HEAD_ARCHITECTURE),
+            "n_inputs": len(spec.conditioning) + len(r_cols), "metrics": metrics,
+            "training": {"epochs": config.head_epochs, "lr": config.head_lr, "batch_size": batch, "seed": config.seed}}
+    return best_state, card

@@ -8,7 +8,9 @@ project's reference writes −1 for all taggers; real Run-2 files −10 for CSVv
 DeepCSV B: extraction maps every negative value to −1, counted); btagCMVA's −1 likewise; the 86 % zero spike of muEF likewise; nConstituents is an
 integer ≥ 1 and area a multiple of the ghost area 0.009973 (both dequantized, snapped); jetId ∈ {0, 2, 6}, puId ∈ {0, 4, 6, 7} are ordinals,
 quantile-dequantized (jetId = 0 is a rare 1 % value: with uniform boxes the flow produced half
-of it; see :mod:`flashsim_coffea.flows.preprocess`).
+of it; see :mod:`flashsim_coffea.flows.preprocess`) and finally drawn jointly by the discrete
+head from p(jetId, puId | conditioning, other targets) (jetId = 2 iff muEF > 0.8 is a sharp
+cut; see :mod:`flashsim_coffea.flows.head`).
 """
 
 from __future__ import annotations
@@ -82,8 +84,10 @@ def make_jets_spec() -> ObjectSpec:
         JET_KINEMATIC_TARGETS[2],
         tagger("qgl", -1.0),
         Target("muEF", "muEF", bounds=(0.0, 1.0), spike=Spike(0.0, lo=-0.6, hi=-0.1, cut=-0.05)),
-        Target("puId", "puId", kind="ordinal", values=(0.0, 4.0, 6.0, 7.0), dtype="int32", dequantize="quantile"),
-        Target("jetId", "jetId", kind="ordinal", values=(0.0, 2.0, 6.0), dtype="int32", dequantize="quantile"),
+        Target("puId", "puId", kind="ordinal", values=(0.0, 4.0, 6.0, 7.0), dtype="int32", dequantize="quantile",
+               classify=True),
+        Target("jetId", "jetId", kind="ordinal", values=(0.0, 2.0, 6.0), dtype="int32", dequantize="quantile",
+               classify=True),
     )
     return ObjectSpec(
         name="jets",

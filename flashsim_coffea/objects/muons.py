@@ -6,7 +6,8 @@ Pileup gpudensity, nPU, nTrueInt, pudensity, sumEOOT, sumLOOT. Targets follow th
 transforms (arctan scalings of Δη ×100, Δφ ×80, ptRatio−1 ×10, dxy ×150, dz ×50; logs of
 the errors and impact parameters; isolations log(x + 1e-5); jetRelIso = pT_jet/pT_μ − 1 as
 log1p, i.e. log(pT_jet/pT_μ)) with their zero spikes moved to
-bands, booleans as ordinals {0, 1}. Charge is copied from the Gen muon.
+bands, booleans as ordinals {0, 1}, drawn jointly by the discrete head from p(IDs | conditioning,
+other targets) (:mod:`flashsim_coffea.flows.head`). Charge is copied from the Gen muon.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ _ISO_SPIKE = Spike(0.0, lo=-14.0, hi=-13.0, cut=-12.5)  # log(0 + 1e-5) = -11.5 
 
 
 def _boolean(name: str) -> Target:
-    return Target(name, name, kind="ordinal", values=(0.0, 1.0), dtype="bool")
+    return Target(name, name, kind="ordinal", values=(0.0, 1.0), dtype="bool", classify=True)
 
 
 def make_muons_spec() -> ObjectSpec:

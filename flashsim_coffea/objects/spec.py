@@ -85,6 +85,11 @@ class ObjectSpec:
     def target_names(self) -> list[str]:
         return [t.name for t in self.targets]
 
+    @property
+    def classified_names(self) -> list[str]:
+        """Targets drawn by the discrete head (``Target.classify``), in spec order."""
+        return [t.name for t in self.targets if t.classify]
+
     def collection(self, name: str) -> GenCollection:
         for c in (self.simulated, *self.collections):
             if c.name == name:
@@ -212,8 +217,16 @@ class ObjectSpec:
         return hashlib.sha256(self.to_json().encode()).hexdigest()
 
     def extraction_hash(self) -> str:
-        """Hash of what extraction depends on: the spec without encoding-only choices
-        (a target's ``dequantize``), so one extracted dataset serves every such variant."""
+        """Hash of what extraction depends on: the spec without modelling-only choices
+        (a target's ``dequantize`` and ``classify``), so one extracted dataset serves every such variant."""
+        return self._hash_without(("dequantize", "classify"))
+
+    def flow_hash(self) -> str:
+        """Hash of what the flow and its preprocessing depend on: the spec without ``classify``
+        (which only decides whether the discrete head redraws a target)."""
+        return self._hash_without(("classify",))
+
+    def _hash_without(self, keys: tuple[str, ...]) -> str:
         d = self.to_dict()
-        d["targets"] = [{k: v for k, v in t.items() if k != "dequantize"} for t in d["targets"]]
+        d["targets"] = [{k: v for k, v in t.items() if k not in keys} for t in d["targets"]]
         return hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

@@ -20,7 +20,9 @@ and declares its kind:
              with ``dequantize="quantile"`` instead Φ⁻¹(F_k + u·p_k), F_k the training
              fraction below value k and p_k that of k (a smooth, standard-normal marginal: a
              rare 1 % value is a tail, not an isolated box), decoded by which [F_k, F_k+p_k)
-             holds Φ(e)
+             holds Φ(e); with ``classify=True`` the value is finally drawn by the model's
+             *discrete head* (:mod:`flashsim_coffea.flows.head`), jointly with the spec's
+             other classified targets, from p(values | conditioning, other targets)
 
 An optional :class:`Spike` moves an exactly repeated value (tagger sentinel −1, a zero spike
 in isolations) to a uniform band [lo, hi) *below* the transformed regular values; after
@@ -79,6 +81,7 @@ class Target:
     dtype: str = "float32"
     step: float = 0.0
     dequantize: str = "uniform"
+    classify: bool = False
 
     def __post_init__(self):
         if self.relation not in RELATIONS:
@@ -89,6 +92,8 @@ class Target:
             raise ValueError(f"{self.name}: relation {self.relation!r} needs gen_field")
         if self.dequantize not in DEQUANTIZATIONS or (self.dequantize != "uniform" and self.kind != "ordinal"):
             raise ValueError(f"{self.name}: dequantize must be one of {DEQUANTIZATIONS} ('quantile' only for ordinals)")
+        if self.classify and self.kind != "ordinal":
+            raise ValueError(f"{self.name}: only ordinal targets can be drawn by the discrete head (classify=True)")
         if self.kind == "ordinal" and (len(self.values) < 2 or list(self.values) != sorted(self.values)):
             raise ValueError(f"{self.name}: ordinal targets need >= 2 sorted admissible values")
         if self.spike is not None and np.isfinite(self.bounds[0]):
@@ -130,6 +135,8 @@ class Target:
             del d["step"]  # keeps the JSON (and spec hashes) of non-lattice targets unchanged
         if self.dequantize == "uniform":
             del d["dequantize"]  # likewise
+        if not self.classify:
+            del d["classify"]  # likewise
         return d
 
     @classmethod
