@@ -12,7 +12,8 @@
 #   DY_DIR/dy2.root        flashsim generate dy    -n 40000 --seed 1003 -o dy2.root
 # (held-out validation files use seeds 2001-2003.)
 #
-# Stages, exactly as the shipped models were trained:
+# Stages, exactly as the shipped models were trained (with the validation split by row, as then:
+# `--split row`; the default is now by event):
 #   muons: pre-train on synthetic Gen + reference (8 epochs of 150k), fine-tune on 359k
 #          tt + DY muons (28 epochs of 150k, cosine LR from 1.5e-3).
 #   jets:  the first three stages used an earlier revision of the spec ("rev1": area as a
@@ -47,7 +48,7 @@ for name in ("jets", "muons"):
     spec = get_spec(name)
     flow = replace(spec, targets=tuple(replace(t, classify=False) for t in spec.targets))
     open(f"{work}/{name}_flow.json", "w").write(flow.to_json())
-    print(name, "flow spec hash", flow.hash()[:12])  # jets 9d6165c6e250, muons: as before the heads
+    print(name, "flow spec hash", flow.hash()[:12])  # jets 567c51528068, muons b203a6a8fc1a (before the heads)
     if name == "jets":
         uniform = replace(flow, targets=tuple(replace(t, dequantize="uniform") for t in flow.targets))
         open(f"{work}/{name}_uniform.json", "w").write(uniform.to_json())
@@ -73,30 +74,30 @@ flashsim extract muons   "${MU[@]}" --resimulate 101 102 -o "$WORK/ttdy_muons.np
 
 jets() {
   flashsim train "$REV1" --data "$WORK/synth_jets.npz" -o "$WORK/pre_jets" --epochs 40 --epoch-size 150000 \
-    --patience 8 --seed 1 --stop-after 6 $T
+    --patience 8 --seed 1 --split row --stop-after 6 $T
   flashsim train "$REV1" --data "$WORK/tt_jets.npz" -o "$WORK/ft_jets" --init "$WORK/pre_jets" --epochs 24 \
-    --epoch-size 150000 --patience 6 --lr 1.5e-3 --seed 2 $T
+    --epoch-size 150000 --patience 6 --lr 1.5e-3 --seed 2 --split row $T
   flashsim train "$REV1" --data "$WORK/tt_jets.npz" -o "$WORK/ft2_jets" --init "$WORK/ft_jets" --epochs 24 \
-    --epoch-size 150000 --patience 6 --lr 6e-4 --seed 3 --stop-after 9 $T
+    --epoch-size 150000 --patience 6 --lr 6e-4 --seed 3 --split row --stop-after 9 $T
   flashsim train "$JU" --data "$WORK/tt_jets_v2.npz" -o "$WORK/ft3_jets" --init "$WORK/ft2_jets" --epochs 40 \
-    --epoch-size 150000 --patience 8 --lr 1e-3 --seed 4 $T
+    --epoch-size 150000 --patience 8 --lr 1e-3 --seed 4 --split row $T
   # current spec (puId, jetId quantile-dequantized) from those weights, then tt + DY jets
   flashsim train "$JF" --data "$WORK/tt_jets_v2.npz" -o "$WORK/ft5_jets" --init "$WORK/ft3_jets" --epochs 30 \
-    --epoch-size 300000 --patience 8 --lr 3e-4 --seed 9 $T
+    --epoch-size 300000 --patience 8 --lr 3e-4 --seed 9 --split row $T
   flashsim train "$JF" --data "$WORK/ttdy_jets.npz" -o "$WORK/ft6_jets" --init "$WORK/ft5_jets" --epochs 20 \
-    --epoch-size 300000 --patience 8 --lr 2e-4 --seed 11 --threads 2 --no-progress
+    --epoch-size 300000 --patience 8 --lr 2e-4 --seed 11 --split row --threads 2 --no-progress
   # 1c. discrete head (puId, jetId) on top of that flow: 12 epochs of all 1.63M jets
   flashsim train jets --data "$WORK/ttdy_jets.npz" -o "$WORK/head_jets" --init "$WORK/ft6_jets" --head-only \
-    --head-epochs 12 --seed 1 $T
+    --head-epochs 12 --seed 1 --split row $T
 }
 muons() {
   flashsim train "$MF" --data "$WORK/synth_muons.npz" -o "$WORK/pre_muons" --epochs 40 --epoch-size 150000 \
-    --patience 8 --seed 1 --stop-after 8 $T
+    --patience 8 --seed 1 --split row --stop-after 8 $T
   flashsim train "$MF" --data "$WORK/ttdy_muons.npz" -o "$WORK/ft_muons" --init "$WORK/pre_muons" --epochs 28 \
-    --epoch-size 150000 --patience 6 --lr 1.5e-3 --seed 2 $T
+    --epoch-size 150000 --patience 6 --lr 1.5e-3 --seed 2 --split row $T
   # 1c. discrete head (the six ID booleans) on top of that flow
   flashsim train muons --data "$WORK/ttdy_muons.npz" -o "$WORK/head_muons" --init "$WORK/ft_muons" --head-only \
-    --head-epochs 12 --seed 1 $T
+    --head-epochs 12 --seed 1 --split row $T
 }
 jets > "$WORK/train_jets.log" 2>&1 &
 muons > "$WORK/train_muons.log" 2>&1 &

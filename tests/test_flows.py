@@ -304,3 +304,19 @@ def test_device_cuda_without_gpu_is_a_clear_error(tiny_model):
     with pytest.raises(UserError, match="unsupported device"):
         model.to("meta")
     assert model.to("cpu", block_size=128).block_size == 128
+
+
+def test_event_split_keeps_events_together():
+    from flashsim_coffea.flows.train import _split
+
+    spec = get_spec("muons")
+    data = synthetic(spec, 3000, seed=6)  # 3 objects per event
+    perm = np.random.default_rng(0).permutation(len(data))
+    val, tr = _split(data, perm, TrainConfig(val_fraction=0.2))
+    ev = data.keys["event"]
+    assert not set(ev[val]) & set(ev[tr]) and len(val) + len(tr) == len(data)
+    assert 0.15 < len(val) / len(data) < 0.25 and np.all(np.diff(val) > 0)
+    rv, rt = _split(data, perm, TrainConfig(val_fraction=0.2, split="row"))
+    assert len(rv) == 600 and set(ev[rv]) & set(ev[rt])  # rows of one event on both sides
+    with pytest.raises(UserError, match="split"):
+        _split(data, perm, TrainConfig(split="file"))

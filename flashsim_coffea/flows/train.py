@@ -3,8 +3,13 @@
 Loss = mean negative log-likelihood −log p(y | c) of the standardised targets y given the
 standardised conditioning c. Integer/ordinal targets and spike bands are dequantized with
 fresh uniforms every epoch, u = uniform(seed, "dequant", epoch, row, column) (counter-based,
-so a resumed run sees the same numbers). The validation set (a seeded ``val_fraction``
-split) uses one fixed dequantization. The learning rate follows a cosine from ``lr`` to
+so a resumed run sees the same numbers). The validation set holds a ``val_fraction`` of the
+*events* (``split="event"``, default: event (run, lumi, event) goes to validation when
+uniform(seed, "split/event", run, lumi, event) < val_fraction): the training files hold each Gen
+object several times (one row per reference draw), and a split by rows would put copies of
+training objects into validation and make its loss optimistic. ``split="row"`` (a seeded
+permutation of rows) is how the first shipped models were trained. Validation uses one fixed
+dequantization. The learning rate follows a cosine from ``lr`` to
 ``lr·min_lr_factor`` over ``epochs`` (an epoch is one pass, or ``epoch_size`` random objects); training stops after ``patience`` epochs without a
 better validation loss or after ``max_minutes``. ``init`` fine-tunes an existing model (its
 architecture and standardisation are kept; the conditioning range is widened to the new data).
@@ -35,6 +40,7 @@ import torch
 from flashsim_coffea import __version__, noise
 from flashsim_coffea.errors import UserError
 from flashsim_coffea.objects import ObjectSpec
+from flashsim_coffea.objects.spec import EVENT_ID_BRANCHES
 
 from .checkpoint import save_checkpoint
 from .data import TrainingData
@@ -57,6 +63,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     patience: int = 8
     val_fraction: float = 0.1
+    split: str = "event"
     seed: int = 1
     device: str = "cpu"
     max_objects: int | None = None
@@ -110,6 +117,25 @@ def _uniforms(spec: ObjectSpec, seed: int, tag: str, epoch: int, rows: np.ndarra
     if cols:
         u[:, cols] = noise.uniform(seed, f"dequant/{tag}", epoch, rows[:, None], np.asarray(cols)[None, :])
     return u
+
+
+def _split(data: TrainingData, perm: np.ndarray, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(validation rows, training rows), sorted, among the rows ``perm`` (see module docstring)."""
+    if config.split == "row":
+        n_val = max(1, int(round(len(perm) * config.val_fraction)))
+        return np.sort(perm[:n_val]), np.sort(perm[n_val:])
+    if config.split != "event":
+        raise UserError(f"unknown validation split {config.split!r}; use 'event' or 'row'")
+    missing = [k for k in EVENT_ID_BRANCHES if k not in data.keys]
+    if missing:
+        raise UserError(f"training data has no {', '.join(missing)} keys for an event split; use split='row'")
+    rows = np.sort(perm)
+    u = noise.uniform(config.seed, "split/event", *(np.asarray(data.keys[k])[rows] for k in EVENT_ID_BRANCHES))
+    is_val = u < config.val_fraction
+    if not is_val.any() or is_val.all():
+        raise UserError(f"event split with val_fraction {config.val_fraction} left an empty training or "
+                        f"validation set ({len(rows)} objects); add events or use split='row'")
+    return rows[is_val], rows[~is_val]
 
 
 def _encodable(spec: ObjectSpec, cond: np.ndarray, targ: np.ndarray) -> np.ndarray:
@@ -173,8 +199,8 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
         raise UserError(f"only {n} training objects: need at least 10")
     rng = np.random.default_rng(config.seed)
     perm = rng.permutation(len(data))[:n]
-    n_val = max(1, int(round(n * config.val_fraction)))
-    val_rows, train_rows = np.sort(perm[:n_val]), np.sort(perm[n_val:])
+    val_rows, train_rows = _split(data, perm, config)
+    n_val = len(val_rows)
     cond, targ = data.cond.astype(np.float64), data.targets.astype(np.float64)
     usable = _encodable(spec, cond, targ)
     n_unusable = int((~usable[perm]).sum())
