@@ -455,6 +455,6 @@ def train_head(spec: ObjectSpec, pre: Preprocessor, cond: np.ndarray, targ: np.n
     metrics = {**best, "marginal_val_ce": marginal_ce, "epochs_run": epoch + 1, "n_train": int(len(train_rows)),
                "n_val": int(len(val_rows)), "n_val_unseen_combination": int(len(unseen))}
     card = {"targets": spec.classified_names, "combos": combos.tolist(), "architecture": dict(HEAD_ARCHITECTURE),
-            "n_inputs": len(spec.conditioning) + len(r_cols), "metrics": metrics,
+            "n_inputs": len(spec.conditioning) + len(r_cols), "n_parameters": count_parameters(head), "metrics": metrics,
             "training": {"epochs": config.head_epochs, "lr": config.head_lr, "batch_size": batch, "seed": config.seed}}
     return best_state, card
