@@ -109,11 +109,9 @@ def extract_events(spec: ObjectSpec, events) -> Extracted:
         [np.asarray(ak.to_numpy(ak.flatten(c, axis=1)), dtype=np.float64)[gpos] for c in cond_jagged.values()], axis=1
     )
     gen = {f: np.asarray(ak.to_numpy(ak.flatten(objs[f], axis=1)), dtype=np.float64)[gpos] for f in spec.rebuild_gen_fields()}
-    cols = []
-    for t in spec.targets:
-        r = np.asarray(ak.to_numpy(ak.flatten(branch(events, spec.reco_branch(t))[keep], axis=1)), dtype=np.float64)
-        cols.append(t.from_reco(r, gen.get(t.gen_field)))
-    targets = np.stack(cols, axis=1) if cols else np.zeros((len(gpos), 0))
+    reco = {t.branch: np.asarray(ak.to_numpy(ak.flatten(branch(events, spec.reco_branch(t))[keep], axis=1)),
+                                 dtype=np.float64) for t in spec.targets}
+    targets = spec.targets_from_reco(reco, gen) if spec.targets else np.zeros((len(gpos), 0))
     ev_keys = {
         k: np.repeat(np.asarray(ak.to_numpy(branch(events, k))).astype(np.int64), counts) for k in EVENT_ID_BRANCHES
     }

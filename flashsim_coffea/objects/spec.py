@@ -28,7 +28,7 @@ from flashsim_coffea.precision import NANOAOD_MANTISSA_BITS, round_mantissa
 
 from .features import Feature, feature_from_dict, neighbour_table
 from .gen import GenCollection, branch
-from .targets import Target
+from .targets import SCALES, Target
 
 __all__ = ["ObjectSpec", "GenContext", "EVENT_ID_BRANCHES"]
 
@@ -75,6 +75,12 @@ class ObjectSpec:
             names = [x.name for x in items]
             if len(set(names)) != len(names):
                 raise ValueError(f"spec {self.name!r}: duplicate {kind} names")
+        for t in self.targets:
+            if t.relation == "scaled":
+                missing = set(SCALES[t.scale].reco) - {u.branch for u in self.targets if u is not t}
+                if missing:
+                    raise ValueError(f"spec {self.name!r}: scale {t.scale!r} of {t.name} needs reco targets "
+                                     f"{', '.join(sorted(missing))}")
 
     # -- names ------------------------------------------------------------------------------
     @property
@@ -105,9 +111,8 @@ class ObjectSpec:
         out = set(EVENT_ID_BRANCHES) | set(self.simulated.branches())
         for f in self.conditioning:
             out.update(f.branches(self))
-        for t in self.targets:
-            if t.gen_field:
-                out.add(f"{self.simulated.prefix}_{t.gen_field}")
+        copied = {g for _, g in self.copy_from_gen}  # derived by the GenCollection (charge from pdgId)
+        out.update(f"{self.simulated.prefix}_{g}" for g in self.rebuild_gen_fields() if g not in copied)
         return sorted(out)
 
     def reco_branches(self) -> list[str]:
@@ -143,8 +148,15 @@ class ObjectSpec:
         return keys
 
     def rebuild_gen_fields(self) -> list[str]:
-        """Gen-object fields :meth:`rebuild` needs (relative targets and copied fields)."""
-        return sorted({t.gen_field for t in self.targets if t.gen_field} | {g for _, g in self.copy_from_gen})
+        """Gen-object fields :meth:`rebuild` needs (relative targets, scales and copied fields)."""
+        scaled = {g for t in self.targets if t.relation == "scaled" for g in SCALES[t.scale].gen}
+        return sorted({t.gen_field for t in self.targets if t.gen_field} | scaled | {g for _, g in self.copy_from_gen})
+
+    def targets_from_reco(self, reco: dict[str, np.ndarray], gen: dict[str, np.ndarray]) -> np.ndarray:
+        """(N, T) target matrix from flat reco branches (keyed by branch, no prefix) and Gen fields."""
+        cols = [t.from_reco(np.asarray(reco[t.branch], dtype=np.float64), gen.get(t.gen_field), (reco, gen))
+                for t in self.targets]
+        return np.stack(cols, axis=1) if cols else np.zeros((len(next(iter(gen.values()), [])), 0))
 
     def gen_fields(self, ctx: GenContext) -> dict[str, np.ndarray]:
         """Flat Gen fields for :meth:`rebuild`, aligned with :meth:`conditioning_matrix` rows."""
@@ -160,13 +172,17 @@ class ObjectSpec:
         """Flat reco fields (without the collection prefix) from flat targets and Gen fields.
 
         r = to_reco(t, g) per target (pt = ptRatio·pt_gen, eta = eta_gen + etaMinusGen, φ
-        wrapped …), fields in ``copy_from_gen`` copied, then NanoAOD precision
+        wrapped …; ``scaled`` targets last, from the unrounded reco values), fields in ``copy_from_gen`` copied, then NanoAOD precision
         (``NANOAOD_MANTISSA_BITS`` of ``<reco>_<field>``) applied to float fields.
         """
+        raw: dict[str, np.ndarray] = {}
+        # scaled targets last (in spec order): their scale uses the others' unrounded reco values
+        for t in sorted(self.targets, key=lambda t: t.relation == "scaled"):
+            g = np.asarray(gen[t.gen_field], dtype=np.float64) if t.gen_field else None
+            raw[t.branch] = t.to_reco(np.asarray(targets[t.name], dtype=np.float64), g, (raw, gen))
         out: dict[str, np.ndarray] = {}
         for t in self.targets:
-            g = np.asarray(gen[t.gen_field], dtype=np.float64) if t.gen_field else None
-            r = t.to_reco(np.asarray(targets[t.name], dtype=np.float64), g)
+            r = raw[t.branch]
             if t.dtype == "float32":
                 r = r.astype(np.float32)
                 bits = NANOAOD_MANTISSA_BITS.get(self.reco_branch(t), 23)

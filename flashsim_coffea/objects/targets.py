@@ -7,6 +7,16 @@ A :class:`Target` relates a NanoAOD reco branch ``<Reco>_<branch>`` to its Gen o
     ratio      t = r / g                             r = t · g
     diff       t = r − g                             r = g + t
     dphi       t = wrap(r − g)                       r = wrap(g + t),   wrap into [−π, π)
+    scaled     t = r / S(reco, gen)                   r = t · S(reco, gen)
+
+where S is a registered :class:`Scale` of *other* reco values of the same object (rebuilt
+first) and its Gen fields: a target that is (nearly) a function of other targets is modelled
+as its ratio to that function. The muons' ip3d = √(dxy² + (dz/cosh η)²) and sip3d =
+ip3d/√(dxyErr² + (dzErr/cosh η)²) hold to NanoAOD rounding (relative 3·10⁻⁴) in the
+reference: as raw targets they confine the 22-dimensional density to a thin shell, and the
+flow's likelihood gains ~8 nats per such direction by collapsing onto it instead of learning
+the other targets; their ratio to S is a well-posed (standardised) target — the rounding
+jitter here, the true deviation in real CMS files.
 
 and declares its kind:
 
@@ -33,6 +43,7 @@ DeepCSV B, the project's reference response −1): extraction maps them all to `
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -40,11 +51,48 @@ import numpy as np
 from .gen import wrap_phi
 from .transforms import Identity, Transform, transform_from_dict
 
-__all__ = ["Spike", "Target", "RELATIONS", "KINDS", "DEQUANTIZATIONS"]
+__all__ = ["Spike", "Target", "Scale", "SCALES", "register_scale", "RELATIONS", "KINDS", "DEQUANTIZATIONS"]
 
-RELATIONS = ("direct", "ratio", "diff", "dphi")
+RELATIONS = ("direct", "ratio", "diff", "dphi", "scaled")
 KINDS = ("real", "integer", "ordinal")
 DEQUANTIZATIONS = ("uniform", "quantile")
+
+
+@dataclass(frozen=True)
+class Scale:
+    """S(reco, gen) for ``relation="scaled"``: ``reco`` branches (without the collection
+    prefix, other targets of the same spec) and ``gen`` fields of the simulated Gen object."""
+
+    name: str
+    reco: tuple[str, ...]
+    gen: tuple[str, ...]
+    fn: Callable[[dict, dict], np.ndarray]
+
+
+#: registered scales by name (the spec JSON refers to them by name)
+SCALES: dict[str, Scale] = {}
+
+
+def register_scale(name: str, reco: tuple[str, ...], gen: tuple[str, ...] = ()):
+    """Decorator registering ``fn(reco: dict, gen: dict) -> array`` as the scale ``name``."""
+
+    def deco(fn):
+        SCALES[name] = Scale(name, tuple(reco), tuple(gen), fn)
+        return fn
+
+    return deco
+
+
+@register_scale("ip3d_from_dxy_dz", reco=("dxy", "dz"), gen=("eta",))
+def _ip3d_from_dxy_dz(reco: dict, gen: dict) -> np.ndarray:
+    """√(dxy² + (dz / cosh η_gen)²): the 3-D impact parameter from its transverse and longitudinal parts."""
+    return np.hypot(reco["dxy"], reco["dz"] / np.cosh(gen["eta"]))
+
+
+@register_scale("sip3d_from_errors", reco=("ip3d", "dxyErr", "dzErr"), gen=("eta",))
+def _sip3d_from_errors(reco: dict, gen: dict) -> np.ndarray:
+    """ip3d / √(dxyErr² + (dzErr / cosh η_gen)²): the 3-D significance from the 2-D errors."""
+    return reco["ip3d"] / np.hypot(reco["dxyErr"], reco["dzErr"] / np.cosh(gen["eta"]))
 
 
 @dataclass(frozen=True)
@@ -82,13 +130,17 @@ class Target:
     step: float = 0.0
     dequantize: str = "uniform"
     classify: bool = False
+    scale: str | None = None
 
     def __post_init__(self):
         if self.relation not in RELATIONS:
             raise ValueError(f"{self.name}: relation must be one of {RELATIONS}")
         if self.kind not in KINDS:
             raise ValueError(f"{self.name}: kind must be one of {KINDS}")
-        if self.relation != "direct" and not self.gen_field:
+        if self.relation == "scaled":
+            if self.scale not in SCALES:
+                raise ValueError(f"{self.name}: relation 'scaled' needs a registered scale; known: {', '.join(SCALES)}")
+        elif self.relation != "direct" and not self.gen_field:
             raise ValueError(f"{self.name}: relation {self.relation!r} needs gen_field")
         if self.dequantize not in DEQUANTIZATIONS or (self.dequantize != "uniform" and self.kind != "ordinal"):
             raise ValueError(f"{self.name}: dequantize must be one of {DEQUANTIZATIONS} ('quantile' only for ordinals)")
@@ -105,17 +157,27 @@ class Target:
         return x / self.step if self.step > 0 else x
 
     # -- reco <-> target ------------------------------------------------------------------
-    def from_reco(self, reco, gen=None):
-        """Target value t from the reco branch value r (and Gen value g for relative targets)."""
+    def scale_of(self, context: tuple[dict, dict]) -> np.ndarray:
+        """S(reco, gen) of a ``scaled`` target; ``context`` = (reco branches, Gen fields)."""
+        reco, gen = context
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.asarray(SCALES[self.scale].fn(reco, gen), dtype=np.float64)
+
+    def from_reco(self, reco, gen=None, context: tuple[dict, dict] | None = None):
+        """Target value t from the reco branch value r (and Gen value g for relative targets;
+        ``context`` = (other reco branches, Gen fields) for ``scaled`` ones)."""
         if self.relation == "direct":
             return reco
         if self.relation == "ratio":
             return reco / gen
         if self.relation == "diff":
             return reco - gen
+        if self.relation == "scaled":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                return reco / self.scale_of(context)
         return wrap_phi(reco - gen)
 
-    def to_reco(self, t, gen=None):
+    def to_reco(self, t, gen=None, context: tuple[dict, dict] | None = None):
         """Reco branch value r rebuilt from target t (inverse of :meth:`from_reco`)."""
         if self.relation == "direct":
             return t
@@ -123,6 +185,8 @@ class Target:
             return t * gen
         if self.relation == "diff":
             return gen + t
+        if self.relation == "scaled":
+            return t * self.scale_of(context)
         return wrap_phi(gen + t)
 
     # -- serialisation --------------------------------------------------------------------
@@ -137,6 +201,8 @@ class Target:
             del d["dequantize"]  # likewise
         if not self.classify:
             del d["classify"]  # likewise
+        if self.scale is None:
+            del d["scale"]  # likewise
         return d
 
     @classmethod

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,23 @@ def _column(spec: ObjectSpec, s: ValidationSamples, name: str, which: str) -> np
     return mat[:, spec.target_names.index(name)]
 
 
+def comparable(spec: ObjectSpec, mat: np.ndarray, gen: dict[str, np.ndarray]) -> np.ndarray:
+    """Target matrix with each ``scaled`` target replaced by its reco value (ip3d rather than
+    ip3d / √(dxy² + (dz/cosh η)²)): what W1, C2ST and the plots compare."""
+    scaled = [j for j, t in enumerate(spec.targets) if t.relation == "scaled"]
+    if not scaled:
+        return mat
+    reco = spec.rebuild({n: mat[:, j] for j, n in enumerate(spec.target_names)}, gen, precision=False)
+    out = np.array(mat, dtype=np.float64, copy=True)
+    for j in scaled:
+        out[:, j] = reco[spec.targets[j].branch]
+    return out
+
+
 def write_report(spec: ObjectSpec, s: ValidationSamples, out: Path, title: str, seed: int = 0) -> dict:
+    s = ValidationSamples(replace(s.ref, targets=comparable(spec, s.ref.targets, s.ref.gen)),
+                          comparable(spec, s.flash, s.ref.gen),
+                          replace(s.ref2, targets=comparable(spec, s.ref2.targets, s.ref2.gen)), s.info)
     out.mkdir(parents=True, exist_ok=True)
     (out / "plots").mkdir(exist_ok=True)
     names = spec.target_names

@@ -38,8 +38,7 @@ def flash_targets(model: FlowModel, data: Extracted, fold: int = 0) -> tuple[np.
     spec = model.spec
     sampled, info = model.sample(data.cond, data.keys, fold=fold, return_info=True)
     reco = spec.rebuild(sampled, data.gen)
-    cols = [t.from_reco(np.asarray(reco[t.branch], dtype=np.float64), data.gen.get(t.gen_field)) for t in spec.targets]
-    return np.stack(cols, axis=1), info
+    return spec.targets_from_reco(reco, data.gen), info
 
 
 def _read(files: list[str], spec: ObjectSpec, max_events: int | None, with_reco: bool = True):
