@@ -10,12 +10,17 @@
 #   TRAIN_DIR/ttbar2.root  flashsim generate ttbar -n 12000 --seed 1004 -o ttbar2.root
 #   DY_DIR/dy.root         flashsim generate dy    -n 60000 --seed 1002 -o dy.root
 #   DY_DIR/dy2.root        flashsim generate dy    -n 40000 --seed 1003 -o dy2.root
+#   DY_DIR/dy3.root        flashsim generate dy    -n 15000 --seed 1005 -o dy3.root
 # (held-out validation files use seeds 2001-2003.)
 #
 # Stages, exactly as the shipped models were trained (with the validation split by row, as then:
 # `--split row`; the default is now by event):
 #   muons: pre-train on synthetic Gen + reference (8 epochs of 150k), fine-tune on 359k
-#          tt + DY muons (28 epochs of 150k, cosine LR from 1.5e-3).
+#          tt + DY muons (28 epochs of 150k, cosine LR from 1.5e-3), both with the first spec
+#          ("v1": ip3d, sip3d as raw targets); then the current spec (ip3d, sip3d relative to
+#          their 2-D decomposition, relation "scaled") from those weights on 1.2M tt + DY muons
+#          (6 reference draws, seeds 101-106, + dy3.root), event split: 30 epochs of 300k,
+#          LR 1e-3, then 30 more at LR 3e-4.
 #   jets:  the first three stages used an earlier revision of the spec ("rev1": area as a
 #          continuous variable), rebuilt below as a JSON spec: pre-train (6 epochs), fine-tune
 #          on 1.0M tt jets (24 epochs, LR 1.5e-3) and again (LR 6e-4, stopped after epoch 9);
@@ -35,6 +40,7 @@ export OMP_NUM_THREADS=1
 T="--threads 1 --no-progress"
 TT=("$TRAIN_DIR/ttbar.root")
 MU=("$TRAIN_DIR/ttbar.root" "$TRAIN_DIR/ttbar2.root" "$DY_DIR/dy.root" "$DY_DIR/dy2.root")
+MU6=("${MU[@]}" "$DY_DIR/dy3.root")
 
 # the flows were trained with the specs without `classify` flags (the discrete heads come last,
 # stage 1c) and the jets' first stages with earlier revisions: "rev1" (area continuous) and
@@ -43,12 +49,20 @@ python - "$WORK" <<'PY'
 import sys
 from dataclasses import replace
 from flashsim_coffea.objects import Target, get_spec
+from flashsim_coffea.objects.transforms import Log, Log1p
 work = sys.argv[1]
 for name in ("jets", "muons"):
     spec = get_spec(name)
     flow = replace(spec, targets=tuple(replace(t, classify=False) for t in spec.targets))
     open(f"{work}/{name}_flow.json", "w").write(flow.to_json())
-    print(name, "flow spec hash", flow.hash()[:12])  # jets 567c51528068, muons b203a6a8fc1a (before the heads)
+    print(name, "flow spec hash", flow.hash()[:12])
+    if name == "muons":  # v1: ip3d and sip3d as raw targets
+        v1 = replace(flow, targets=tuple(
+            Target("ip3d", "ip3d", transform=Log(eps=1e-3), bounds=(0.0, 100.0)) if t.name == "ip3d" else
+            Target("sip3d", "sip3d", transform=Log1p(), bounds=(0.0, 1e5)) if t.name == "sip3d" else t
+            for t in flow.targets))
+        open(f"{work}/muons_v1.json", "w").write(v1.to_json())
+        print("muons v1 spec hash", v1.hash()[:12])  # b203a6a8fc1a
     if name == "jets":
         uniform = replace(flow, targets=tuple(replace(t, dequantize="uniform") for t in flow.targets))
         open(f"{work}/{name}_uniform.json", "w").write(uniform.to_json())
@@ -62,15 +76,17 @@ REV1="$WORK/jets_rev1.json"
 JU="$WORK/jets_uniform.json"
 JF="$WORK/jets_flow.json"
 MF="$WORK/muons_flow.json"
+MV1="$WORK/muons_v1.json"
 
 # 1. training data
 flashsim extract "$REV1" --synthetic 600000 --gen-seed 1 --ref-seed 11 -o "$WORK/synth_jets.npz" --no-progress
-flashsim extract muons   --synthetic 400000 --gen-seed 1 --ref-seed 11 -o "$WORK/synth_muons.npz" --no-progress
+flashsim extract "$MV1"  --synthetic 400000 --gen-seed 1 --ref-seed 11 -o "$WORK/synth_muons.npz" --no-progress
 flashsim extract "$REV1" "${TT[@]}" --resimulate 101 102 -o "$WORK/tt_jets.npz" --no-progress
 flashsim extract jets    "${TT[@]}" --resimulate 101 102 -o "$WORK/tt_jets_v2.npz" --no-progress
 flashsim extract jets    "$TRAIN_DIR/ttbar.root" "$DY_DIR/dy.root" "$DY_DIR/dy2.root" --resimulate 101 102 \
     -o "$WORK/ttdy_jets.npz" --no-progress
-flashsim extract muons   "${MU[@]}" --resimulate 101 102 -o "$WORK/ttdy_muons.npz" --no-progress
+flashsim extract "$MV1"  "${MU[@]}" --resimulate 101 102 -o "$WORK/ttdy_muons.npz" --no-progress
+flashsim extract muons   "${MU6[@]}" --resimulate 101 102 103 104 105 106 -o "$WORK/ttdy_muons_x6.npz" --no-progress
 
 jets() {
   flashsim train "$REV1" --data "$WORK/synth_jets.npz" -o "$WORK/pre_jets" --epochs 40 --epoch-size 150000 \
@@ -91,13 +107,18 @@ jets() {
     --head-epochs 12 --seed 1 --split row $T
 }
 muons() {
-  flashsim train "$MF" --data "$WORK/synth_muons.npz" -o "$WORK/pre_muons" --epochs 40 --epoch-size 150000 \
+  flashsim train "$MV1" --data "$WORK/synth_muons.npz" -o "$WORK/pre_muons" --epochs 40 --epoch-size 150000 \
     --patience 8 --seed 1 --split row --stop-after 8 $T
-  flashsim train "$MF" --data "$WORK/ttdy_muons.npz" -o "$WORK/ft_muons" --init "$WORK/pre_muons" --epochs 28 \
+  flashsim train "$MV1" --data "$WORK/ttdy_muons.npz" -o "$WORK/ft_muons" --init "$WORK/pre_muons" --epochs 28 \
     --epoch-size 150000 --patience 6 --lr 1.5e-3 --seed 2 --split row $T
+  # current spec (ip3d, sip3d scaled; preprocessing of the unchanged columns kept), 6 draws
+  flashsim train "$MF" --data "$WORK/ttdy_muons_x6.npz" -o "$WORK/r2_muons" --init "$WORK/ft_muons" --epochs 30 \
+    --epoch-size 300000 --patience 8 --lr 1e-3 --seed 31 $T
+  flashsim train "$MF" --data "$WORK/ttdy_muons_x6.npz" -o "$WORK/r3_muons" --init "$WORK/r2_muons" --epochs 30 \
+    --epoch-size 300000 --patience 8 --lr 3e-4 --seed 32 $T
   # 1c. discrete head (the six ID booleans) on top of that flow
-  flashsim train muons --data "$WORK/ttdy_muons.npz" -o "$WORK/head_muons" --init "$WORK/ft_muons" --head-only \
-    --head-epochs 12 --seed 1 --split row $T
+  flashsim train muons --data "$WORK/ttdy_muons_x6.npz" -o "$WORK/head_muons" --init "$WORK/r3_muons" --head-only \
+    --head-epochs 12 --seed 1 $T
 }
 jets > "$WORK/train_jets.log" 2>&1 &
 muons > "$WORK/train_muons.log" 2>&1 &

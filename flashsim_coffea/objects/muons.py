@@ -1,5 +1,9 @@
 """Default ``muons`` spec: one reco Muon per status-1 Gen muon, 30 conditioning → 22 targets.
 
+ip3d and sip3d are modelled as their ratios to √(dxy² + (dz/cosh η)²) and to
+ip3d/√(dxyErr² + (dzErr/cosh η)²) (``relation="scaled"``, see :mod:`.targets`): as raw targets
+they lie on a thin shell of the other targets, which the flow collapsed onto.
+
 Conditioning: Gen eta, phi, pt, charge; the 15 ``GenPart_statusFlags`` bits; closest GenJet
 within ΔR < 0.4: dr, deta, dphi, pt, mass (absent: dr = deta = dphi = 0.5, pt = mass = 0);
 Pileup gpudensity, nPU, nTrueInt, pudensity, sumEOOT, sumLOOT. Targets follow the seed's
@@ -59,7 +63,7 @@ def make_muons_spec() -> ObjectSpec:
         Target("dxyErr", "dxyErr", transform=Log(eps=1e-4), bounds=(0.0, 10.0)),
         Target("dz", "dz", transform=Arctan(scale=50.0), bounds=(-50.0, 50.0)),
         Target("dzErr", "dzErr", transform=Log(eps=1e-3), bounds=(0.0, 10.0)),
-        Target("ip3d", "ip3d", transform=Log(eps=1e-3), bounds=(0.0, 100.0)),
+        Target("ip3d", "ip3d", relation="scaled", scale="ip3d_from_dxy_dz", transform=Log(eps=0.0), bounds=(0.1, 10.0)),
         _boolean("isGlobal"),
         _boolean("isPFcand"),
         _boolean("isTracker"),
@@ -72,7 +76,7 @@ def make_muons_spec() -> ObjectSpec:
         Target("pfRelIso03_chg", "pfRelIso03_chg", transform=Log(eps=1e-5), bounds=(0.0, 1e3), spike=_ISO_SPIKE),
         Target("pfRelIso04_all", "pfRelIso04_all", transform=Log(eps=1e-5), bounds=(0.0, 1e3), spike=_ISO_SPIKE),
         Target("ptErr", "ptErr", transform=Log(eps=1e-3), bounds=(0.0, 1e4)),
-        Target("sip3d", "sip3d", transform=Log1p(), bounds=(0.0, 1e5)),
+        Target("sip3d", "sip3d", relation="scaled", scale="sip3d_from_errors", transform=Log(eps=0.0), bounds=(0.1, 10.0)),
         _boolean("softId"),
         Target("softMva", "softMva", bounds=(-1.0, 1.0)),
         _boolean("softMvaId"),

@@ -95,6 +95,24 @@ def _sip3d_from_errors(reco: dict, gen: dict) -> np.ndarray:
     return reco["ip3d"] / np.hypot(reco["dxyErr"], reco["dzErr"] / np.cosh(gen["eta"]))
 
 
+def _complement_of(tagger: str):
+    """S = 1 − tagger (at least 2⁻¹⁰, the tagger's NanoAOD step near 1), or 1 where the
+    tagger is undefined (< 0), so that a sentinel −1 stays −1."""
+
+    def fn(reco: dict, gen: dict) -> np.ndarray:
+        x = np.asarray(reco[tagger], dtype=np.float64)
+        return np.where(x < 0, 1.0, np.maximum(1.0 - x, 2.0**-10))
+
+    fn.__doc__ = f"1 − {tagger}: the probability left to the other classes"
+    return fn
+
+
+# DeepCSV/DeepJet class probabilities sum to one: C ≤ 1 − B. The charm score as a fraction of
+# the non-b probability, C / (1 − B) ∈ [0, 1], is free of that moving bound.
+for _b in ("btagDeepB", "btagDeepFlavB"):
+    register_scale(f"one_minus_{_b}", reco=(_b,))(_complement_of(_b))
+
+
 @dataclass(frozen=True)
 class Spike:
     """Exact value ``value`` ↔ uniform band [lo, hi) of the transformed axis; decoded when < cut."""
@@ -174,8 +192,13 @@ class Target:
             return reco - gen
         if self.relation == "scaled":
             with np.errstate(divide="ignore", invalid="ignore"):
-                return reco / self.scale_of(context)
+                return np.where(self._sentinel(reco), reco, reco / self.scale_of(context))
         return wrap_phi(reco - gen)
+
+    def _sentinel(self, x) -> np.ndarray:
+        """Spike (sentinel) values, which ``scaled`` targets pass through unscaled."""
+        x = np.asarray(x, dtype=np.float64)
+        return self.spike.matches(x, self.bounds[0]) if self.spike is not None else np.zeros(x.shape, dtype=bool)
 
     def to_reco(self, t, gen=None, context: tuple[dict, dict] | None = None):
         """Reco branch value r rebuilt from target t (inverse of :meth:`from_reco`)."""
@@ -186,7 +209,7 @@ class Target:
         if self.relation == "diff":
             return gen + t
         if self.relation == "scaled":
-            return t * self.scale_of(context)
+            return np.where(self._sentinel(t), t, t * self.scale_of(context))
         return wrap_phi(gen + t)
 
     # -- serialisation --------------------------------------------------------------------
