@@ -95,24 +95,6 @@ def _sip3d_from_errors(reco: dict, gen: dict) -> np.ndarray:
     return reco["ip3d"] / np.hypot(reco["dxyErr"], reco["dzErr"] / np.cosh(gen["eta"]))
 
 
-def _complement_of(tagger: str):
-    """S = 1 − tagger (at least 2⁻¹⁰, the tagger's NanoAOD step near 1), or 1 where the
-    tagger is undefined (< 0), so that a sentinel −1 stays −1."""
-
-    def fn(reco: dict, gen: dict) -> np.ndarray:
-        x = np.asarray(reco[tagger], dtype=np.float64)
-        return np.where(x < 0, 1.0, np.maximum(1.0 - x, 2.0**-10))
-
-    fn.__doc__ = f"1 − {tagger}: the probability left to the other classes"
-    return fn
-
-
-# DeepCSV/DeepJet class probabilities sum to one: C ≤ 1 − B. The charm score as a fraction of
-# the non-b probability, C / (1 − B) ∈ [0, 1], is free of that moving bound.
-for _b in ("btagDeepB", "btagDeepFlavB"):
-    register_scale(f"one_minus_{_b}", reco=(_b,))(_complement_of(_b))
-
-
 @dataclass(frozen=True)
 class Spike:
     """Exact value ``value`` ↔ uniform band [lo, hi) of the transformed axis; decoded when < cut."""
