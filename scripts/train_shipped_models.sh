@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the shipped FlashSim models flashsim_coffea/models/{jets,muons} (fixed seeds, one
-# torch thread per job, as they were made; ~1.5 h on 2 busy CPU cores).
+# torch thread per job, as they were made; ~3 h on 2 busy CPU cores).
 #
 #   scripts/train_shipped_models.sh [TRAIN_DIR] [DY_DIR] [WORK_DIR]
 #
