@@ -240,7 +240,11 @@ def test_scaled_ip3d_targets_rebuild_the_reference_relation():
     np.testing.assert_allclose(back, data.targets, rtol=1e-5, atol=1e-6)
     shown = comparable(spec, data.targets, data.gen)
     np.testing.assert_allclose(shown[:, names.index("ip3d")], reco["ip3d"], rtol=1e-6)
+    from dataclasses import replace
+
     with pytest.raises(ValueError, match="needs reco targets"):
-        from dataclasses import replace
         replace(spec, targets=tuple(t for t in spec.targets if t.name != "dz"))
+    swapped = sorted(spec.targets, key=lambda t: {"ip3d": 1, "sip3d": 0}.get(t.name, -1))
+    with pytest.raises(ValueError, match="must come before"):
+        replace(spec, targets=tuple(swapped))
 

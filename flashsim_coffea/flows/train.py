@@ -42,7 +42,7 @@ from flashsim_coffea.errors import UserError
 from flashsim_coffea.objects import ObjectSpec
 from flashsim_coffea.objects.spec import EVENT_ID_BRANCHES
 
-from .checkpoint import save_checkpoint
+from .checkpoint import load_weights, read_card, save_checkpoint
 from .data import TrainingData
 from .head import HEAD_ARCHITECTURE, DiscreteHead, combination_index, combinations, head_columns
 from .model import ARCHITECTURES, build_flow, count_parameters
@@ -194,6 +194,8 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
     device = torch.device(config.device)
     arch = config.architecture()
 
+    if config.head_only and not spec.classified_names:
+        raise UserError(f"--head-only: spec {spec.name!r} has no classified targets (Target(classify=True))")
     n = len(data) if config.max_objects is None else min(len(data), config.max_objects)
     if n < 10:
         raise UserError(f"only {n} training objects: need at least 10")
@@ -213,8 +215,6 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
     if config.init:
         # fine-tuning: keep the initial model's standardisation (the network's input meaning)
         # and widen its conditioning range to cover the new data
-        from .checkpoint import load_weights, read_card
-
         init_card, init_path = read_card(config.init)
         same_shape = (init_card["n_targets"], init_card["n_context"]) == (len(spec.targets), len(spec.conditioning))
         if init_card["spec"]["name"] != spec.name or not same_shape:
@@ -227,7 +227,9 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
         if config.head_only and not same_flow:
             raise UserError(f"{init_path}: --head-only needs a model of the same spec up to `classify` flags; "
                             f"{init_card['spec']['name']!r} differs in its conditioning or targets")
-        if same_flow:
+        if config.head_only:
+            pre = Preprocessor.from_dict(spec, init_card["preprocessing"])  # the flow's, as it is
+        elif same_flow:
             pre = Preprocessor.from_dict(spec, init_card["preprocessing"])
             fresh = Preprocessor.fit(spec, cond[train_rows], targ[train_rows], u_fit)
             pre.cond_min, pre.cond_max = np.minimum(pre.cond_min, fresh.cond_min), np.maximum(pre.cond_max, fresh.cond_max)
@@ -248,15 +250,12 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
         raise UserError("--head-only trains the discrete head of an existing model: give it with --init MODEL")
     else:
         pre = Preprocessor.fit(spec, cond[train_rows], targ[train_rows], _uniforms(spec, config.seed, "fit", 0, train_rows))
-    if config.head_only:
-        if not spec.classified_names:
-            raise UserError(f"--head-only: spec {spec.name!r} has no classified targets (Target(classify=True))")
-        pre = Preprocessor.from_dict(spec, init_card["preprocessing"])
-    c_train = torch.from_numpy(pre.encode_cond(cond[train_rows])[0]).to(device)
-    c_val = torch.from_numpy(pre.encode_cond(cond[val_rows])[0]).to(device)
-    y_val = torch.from_numpy(
-        pre.encode_targets(targ[val_rows], _uniforms(spec, config.seed, "val", 0, val_rows)).astype(np.float32)
-    ).to(device)
+    if not config.head_only:  # the flow's tensors (the head encodes its own)
+        c_train = torch.from_numpy(pre.encode_cond(cond[train_rows])[0]).to(device)
+        c_val = torch.from_numpy(pre.encode_cond(cond[val_rows])[0]).to(device)
+        y_val = torch.from_numpy(
+            pre.encode_targets(targ[val_rows], _uniforms(spec, config.seed, "val", 0, val_rows)).astype(np.float32)
+        ).to(device)
 
     torch.manual_seed(config.seed)
     flow = build_flow(len(spec.targets), len(spec.conditioning), arch, seed=config.seed)
@@ -373,8 +372,6 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
     result = {"best_val_nll": state["best_val"], "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
               "history": state["history"], "n_parameters": count_parameters(flow)}
     if spec.classified_names:
-        from .checkpoint import load_weights, read_card
-
         if not config.head_only:
             card, card_path = read_card(out_dir)
             best_state, _ = load_weights(card, card_path)

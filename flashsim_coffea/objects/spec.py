@@ -81,6 +81,11 @@ class ObjectSpec:
                 if missing:
                     raise ValueError(f"spec {self.name!r}: scale {t.scale!r} of {t.name} needs reco targets "
                                      f"{', '.join(sorted(missing))}")
+                later = [u.name for u in self.targets[self.targets.index(t) + 1:]
+                         if u.relation == "scaled" and u.branch in SCALES[t.scale].reco]
+                if later:  # the rebuild restores scaled targets in spec order
+                    raise ValueError(f"spec {self.name!r}: {t.name} is scaled by the scaled target(s) "
+                                     f"{', '.join(later)}, which must come before it")
 
     # -- names ------------------------------------------------------------------------------
     @property
