@@ -7,12 +7,18 @@ masked affine autoregressive flow (MAF) of similar parameter count for the jets 
 (17 targets, 14 context), fed with the same block size. Conditioning rows are drawn from
 synthetic Gen events through the spec's feature computation.
 
-Usage: ``python benchmarks/bench_flows.py [--threads 2] [--repeat 2]``. The last line printed
-is JSON::
+Each model is measured in float32 (the default) and with bfloat16 products
+(``FlowModel.set_precision("bfloat16")``; ``"jets_bfloat16"``/``"muons_bfloat16"`` entries;
+fast only where ``cpu_fast_bf16`` is true: AMX or AVX512-BF16).
+
+Usage: ``python benchmarks/bench_flows.py [--threads 2] [--repeat 2] [--precisions float32,bfloat16]``.
+The last line printed is JSON::
 
     {"jets": {"samples_per_s": {"1e4": .., "1e5": ..}, "params": ..}, "muons": {...},
+     "jets_bfloat16": {...}, "muons_bfloat16": {...},
      "maf_baseline": {"samples_per_s": {"1e4": .., "1e5": ..}, "params": ..},
-     "ratio_jets_vs_maf_1e4": .., "threads": .., "device": "cpu"}
+     "ratio_jets_vs_maf_1e4": .., "ratio_jets_bfloat16_vs_maf_1e4": .., "cpu_fast_bf16": ..,
+     "threads": .., "device": "cpu"}
 
 with ``"cuda"`` entries added when a GPU is available.
 """
@@ -77,28 +83,31 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--sizes", default="1e4,1e5")
+    parser.add_argument("--precisions", default="float32,bfloat16",
+                        help="sampling precisions to measure (the MAF baseline is always float32)")
     parser.add_argument("--jets-model", help="model folder to measure instead of the shipped jets model")
     parser.add_argument("--muons-model", help="model folder to measure instead of the shipped muons model")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     warnings.simplefilter("ignore")
 
-    from flashsim_coffea.flows.sampler import FlowModel, shipped_model_path
+    from flashsim_coffea.flows.sampler import FlowModel, cpu_has_fast_bf16, shipped_model_path
 
     sizes = {s: int(float(s)) for s in args.sizes.split(",")}
     result: dict = {}
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     paths = {name: getattr(args, f"{name}_model") or shipped_model_path(name) for name in ("jets", "muons")}
     for name in ("jets", "muons"):
-        model = FlowModel.load(paths[name])
-        cond, keys = conditioning(model.spec, max(sizes.values()))
-        entry = {"samples_per_s": {}, "params": sum(p.numel() for p in model.flow.parameters())}
-        for label, n in sizes.items():
-            k = {kk: v[:n] for kk, v in keys.items()}
-            dt = time_call(lambda: model.sample(cond[:n], k, fold=0), args.repeat)
-            entry["samples_per_s"][label] = round(n / dt)
-            print(f"{name} {label}: {n / dt:,.0f} samples/s", flush=True)
-        result[name] = entry
+        for precision in args.precisions.split(","):
+            model = FlowModel.load(paths[name]).set_precision(precision)
+            cond, keys = conditioning(model.spec, max(sizes.values()))
+            entry = {"samples_per_s": {}, "params": sum(p.numel() for p in model.flow.parameters())}
+            for label, n in sizes.items():
+                k = {kk: v[:n] for kk, v in keys.items()}
+                dt = time_call(lambda: model.sample(cond[:n], k, fold=0), args.repeat)
+                entry["samples_per_s"][label] = round(n / dt)
+                print(f"{name} {model.precision} {label}: {n / dt:,.0f} samples/s", flush=True)
+            result[name if model.precision == "float32" else f"{name}_{model.precision}"] = entry
 
     jets = FlowModel.load(paths["jets"])
     maf = maf_baseline(len(jets.spec.targets), len(jets.spec.conditioning), result["jets"]["params"]).eval()
@@ -117,7 +126,10 @@ def main() -> None:
         entry["samples_per_s"][label] = round(n / dt)
         print(f"maf_baseline {label}: {n / dt:,.0f} samples/s", flush=True)
     result["maf_baseline"] = entry
-    result["ratio_jets_vs_maf_1e4"] = round(result["jets"]["samples_per_s"]["1e4"] / entry["samples_per_s"]["1e4"], 2)
+    for key in [k for k in ("jets", "jets_bfloat16") if k in result]:
+        suffix = key[len("jets"):]
+        result[f"ratio_jets{suffix}_vs_maf_1e4"] = round(result[key]["samples_per_s"]["1e4"] / entry["samples_per_s"]["1e4"], 2)
+    result["cpu_fast_bf16"] = cpu_has_fast_bf16()
     result["threads"] = args.threads
     result["device"] = "cpu"
     if "cuda" in devices:

@@ -52,6 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jets-model", help="FlashSim jets flow folder (flashsim mode; default: the shipped one)")
     p.add_argument("--muons-model", help="FlashSim muons flow folder (flashsim mode; default: the shipped one)")
     p.add_argument("--device", default="cpu", help="where FlashSim samples the flows: cpu (default) or cuda (flashsim mode)")
+    p.add_argument("--precision", default="float32",
+                   help="FlashSim flow products in float32 (default) or bfloat16 (~2x faster on CPUs with AMX; flashsim mode)")
     p.add_argument("--skip-bad-files", action="store_true", help="skip unreadable files/corrupt baskets and report them")
     p.add_argument("-o", "--output", required=True, help="output file (coffea.util.save)")
     p.add_argument("--root", help="also write the histograms to this ROOT file")
@@ -61,6 +63,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def load_fileset(inputs: Sequence[str], treename: str = "Events") -> dict[str, dict[str, dict[str, str]]]:
     """``{dataset: {"files": {path: treename}}}`` from a fileset JSON or a list of ROOT files."""
     from ..errors import UserError
+    from ..sampling_precision import check_precision
 
     if len(inputs) == 1 and str(inputs[0]).endswith(".json"):
         path = Path(inputs[0])
@@ -268,12 +271,13 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--scheduler needs --executor dask")
     dnn: bool | str = False if args.no_dnn else (args.dnn_model or True)
     simulator = None
-    if args.jets_model or args.muons_model or args.device != "cpu":
+    if args.jets_model or args.muons_model or args.device != "cpu" or check_precision(args.precision) != "float32":
         if args.mode != "flashsim":
-            raise UserError("--jets-model/--muons-model/--device need --mode flashsim")
+            raise UserError("--jets-model/--muons-model/--device/--precision need --mode flashsim")
         from ..inject import FlashSim  # carries only model paths: cheap to pickle to workers
 
-        simulator = FlashSim(jets=args.jets_model or "default", muons=args.muons_model or "default", device=args.device)
+        simulator = FlashSim(jets=args.jets_model or "default", muons=args.muons_model or "default", device=args.device,
+                             precision=args.precision)
         if args.device != "cpu":  # fail here, not on every worker
             from ..flows.sampler import check_device
 

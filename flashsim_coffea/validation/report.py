@@ -122,7 +122,7 @@ def run_validation(spec: ObjectSpec, model: FlowModel, files: list[str], out_dir
     samples = build_samples(spec, model, files, ref_seed, max_events, resimulate)
     title = title or Path(files[0]).stem
     metrics = write_report(spec, samples, out, title)
-    prov = {"spec": spec.name, "spec_hash": spec.hash(), "model": str(model.path), "model_metrics": model.card.get("metrics"),
+    prov = {"spec": spec.name, "spec_hash": spec.hash(), "model": str(model.path), "precision": model.precision, "model_metrics": model.card.get("metrics"),
             "inputs": [str(Path(f).resolve()) for f in files], "reference_prime_seed": ref_seed,
             "reference": "file" if resimulate is None else f"reference.simulate(seed {resimulate})",
             "reference_fingerprint": reference_fingerprint(), **samples.info,
