@@ -26,7 +26,7 @@ from collections.abc import MutableMapping
 import awkward as ak
 import numpy as np
 
-__all__ = ["NANOAOD_MANTISSA_BITS", "round_mantissa", "apply_nanoaod_precision"]
+__all__ = ["NANOAOD_MANTISSA_BITS", "round_mantissa", "fill_rounding_cell", "apply_nanoaod_precision"]
 
 _BTAG = ("btagCMVA", "btagCSVV2", "btagDeepB", "btagDeepC", "btagDeepFlavB", "btagDeepFlavC")
 
@@ -94,6 +94,23 @@ def round_mantissa(x: np.ndarray, bits: int) -> np.ndarray:
     finite = np.isfinite(a)
     out = np.where(finite, np.where(np.isfinite(rounded), rounded, truncated), a)
     return out.astype(np.float32, copy=False)
+
+
+def fill_rounding_cell(r: np.ndarray, bits: int, u: np.ndarray) -> np.ndarray:
+    """r' = lo + u·(hi − lo): for u uniform in [0, 1), uniform over the cell [lo, hi) of values
+    that :func:`round_mantissa` (``bits``) maps onto the representable value r.
+
+    For |r| = m·2^e (1 ≤ m < 2) the cell is |r| ± 2^(e − bits)/2, except at a power of two
+    (m = 1), whose lower neighbours are twice as dense: |r| − 2^(e − bits)/4 … |r| + 2^(e − bits)/2.
+    r = 0 and non-finite r are returned unchanged. float64 in and out.
+    """
+    r = np.asarray(r, dtype=np.float64)
+    f, e = np.frexp(r)  # r = f·2^E, 0.5 ≤ |f| < 1: cell width 2^(E − 1 − bits)
+    with np.errstate(invalid="ignore"):
+        cell = np.where((r != 0) & np.isfinite(r), np.ldexp(1.0, e - 1 - min(int(bits), 23)), 0.0)
+    below = np.where(np.abs(f) == 0.5, cell / 4, cell / 2)
+    mag = np.abs(r) - below + np.asarray(u, dtype=np.float64) * (below + cell / 2)
+    return np.where(cell > 0, np.copysign(mag, r), r)
 
 
 def _round_any(arr, bits: int):

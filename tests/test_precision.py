@@ -70,3 +70,22 @@ def test_real_nanoaod_is_fixed_point():
     for n in names:
         x = ak.to_numpy(ak.flatten(arr[n])).astype(np.float32)
         np.testing.assert_array_equal(round_mantissa(x, NANOAOD_MANTISSA_BITS[n]), x, err_msg=n)
+
+
+@pytest.mark.parametrize("bits", [6, 12])
+def test_fill_rounding_cell_stays_in_the_cell_and_fills_it(bits):
+    from flashsim_coffea.precision import fill_rounding_cell
+
+    rng = np.random.default_rng(bits)
+    x = round_mantissa((rng.standard_normal(50000) * 10.0 ** rng.uniform(-4, 2, 50000)).astype(np.float32), bits)
+    x = np.concatenate([x, np.float32([0.5, 1.0, 2.0, -1.0, -0.25])])  # powers of two: denser below
+    u = rng.uniform(0.0, 0.999, len(x))  # (u → 1 reaches the upper edge, where float32 ties round up)
+    y = fill_rounding_cell(x, bits, u)
+    np.testing.assert_array_equal(round_mantissa(y.astype(np.float32), bits), x)
+    # it fills the cell: offsets span ±½ of the spacing 2^(e − bits) (−¼ below a power of two)
+    cell = 2.0 ** (np.floor(np.log2(np.abs(x.astype(np.float64)))) - bits)
+    off = (np.abs(y) - np.abs(x)) / cell
+    pow2 = np.isin(np.abs(x), [0.25, 0.5, 1.0, 2.0])
+    assert off[~pow2].min() < -0.49 and off.max() > 0.49 and off[pow2].min() >= -0.25
+    assert abs(np.mean(off[~pow2])) < 0.01
+    np.testing.assert_array_equal(fill_rounding_cell(np.array([0.0, np.inf]), bits, np.array([0.3, 0.3])), [0.0, np.inf])

@@ -63,7 +63,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def load_fileset(inputs: Sequence[str], treename: str = "Events") -> dict[str, dict[str, dict[str, str]]]:
     """``{dataset: {"files": {path: treename}}}`` from a fileset JSON or a list of ROOT files."""
     from ..errors import UserError
-    from ..sampling_precision import check_precision
 
     if len(inputs) == 1 and str(inputs[0]).endswith(".json"):
         path = Path(inputs[0])
@@ -264,6 +263,7 @@ def run(args: argparse.Namespace) -> int:
     from processors import VBFHmmProcessor
 
     from ..errors import UserError
+    from ..sampling_precision import check_precision
 
     if args.workers < 1:
         raise UserError(f"--workers must be ≥ 1, got {args.workers}")

@@ -11,6 +11,9 @@ kept when its index i satisfies, in this order (the first failing rule is the dr
 5. ``nonfinite``:        every conditioning value and target is finite;
 6. ``not_admissible``:   integer/ordinal targets take an admissible value.
 
+Targets with ``dequantize="rounding"`` fill the NanoAOD rounding cell of their reco value
+(:meth:`.ObjectSpec.fill_rounding_cells`).
+
 Real targets outside their ``bounds`` (except spike values) are clipped and counted per
 target in ``clipped``; values below the bound of a ``below`` spike are set to the spike value
 (counted as ``"<name> (sentinel -> v)"``). Everything is done on whole chunks with awkward/numpy.
@@ -73,8 +76,9 @@ class Extracted:
         return out
 
 
-def extract_events(spec: ObjectSpec, events) -> Extracted:
-    """Matched pairs of one chunk of events (uproot arrays or NanoEvents)."""
+def extract_events(spec: ObjectSpec, events, draw: int = 0) -> Extracted:
+    """Matched pairs of one chunk of events (uproot arrays or NanoEvents); ``draw`` numbers the
+    reference draw (keys the filling of rounding cells, :meth:`.ObjectSpec.fill_rounding_cells`)."""
     ctx = spec.context(events)
     objs = ctx.objects()
     cond_jagged = spec.conditioning_jagged(ctx)
@@ -116,6 +120,7 @@ def extract_events(spec: ObjectSpec, events) -> Extracted:
         k: np.repeat(np.asarray(ak.to_numpy(branch(events, k))).astype(np.int64), counts) for k in EVENT_ID_BRANCHES
     }
     ev_keys["object"] = np.asarray(ak.to_numpy(ak.flatten(objs["index"], axis=1)), dtype=np.int64)[gpos]
+    targets = spec.fill_rounding_cells(targets, reco, gen, ev_keys, draw)
 
     with np.errstate(invalid="ignore"):
         finite = np.isfinite(cond).all(axis=1) & np.isfinite(targets).all(axis=1)
@@ -205,7 +210,7 @@ def extract_files(
         for chunk in tree.iterate(branches, step_size=step_size, library="ak"):
             for seed in seeds or [None]:
                 events = chunk if seed is None else resimulated(chunk, seed, source=f)
-                part = extract_events(spec, events)
+                part = extract_events(spec, events, draw=seed or 0)
                 parts.append(part)
                 n += len(part)
             bar.update(len(chunk))

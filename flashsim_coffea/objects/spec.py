@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import awkward as ak
 import numpy as np
 
-from flashsim_coffea.precision import NANOAOD_MANTISSA_BITS, round_mantissa
+from flashsim_coffea import noise
+from flashsim_coffea.precision import NANOAOD_MANTISSA_BITS, fill_rounding_cell, round_mantissa
 
 from .features import Feature, feature_from_dict, neighbour_table
 from .gen import GenCollection, branch
@@ -86,6 +87,9 @@ class ObjectSpec:
                 if later:  # the rebuild restores scaled targets in spec order
                     raise ValueError(f"spec {self.name!r}: {t.name} is scaled by the scaled target(s) "
                                      f"{', '.join(later)}, which must come before it")
+            if t.dequantize == "rounding" and self.rounding_bits(t) >= 23:
+                raise ValueError(f"spec {self.name!r}: {t.name} has dequantize='rounding' but "
+                                 f"{self.reco_branch(t)} is stored at full float32 precision (NANOAOD_MANTISSA_BITS)")
 
     # -- names ------------------------------------------------------------------------------
     @property
@@ -163,6 +167,25 @@ class ObjectSpec:
                 for t in self.targets]
         return np.stack(cols, axis=1) if cols else np.zeros((len(next(iter(gen.values()), [])), 0))
 
+    def rounding_bits(self, t: Target) -> int:
+        """Mantissa bits NanoAOD keeps of the target's reco branch (23: full float32)."""
+        return NANOAOD_MANTISSA_BITS.get(self.reco_branch(t), 23)
+
+    def fill_rounding_cells(self, targets: np.ndarray, reco: dict[str, np.ndarray], gen: dict[str, np.ndarray],
+                            keys: dict[str, np.ndarray], draw: int = 0) -> np.ndarray:
+        """Targets with ``dequantize="rounding"`` recomputed from r' uniform over the rounding cell of r
+        (:func:`~flashsim_coffea.precision.fill_rounding_cell`), u keyed on
+        (spec, target, reference draw, run, lumi, event, object); the others unchanged (in place)."""
+        for j, t in enumerate(self.targets):
+            if t.dequantize != "rounding":
+                continue
+            r = np.asarray(reco[t.branch], dtype=np.float64)
+            u = noise.uniform(0, noise.stream_id(f"extract/rounding/{self.name}/{t.name}"), int(draw),
+                              *(np.asarray(keys[k], dtype=np.int64) for k in (*EVENT_ID_BRANCHES, "object")))
+            filled = fill_rounding_cell(r, self.rounding_bits(t), u)
+            targets[:, j] = t.from_reco(filled, gen.get(t.gen_field), (reco, gen))
+        return targets
+
     def gen_fields(self, ctx: GenContext) -> dict[str, np.ndarray]:
         """Flat Gen fields for :meth:`rebuild`, aligned with :meth:`conditioning_matrix` rows."""
         objs = ctx.objects()
@@ -239,15 +262,16 @@ class ObjectSpec:
 
     def extraction_hash(self) -> str:
         """Hash of what extraction depends on: the spec without modelling-only choices
-        (a target's ``dequantize`` and ``classify``), so one extracted dataset serves every such variant."""
-        return self._hash_without(("dequantize", "classify"))
+        (a target's ``dequantize`` and ``classify``), so one extracted dataset serves every such
+        variant — except ``dequantize="rounding"``, which extraction applies."""
+        return self._hash_without(("dequantize", "classify"), keep={("dequantize", "rounding")})
 
     def flow_hash(self) -> str:
         """Hash of what the flow and its preprocessing depend on: the spec without ``classify``
         (which only decides whether the discrete head redraws a target)."""
         return self._hash_without(("classify",))
 
-    def _hash_without(self, keys: tuple[str, ...]) -> str:
+    def _hash_without(self, keys: tuple[str, ...], keep: set[tuple[str, str]] = frozenset()) -> str:
         d = self.to_dict()
-        d["targets"] = [{k: v for k, v in t.items() if k not in keys} for t in d["targets"]]
+        d["targets"] = [{k: v for k, v in t.items() if k not in keys or (k, v) in keep} for t in d["targets"]]
         return hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

@@ -34,6 +34,15 @@ and declares its kind:
              *discrete head* (:mod:`flashsim_coffea.flows.head`), jointly with the spec's
              other classified targets, from p(values | conditioning, other targets)
 
+A real target with ``dequantize="rounding"`` is filled across the NanoAOD rounding cell of
+its reco value at extraction: r' uniform over the values that round to r (|r| ± 2^(e − bits)/2
+for |r| = m·2^e, ``NANOAOD_MANTISSA_BITS`` of the reco branch), u keyed on the object and
+the reference draw, t = from_reco(r'). Muon η, φ are stored with 12 mantissa bits, a step
+(1–5·10⁻⁴) close to the resolution of prompt muons: Δη, Δφ then take a handful of lattice
+values per object and the flow's likelihood rewards collapsing onto lattices seen in
+training; filled cells give it the smooth density whose rounding (applied after sampling,
+as for every reco field) reproduces the lattice — P(round(r') = k) = P(r = k) exactly.
+
 An optional :class:`Spike` moves an exactly repeated value (tagger sentinel −1, a zero spike
 in isolations) to a uniform band [lo, hi) *below* the transformed regular values; after
 sampling any encoded value < cut becomes that value again. With ``below=True`` every value
@@ -55,7 +64,7 @@ __all__ = ["Spike", "Target", "Scale", "SCALES", "register_scale", "RELATIONS", 
 
 RELATIONS = ("direct", "ratio", "diff", "dphi", "scaled")
 KINDS = ("real", "integer", "ordinal")
-DEQUANTIZATIONS = ("uniform", "quantile")
+DEQUANTIZATIONS = ("uniform", "quantile", "rounding")
 
 
 @dataclass(frozen=True)
@@ -142,8 +151,10 @@ class Target:
                 raise ValueError(f"{self.name}: relation 'scaled' needs a registered scale; known: {', '.join(SCALES)}")
         elif self.relation != "direct" and not self.gen_field:
             raise ValueError(f"{self.name}: relation {self.relation!r} needs gen_field")
-        if self.dequantize not in DEQUANTIZATIONS or (self.dequantize != "uniform" and self.kind != "ordinal"):
-            raise ValueError(f"{self.name}: dequantize must be one of {DEQUANTIZATIONS} ('quantile' only for ordinals)")
+        if self.dequantize not in DEQUANTIZATIONS or (self.dequantize == "quantile" and self.kind != "ordinal") \
+                or (self.dequantize == "rounding" and (self.kind != "real" or self.dtype != "float32")):
+            raise ValueError(f"{self.name}: dequantize must be one of {DEQUANTIZATIONS} ('quantile' only for "
+                             "ordinals, 'rounding' only for real float32 targets)")
         if self.classify and self.kind != "ordinal":
             raise ValueError(f"{self.name}: only ordinal targets can be drawn by the discrete head (classify=True)")
         if self.kind == "ordinal" and (len(self.values) < 2 or list(self.values) != sorted(self.values)):
