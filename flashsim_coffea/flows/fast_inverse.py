@@ -8,13 +8,15 @@ halves, running a ResidualNet on ``cat(x_A, context)``, gating each residual blo
 ``copy_`` and small element-wise kernels. :class:`FastInverse` evaluates exactly the same
 function with less data movement:
 
-* **feature-major**: activations are (features × objects), so every element-wise kernel of
-  the spline runs over contiguous rows of N objects (with objects as the inner axis, softmax,
-  max and running sums over a length-8 bin axis did not vectorise: 2–8x slower);
+* **feature-major spline**: the coupled features and the spline parameters are (features ×
+  objects), so every element-wise kernel of the spline runs over contiguous rows of N objects
+  (with objects as the outer axis, softmax, max and running sums over a length-8 bin axis did
+  not vectorise: 2–8x slower); the networks run object-major (N × hidden) and their final
+  product writes the parameters feature-major directly (a transposed operand is free in BLAS);
 * **context terms per coupling**: the context columns of the initial layer and every block's
-  gate pre-activation are one product ``W_ctx c`` per coupling and block of objects, the gates
-  ``σ(W_c c + b)`` one ``sigmoid`` — glu(a, b) = a·σ(b) (computing all couplings' terms at once
-  made a 19 MB buffer at 2048 objects and fell out of cache);
+  gate pre-activation are one product ``c W_ctxᵀ`` per coupling and block of objects, the
+  gates ``σ(W_c c + b)`` one ``sigmoid`` — glu(a, b) = a·σ(b) (all couplings' terms at once
+  made a 19 MB buffer at 2048 objects, out of cache);
 * **physical layout**: permutations are bookkeeping (a row order), and each coupling does a
   single ``index_select`` that puts its identity half first, so both halves are views;
 * **spline parameters grouped**: the rows of each final layer are reordered bin-major
@@ -38,9 +40,9 @@ and the identity outside [−B, B] (linear tails). The result equals
 ``flow._transform.inverse(z, context)[0]`` to float32 rounding (tested).
 
 **Precision.** With ``precision="bfloat16"`` the matrix products of the residual blocks and
-final layers take bfloat16 operands (weights rounded once, activations cast per product,
-accumulation in float32 inside the kernel) while the context terms, the residual stream, the
-spline and everything after it stay float32. On CPUs with AMX (Intel Sapphire Rapids and
+final layers take bfloat16 operands (weights rounded once, activations cast once per block,
+accumulation in float32 inside oneDNN's fused linear + bias + ReLU) while the context terms,
+the residual stream, the spline and everything after it stay float32. On CPUs with AMX (Intel Sapphire Rapids and
 later) or AVX512-BF16 those products run 3–7× faster than in float32, the whole inverse
 ~1.2x (the element-wise work is unchanged; see ``benchmarks/bench_flows.py``); elsewhere
 PyTorch emulates them (slower).
@@ -68,6 +70,25 @@ __all__ = ["FastInverse", "DTYPES"]
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
+def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, relu: bool = False) -> torch.Tensor:
+    """x wᵀ + b (then ReLU) for low-precision operands: on CPU oneDNN's fused linear (bias and
+    activation inside the kernel: 2.5x faster than mm + bfloat16 element-wise ops), else F.linear."""
+    if x.is_cpu and _FUSED_LINEAR is not None:
+        return _FUSED_LINEAR(x, w, b, "relu" if relu else "none", [], "")
+    out = F.linear(x, w, b)
+    return out.relu_() if relu else out
+
+
+def _fused_linear():
+    try:  # a private op of PyTorch's CPU builds with oneDNN (used by torch.compile's CPU backend)
+        return torch.ops.mkldnn._linear_pointwise if torch.backends.mkldnn.is_available() else None
+    except (AttributeError, RuntimeError):
+        return None
+
+
+_FUSED_LINEAR = _fused_linear()
+
+
 class _Coupling:
     """One RQ-spline coupling layer, its network unrolled into plain weight tensors that act on
     feature-major activations (features × objects)."""
@@ -87,20 +108,19 @@ class _Coupling:
             raise TypeError("FastInverse needs equal minimal bin widths and heights")
         hidden = net.hidden_features
         w0 = net.initial_layer.weight.detach()
-        self.w_in = w0[:, :n_id].contiguous()  # (H, n_id): x_A part of the initial layer
+        self.w_in = w0[:, :n_id].t().contiguous()  # (n_id, H): x_A part of the initial layer
         # context rows: the initial layer's context columns (H), and each block's gate (H)
         self.init_w, self.init_b = w0[:, n_id:], net.initial_layer.bias.detach()
         self.gate_w = torch.cat([b.context_layer.weight.detach() for b in net.blocks], 0)
         self.gate_b = torch.cat([b.context_layer.bias.detach() for b in net.blocks], 0)
         # the context terms of this coupling, one product per block of objects: [initial | gates]
         self.ctx_w = torch.cat([self.init_w, self.gate_w], 0).contiguous()
-        self.ctx_b = torch.cat([self.init_b, self.gate_b], 0)[:, None]
+        self.ctx_b = torch.cat([self.init_b, self.gate_b], 0)
         self.hidden = hidden
-        self.blocks = [
-            tuple(t.detach().contiguous() if t.ndim == 2 else t.detach()[:, None]
-                  for t in (b.linear_layers[0].weight, b.linear_layers[0].bias, b.linear_layers[1].weight, b.linear_layers[1].bias))
-            for b in net.blocks
-        ]
+        # residual blocks (W1, b1, W2, b2) with nflows' (out, in) weights
+        self.blocks = [tuple(t.detach().contiguous() for t in (b.linear_layers[0].weight, b.linear_layers[0].bias,
+                                                                b.linear_layers[1].weight, b.linear_layers[1].bias))
+                       for b in net.blocks]
         # final layer as one product whose output rows are, bin-major: the derivatives d_j of
         # every transformed feature at the knots j = 0…K (the boundary derivatives' constant
         # pre-activation as rows 0 and K: nflows pads them), then [width_j | height_j] of bins
@@ -120,9 +140,13 @@ class _Coupling:
         self.set_dtype(torch.float32)
 
     def set_dtype(self, dtype: torch.dtype) -> None:
-        """Operands of the products in ``dtype`` (float32: the weights themselves, no copy)."""
+        """Operands of the block and final products in ``dtype``. float32: (in, out) weights for
+        ``mm`` + in-place bias; bfloat16: oneDNN linear with bias (and ReLU) fused (:func:`_linear`)."""
         self.dtype = dtype
-        self.mm_blocks = [(w1.to(dtype), b1, w2.to(dtype), b2) for w1, b1, w2, b2 in self.blocks]
+        if dtype == torch.float32:
+            self.mm_blocks = [(w1.t().contiguous(), b1, w2.t().contiguous(), b2) for w1, b1, w2, b2 in self.blocks]
+        else:
+            self.mm_blocks = [tuple(t.to(dtype) for t in b) for b in self.blocks]
         self.mm_out = self.w_out.to(dtype)
 
     def to(self, device) -> "_Coupling":
@@ -133,25 +157,27 @@ class _Coupling:
         self.set_dtype(self.dtype)
         return self
 
-    def context_terms(self, c_t: torch.Tensor) -> torch.Tensor:
-        """This coupling's context-dependent terms (3·H, N) from the context c_t (C, N): the initial
-        layer's pre-activation, then each block's gate σ(W_c c + b) (float32: C is small)."""
-        ctx = torch.mm(self.ctx_w, c_t).add_(self.ctx_b)
-        ctx[self.hidden :].sigmoid_()
-        return ctx
+    def net(self, x_id: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """ResidualNet(x_A, c) for x_A (n_id, N) feature-major and the context c (N, C): spline
+        parameters ((K+1)·n_tr + K·2·n_tr, N), feature-major.
 
-    def net(self, x_id: torch.Tensor, ctx: torch.Tensor) -> torch.Tensor:
-        """ResidualNet(x_A, c), feature-major, with the context terms precomputed in ``ctx``
-        (pre-activations, gates): spline parameters ((K+1)·n_tr + K·2·n_tr, N)."""
-        h_, dt = self.hidden, self.dtype
-        # the residual stream h stays float32; products take ``dt`` operands (.to is a no-op for
-        # float32) and return float32 before the bias (bfloat16 element-wise kernels are slow)
-        h = torch.mm(self.w_in, x_id).add_(ctx[:h_])
+        The network itself runs object-major (N, H): its context terms are one product
+        c W_ctxᵀ — the initial layer's context part, then each block's gate σ(W_c c + b) — and
+        its products take ``self.dtype`` operands while the residual stream h stays float32."""
+        h_ = self.hidden
+        # (mm with the transposed (out, in) weight is 2.7x faster here for in = 14; addmm copies the bias first)
+        ctx = torch.mm(c, self.ctx_w.t()).add_(self.ctx_b)
+        ctx[:, h_:].sigmoid_()
+        h = torch.mm(x_id.t(), self.w_in).add_(ctx[:, :h_])
         for i, (w1, b1, w2, b2) in enumerate(self.mm_blocks):
-            t = torch.mm(w1, torch.relu(h).to(dt)).float().add_(b1).relu_()  # mm + add_: addmm copies the bias first
-            t = torch.mm(w2, t.to(dt)).float().add_(b2)
-            h = h.addcmul_(t, ctx[h_ * (i + 1) : h_ * (i + 2)])  # h + t·σ(W_c c + b)
-        return torch.mm(self.mm_out, h.to(dt)).float().add_(self.b_out)
+            if self.dtype == torch.float32:
+                t = torch.mm(torch.relu(h), w1).add_(b1).relu_()
+                t = torch.mm(t, w2).add_(b2)
+            else:
+                t = _linear(torch.relu(h).to(self.dtype), w1, b1, relu=True)
+                t = _linear(t, w2, b2)
+            h = h.addcmul_(t, ctx[:, h_ * (i + 1) : h_ * (i + 2)])  # h + t·σ(W_c c + b)
+        return torch.mm(self.mm_out, h.to(self.dtype).t()).float().add_(self.b_out)
 
     def spline_inverse(self, y: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         """Inverse spline of the transformed features y (n_tr, N) with the parameters ``p`` of :meth:`net`."""
@@ -244,12 +270,11 @@ class FastInverse:
         return self.set_precision(self.precision)
 
     def __call__(self, z: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        c_t = context.t()
         x = z.t()
         for layer, gather in self.plan:
             x = x.index_select(0, gather) if gather is not None else x.contiguous()
             n_id = len(layer.identity)
             x_id = x[:n_id]
-            p = layer.net(x_id, layer.context_terms(c_t))
+            p = layer.net(x_id, context)
             x = torch.cat([x_id, layer.spline_inverse(x[n_id:], p)], dim=0)
         return (x if self.final is None else x.index_select(0, self.final)).t()
