@@ -20,7 +20,9 @@
 #          ("v1": ip3d, sip3d as raw targets); then the current spec (ip3d, sip3d relative to
 #          their 2-D decomposition, relation "scaled") from those weights on 1.2M tt + DY muons
 #          (6 reference draws, seeds 101-106, + dy3.root), event split: 30 epochs of 300k,
-#          LR 1e-3, then 30 more at LR 3e-4.
+#          LR 1e-3, then 30 more at LR 3e-4 (spec "rev2"); then the current spec (Δη, Δφ fill
+#          the NanoAOD rounding cells of the reco η, φ: dequantize "rounding") from those
+#          weights on the same muons re-extracted: 30 epochs of 300k, LR 5e-4, 2 threads.
 #   jets:  the first three stages used an earlier revision of the spec ("rev1": area as a
 #          continuous variable), rebuilt below as a JSON spec: pre-train (6 epochs), fine-tune
 #          on 1.0M tt jets (24 epochs, LR 1.5e-3) and again (LR 6e-4, stopped after epoch 9);
@@ -56,11 +58,15 @@ for name in ("jets", "muons"):
     flow = replace(spec, targets=tuple(replace(t, classify=False) for t in spec.targets))
     open(f"{work}/{name}_flow.json", "w").write(flow.to_json())
     print(name, "flow spec hash", flow.hash()[:12])
-    if name == "muons":  # v1: ip3d and sip3d as raw targets
-        v1 = replace(flow, targets=tuple(
+    if name == "muons":  # rev2: Δη, Δφ as the file's (lattice-valued) differences, no rounding cells
+        rev2 = replace(flow, targets=tuple(replace(t, dequantize="uniform") for t in flow.targets))
+        open(f"{work}/muons_rev2.json", "w").write(rev2.to_json())
+        print("muons rev2 spec hash", rev2.hash()[:12])  # 6b1d4077e809
+    if name == "muons":  # v1: ip3d and sip3d as raw targets, no rounding cells
+        v1 = replace(rev2, targets=tuple(
             Target("ip3d", "ip3d", transform=Log(eps=1e-3), bounds=(0.0, 100.0)) if t.name == "ip3d" else
             Target("sip3d", "sip3d", transform=Log1p(), bounds=(0.0, 1e5)) if t.name == "sip3d" else t
-            for t in flow.targets))
+            for t in rev2.targets))
         open(f"{work}/muons_v1.json", "w").write(v1.to_json())
         print("muons v1 spec hash", v1.hash()[:12])  # b203a6a8fc1a
     if name == "jets":
@@ -77,6 +83,7 @@ JU="$WORK/jets_uniform.json"
 JF="$WORK/jets_flow.json"
 MF="$WORK/muons_flow.json"
 MV1="$WORK/muons_v1.json"
+MR2="$WORK/muons_rev2.json"
 
 # 1. training data
 flashsim extract "$REV1" --synthetic 600000 --gen-seed 1 --ref-seed 11 -o "$WORK/synth_jets.npz" --no-progress
@@ -86,7 +93,8 @@ flashsim extract jets    "${TT[@]}" --resimulate 101 102 -o "$WORK/tt_jets_v2.np
 flashsim extract jets    "$TRAIN_DIR/ttbar.root" "$DY_DIR/dy.root" "$DY_DIR/dy2.root" --resimulate 101 102 \
     -o "$WORK/ttdy_jets.npz" --no-progress
 flashsim extract "$MV1"  "${MU[@]}" --resimulate 101 102 -o "$WORK/ttdy_muons.npz" --no-progress
-flashsim extract muons   "${MU6[@]}" --resimulate 101 102 103 104 105 106 -o "$WORK/ttdy_muons_x6.npz" --no-progress
+flashsim extract "$MR2"  "${MU6[@]}" --resimulate 101 102 103 104 105 106 -o "$WORK/ttdy_muons_x6.npz" --no-progress
+flashsim extract muons   "${MU6[@]}" --resimulate 101 102 103 104 105 106 -o "$WORK/ttdy_muons_x6r.npz" --no-progress
 
 jets() {
   flashsim train "$REV1" --data "$WORK/synth_jets.npz" -o "$WORK/pre_jets" --epochs 40 --epoch-size 150000 \
@@ -112,12 +120,15 @@ muons() {
   flashsim train "$MV1" --data "$WORK/ttdy_muons.npz" -o "$WORK/ft_muons" --init "$WORK/pre_muons" --epochs 28 \
     --epoch-size 150000 --patience 6 --lr 1.5e-3 --seed 2 --split row $T
   # current spec (ip3d, sip3d scaled; preprocessing of the unchanged columns kept), 6 draws
-  flashsim train "$MF" --data "$WORK/ttdy_muons_x6.npz" -o "$WORK/r2_muons" --init "$WORK/ft_muons" --epochs 30 \
+  flashsim train "$MR2" --data "$WORK/ttdy_muons_x6.npz" -o "$WORK/r2_muons" --init "$WORK/ft_muons" --epochs 30 \
     --epoch-size 300000 --patience 8 --lr 1e-3 --seed 31 $T
-  flashsim train "$MF" --data "$WORK/ttdy_muons_x6.npz" -o "$WORK/r3_muons" --init "$WORK/r2_muons" --epochs 30 \
+  flashsim train "$MR2" --data "$WORK/ttdy_muons_x6.npz" -o "$WORK/r3_muons" --init "$WORK/r2_muons" --epochs 30 \
     --epoch-size 300000 --patience 8 --lr 3e-4 --seed 32 $T
+  # current spec (Δη, Δφ filling the 12-bit rounding cells of η, φ) from those weights
+  flashsim train "$MF" --data "$WORK/ttdy_muons_x6r.npz" -o "$WORK/r4_muons" --init "$WORK/r3_muons" --epochs 30 \
+    --epoch-size 300000 --patience 8 --lr 5e-4 --seed 41 --threads 2 --no-progress
   # 1c. discrete head (the six ID booleans) on top of that flow
-  flashsim train muons --data "$WORK/ttdy_muons_x6.npz" -o "$WORK/head_muons" --init "$WORK/r3_muons" --head-only \
+  flashsim train muons --data "$WORK/ttdy_muons_x6r.npz" -o "$WORK/head_muons" --init "$WORK/r4_muons" --head-only \
     --head-epochs 12 --seed 1 $T
 }
 jets > "$WORK/train_jets.log" 2>&1 &

@@ -302,6 +302,15 @@ def test_fast_inverse_matches_nflows():
         diff = (low - ref).abs() / ref.std(0)
         assert torch.isfinite(low).all() and diff.median() < 5e-3 and torch.quantile(diff, 0.99) < 0.1
         torch.testing.assert_close(inv.set_precision("float32")(z, c), fast, atol=0, rtol=0)
+        # without oneDNN's fused linear (other builds, GPUs) the bfloat16 path uses F.linear
+        import flashsim_coffea.flows.fast_inverse as fi
+
+        fused, fi._FUSED_LINEAR = fi._FUSED_LINEAR, None
+        try:
+            plain = inv.set_precision("bfloat16")(z, c)
+        finally:
+            fi._FUSED_LINEAR = fused
+        assert ((plain - low).abs() / ref.std(0)).median() < 5e-3
 
 
 def test_sampling_precision_names(tiny_model):

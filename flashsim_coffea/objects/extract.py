@@ -76,9 +76,10 @@ class Extracted:
         return out
 
 
-def extract_events(spec: ObjectSpec, events, draw: int = 0) -> Extracted:
+def extract_events(spec: ObjectSpec, events, draw: int = 0, fill_rounding: bool = True) -> Extracted:
     """Matched pairs of one chunk of events (uproot arrays or NanoEvents); ``draw`` numbers the
-    reference draw (keys the filling of rounding cells, :meth:`.ObjectSpec.fill_rounding_cells`)."""
+    reference draw (keys the filling of rounding cells, :meth:`.ObjectSpec.fill_rounding_cells`).
+    ``fill_rounding=False`` keeps the stored (rounded) values: what validation compares."""
     ctx = spec.context(events)
     objs = ctx.objects()
     cond_jagged = spec.conditioning_jagged(ctx)
@@ -120,7 +121,8 @@ def extract_events(spec: ObjectSpec, events, draw: int = 0) -> Extracted:
         k: np.repeat(np.asarray(ak.to_numpy(branch(events, k))).astype(np.int64), counts) for k in EVENT_ID_BRANCHES
     }
     ev_keys["object"] = np.asarray(ak.to_numpy(ak.flatten(objs["index"], axis=1)), dtype=np.int64)[gpos]
-    targets = spec.fill_rounding_cells(targets, reco, gen, ev_keys, draw)
+    if fill_rounding:
+        targets = spec.fill_rounding_cells(targets, reco, gen, ev_keys, draw)
 
     with np.errstate(invalid="ignore"):
         finite = np.isfinite(cond).all(axis=1) & np.isfinite(targets).all(axis=1)

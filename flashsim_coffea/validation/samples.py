@@ -4,7 +4,8 @@
   ``resimulate``, from a fresh reference draw on their Gen events);
 * FlashSim F: the flow sampled on R's Gen objects (keys = run, lumi, event, object, fold 0),
   rebuilt into NanoAOD reco values (with NanoAOD precision) and turned back into targets, so
-  F passes through exactly the rounding R went through;
+  F passes through exactly the rounding R went through (R is extracted with the stored,
+  rounded values: no ``dequantize="rounding"`` cells filled);
 * reference′ R′: :func:`flashsim_coffea.reference.simulate` run again on the same Gen events
   with another seed, then extracted like R.
 """
@@ -67,11 +68,11 @@ def build_samples(spec: ObjectSpec, model: FlowModel, files: list[str], ref_seed
     events = _read(files, spec, max_events, with_reco=resimulate is None)
     if resimulate is not None:
         events = resimulated(events, resimulate, source=files[0])
-    ref = extract_events(spec, events)
+    ref = extract_events(spec, events, fill_rounding=False)
     if len(ref) == 0:
         raise UserError(f"no matched {spec.name} objects in {', '.join(files)}")
     flash, info = flash_targets(model, ref)
-    ref2 = extract_events(spec, resimulated(events, ref_seed, source=files[0]))
+    ref2 = extract_events(spec, resimulated(events, ref_seed, source=files[0]), fill_rounding=False)
     info = {k: v for k, v in info.items() if k != "valid"}
     info.update(n_events=len(events), n_ref=len(ref), n_ref2=len(ref2))
     return ValidationSamples(ref, flash, ref2, info)
