@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the shipped FlashSim models flashsim_coffea/models/{jets,muons} (fixed seeds, one
-# torch thread per job, as they were made; ~3 h on 2 busy CPU cores).
+# torch thread per job, as they were made; ~4 h on 2 busy CPU cores).
 #
 #   scripts/train_shipped_models.sh [TRAIN_DIR] [DY_DIR] [WORK_DIR]
 #
@@ -11,7 +11,9 @@
 #   DY_DIR/dy.root         flashsim generate dy    -n 60000 --seed 1002 -o dy.root
 #   DY_DIR/dy2.root        flashsim generate dy    -n 40000 --seed 1003 -o dy2.root
 #   DY_DIR/dy3.root        flashsim generate dy    -n 15000 --seed 1005 -o dy3.root
-# (held-out validation files use seeds 2001-2003.)
+# Held-out validation files (HELDOUT_DIR): ttbar.root (-n 10000 --seed 2001), dy.root (5000, 2002),
+# vbf_hmm.root (5000, 2003), and ttbar_b.root (20000, 2004), dy_b.root (10000, 2005),
+# vbf_hmm_b.root (10000, 2006): each validation reads both files of its process.
 #
 # Stages, exactly as the shipped models were trained (with the validation split by row, as then:
 # `--split row`; the default is now by event):
@@ -22,7 +24,8 @@
 #          (6 reference draws, seeds 101-106, + dy3.root), event split: 30 epochs of 300k,
 #          LR 1e-3, then 30 more at LR 3e-4 (spec "rev2"); then the current spec (Δη, Δφ fill
 #          the NanoAOD rounding cells of the reco η, φ: dequantize "rounding") from those
-#          weights on the same muons re-extracted: 30 epochs of 300k, LR 5e-4, 2 threads.
+#          weights on the same muons re-extracted: 30 epochs of 300k, LR 5e-4 (2 threads), then
+#          30 more at LR 2e-4.
 #   jets:  the first three stages used an earlier revision of the spec ("rev1": area as a
 #          continuous variable), rebuilt below as a JSON spec: pre-train (6 epochs), fine-tune
 #          on 1.0M tt jets (24 epochs, LR 1.5e-3) and again (LR 6e-4, stopped after epoch 9);
@@ -127,8 +130,10 @@ muons() {
   # current spec (Δη, Δφ filling the 12-bit rounding cells of η, φ) from those weights
   flashsim train "$MF" --data "$WORK/ttdy_muons_x6r.npz" -o "$WORK/r4_muons" --init "$WORK/r3_muons" --epochs 30 \
     --epoch-size 300000 --patience 8 --lr 5e-4 --seed 41 --threads 2 --no-progress
+  flashsim train "$MF" --data "$WORK/ttdy_muons_x6r.npz" -o "$WORK/r5_muons" --init "$WORK/r4_muons" --epochs 30 \
+    --epoch-size 300000 --patience 8 --lr 2e-4 --seed 42 $T
   # 1c. discrete head (the six ID booleans) on top of that flow
-  flashsim train muons --data "$WORK/ttdy_muons_x6r.npz" -o "$WORK/head_muons" --init "$WORK/r4_muons" --head-only \
+  flashsim train muons --data "$WORK/ttdy_muons_x6r.npz" -o "$WORK/head_muons" --init "$WORK/r5_muons" --head-only \
     --head-epochs 12 --seed 1 $T
 }
 jets > "$WORK/train_jets.log" 2>&1 &
@@ -148,7 +153,8 @@ flashsim efficiency muons "$TRAIN_DIR/ttbar.root" "$DY_DIR/dy.root" -o flashsim_
 # 3. validation reports on the held-out files (HELDOUT_DIR, default train-data/heldout) (reference R and R' re-drawn with seeds 201, 202)
 for spec in jets muons; do
   for p in tt:ttbar dy:dy vbf:vbf_hmm; do
-    flashsim validate $spec --input "${HELDOUT_DIR:-train-data/heldout}/${p##*:}.root" --model $spec --resimulate 201 --ref-seed 202 \
+    H="${HELDOUT_DIR:-train-data/heldout}/${p##*:}"
+    flashsim validate $spec --input "$H.root" "${H}_b.root" --model $spec --resimulate 201 --ref-seed 202 \
       --max-events 30000 --title "${p%%:*} held-out" -o "flashsim_coffea/models/$spec/validation/${p%%:*}"
   done
 done

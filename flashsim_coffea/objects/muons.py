@@ -2,7 +2,10 @@
 
 ip3d and sip3d are modelled as their ratios to √(dxy² + (dz/cosh η)²) and to
 ip3d/√(dxyErr² + (dzErr/cosh η)²) (``relation="scaled"``, see :mod:`.targets`): as raw targets
-they lie on a thin shell of the other targets, which the flow collapsed onto.
+they lie on a thin shell of the other targets, which the flow collapsed onto. Δη and Δφ fill
+the 12-bit rounding cells of the reco η, φ at extraction (``dequantize="rounding"``): for
+prompt muons the rounding step is close to the resolution and the raw differences are
+lattice-valued.
 
 Conditioning: Gen eta, phi, pt, charge; the 15 ``GenPart_statusFlags`` bits; closest GenJet
 within ΔR < 0.4: dr, deta, dphi, pt, mass (absent: dr = deta = dphi = 0.5, pt = mass = 0);
@@ -56,8 +59,10 @@ def make_muons_spec() -> ObjectSpec:
         *(EventBranch(f"Pileup_{p}", branch=f"Pileup_{p}") for p in PILEUP),
     )
     targets = (
-        Target("etaMinusGen", "eta", relation="diff", gen_field="eta", transform=Arctan(scale=100.0), bounds=(-0.3, 0.3)),
-        Target("phiMinusGen", "phi", relation="dphi", gen_field="phi", transform=Arctan(scale=80.0), bounds=(-0.3, 0.3)),
+        Target("etaMinusGen", "eta", relation="diff", gen_field="eta", transform=Arctan(scale=100.0), bounds=(-0.3, 0.3),
+               dequantize="rounding"),
+        Target("phiMinusGen", "phi", relation="dphi", gen_field="phi", transform=Arctan(scale=80.0), bounds=(-0.3, 0.3),
+               dequantize="rounding"),
         Target("ptRatio", "pt", relation="ratio", gen_field="pt", transform=Arctan(scale=10.0, shift=1.0), bounds=(0.0, 10.0)),
         Target("dxy", "dxy", transform=Arctan(scale=150.0), bounds=(-20.0, 20.0)),
         Target("dxyErr", "dxyErr", transform=Log(eps=1e-4), bounds=(0.0, 10.0)),
