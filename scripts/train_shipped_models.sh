@@ -32,7 +32,8 @@
 #          then area on the ghost-area lattice starting from those weights (preprocessing
 #          refitted): 40 epochs of 150k, LR 1e-3; then the current spec (puId/jetId
 #          quantile-dequantized): 30 epochs of 300k, LR 3e-4; then on 1.63M tt + DY jets (DY
-#          adds jets made of prompt muons, jetId = 2): 20 epochs of 300k, LR 2e-4, 2 threads.
+#          adds jets made of prompt muons, jetId = 2): 20 epochs of 300k, LR 2e-4, 2 threads;
+#          then 30 more at LR 5e-5 (same seed, so the same validation rows).
 #   both:  a discrete head (flows/head.py) for the classified targets (jets: puId, jetId; muons:
 #          the six ID booleans) trained on top of the final flow (--head-only, 12 epochs).
 set -euo pipefail
@@ -113,8 +114,10 @@ jets() {
     --epoch-size 300000 --patience 8 --lr 3e-4 --seed 9 --split row $T
   flashsim train "$JF" --data "$WORK/ttdy_jets.npz" -o "$WORK/ft6_jets" --init "$WORK/ft5_jets" --epochs 20 \
     --epoch-size 300000 --patience 8 --lr 2e-4 --seed 11 --split row --threads 2 --no-progress
+  flashsim train "$JF" --data "$WORK/ttdy_jets.npz" -o "$WORK/ft7_jets" --init "$WORK/ft6_jets" --epochs 30 \
+    --epoch-size 300000 --patience 8 --lr 5e-5 --seed 11 --split row $T
   # 1c. discrete head (puId, jetId) on top of that flow: 12 epochs of all 1.63M jets
-  flashsim train jets --data "$WORK/ttdy_jets.npz" -o "$WORK/head_jets" --init "$WORK/ft6_jets" --head-only \
+  flashsim train jets --data "$WORK/ttdy_jets.npz" -o "$WORK/head_jets" --init "$WORK/ft7_jets" --head-only \
     --head-epochs 12 --seed 1 --split row $T
 }
 muons() {
