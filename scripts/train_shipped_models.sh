@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the shipped FlashSim models flashsim_coffea/models/{jets,muons} (fixed seeds, one
-# torch thread per job, as they were made; ~4 h on 2 busy CPU cores).
+# torch thread per job, as they were made; ~4.5 h on 2 busy CPU cores).
 #
 #   scripts/train_shipped_models.sh [TRAIN_DIR] [DY_DIR] [WORK_DIR]
 #
@@ -25,7 +25,7 @@
 #          LR 1e-3, then 30 more at LR 3e-4 (spec "rev2"); then the current spec (Δη, Δφ fill
 #          the NanoAOD rounding cells of the reco η, φ: dequantize "rounding") from those
 #          weights on the same muons re-extracted: 30 epochs of 300k, LR 5e-4 (2 threads), then
-#          30 more at LR 2e-4.
+#          30 more at LR 2e-4 and 30 at LR 1e-4.
 #   jets:  the first three stages used an earlier revision of the spec ("rev1": area as a
 #          continuous variable), rebuilt below as a JSON spec: pre-train (6 epochs), fine-tune
 #          on 1.0M tt jets (24 epochs, LR 1.5e-3) and again (LR 6e-4, stopped after epoch 9);
@@ -33,7 +33,7 @@
 #          refitted): 40 epochs of 150k, LR 1e-3; then the current spec (puId/jetId
 #          quantile-dequantized): 30 epochs of 300k, LR 3e-4; then on 1.63M tt + DY jets (DY
 #          adds jets made of prompt muons, jetId = 2): 20 epochs of 300k, LR 2e-4, 2 threads;
-#          then 30 more at LR 5e-5 (same seed, so the same validation rows).
+#          then 2 × 30 more at LR 5e-5 (same seed, so the same validation rows).
 #   both:  a discrete head (flows/head.py) for the classified targets (jets: puId, jetId; muons:
 #          the six ID booleans) trained on top of the final flow (--head-only, 12 epochs).
 set -euo pipefail
@@ -116,8 +116,10 @@ jets() {
     --epoch-size 300000 --patience 8 --lr 2e-4 --seed 11 --split row --threads 2 --no-progress
   flashsim train "$JF" --data "$WORK/ttdy_jets.npz" -o "$WORK/ft7_jets" --init "$WORK/ft6_jets" --epochs 30 \
     --epoch-size 300000 --patience 8 --lr 5e-5 --seed 11 --split row $T
+  flashsim train "$JF" --data "$WORK/ttdy_jets.npz" -o "$WORK/ft8_jets" --init "$WORK/ft7_jets" --epochs 30 \
+    --epoch-size 300000 --patience 8 --lr 5e-5 --seed 11 --split row $T
   # 1c. discrete head (puId, jetId) on top of that flow: 12 epochs of all 1.63M jets
-  flashsim train jets --data "$WORK/ttdy_jets.npz" -o "$WORK/head_jets" --init "$WORK/ft7_jets" --head-only \
+  flashsim train jets --data "$WORK/ttdy_jets.npz" -o "$WORK/head_jets" --init "$WORK/ft8_jets" --head-only \
     --head-epochs 12 --seed 1 --split row $T
 }
 muons() {
@@ -135,8 +137,10 @@ muons() {
     --epoch-size 300000 --patience 8 --lr 5e-4 --seed 41 --threads 2 --no-progress
   flashsim train "$MF" --data "$WORK/ttdy_muons_x6r.npz" -o "$WORK/r5_muons" --init "$WORK/r4_muons" --epochs 30 \
     --epoch-size 300000 --patience 8 --lr 2e-4 --seed 42 $T
+  flashsim train "$MF" --data "$WORK/ttdy_muons_x6r.npz" -o "$WORK/r6_muons" --init "$WORK/r5_muons" --epochs 30 \
+    --epoch-size 300000 --patience 8 --lr 1e-4 --seed 42 $T
   # 1c. discrete head (the six ID booleans) on top of that flow
-  flashsim train muons --data "$WORK/ttdy_muons_x6r.npz" -o "$WORK/head_muons" --init "$WORK/r5_muons" --head-only \
+  flashsim train muons --data "$WORK/ttdy_muons_x6r.npz" -o "$WORK/head_muons" --init "$WORK/r6_muons" --head-only \
     --head-epochs 12 --seed 1 $T
 }
 jets > "$WORK/train_jets.log" 2>&1 &
