@@ -109,13 +109,10 @@ class _Coupling:
         hidden = net.hidden_features
         w0 = net.initial_layer.weight.detach()
         self.w_in = w0[:, :n_id].t().contiguous()  # (n_id, H): x_A part of the initial layer
-        # context rows: the initial layer's context columns (H), and each block's gate (H)
-        self.init_w, self.init_b = w0[:, n_id:], net.initial_layer.bias.detach()
-        self.gate_w = torch.cat([b.context_layer.weight.detach() for b in net.blocks], 0)
-        self.gate_b = torch.cat([b.context_layer.bias.detach() for b in net.blocks], 0)
-        # the context terms of this coupling, one product per block of objects: [initial | gates]
-        self.ctx_w = torch.cat([self.init_w, self.gate_w], 0).contiguous()
-        self.ctx_b = torch.cat([self.init_b, self.gate_b], 0)
+        # the context terms of this coupling, one product per block of objects: rows [the initial
+        # layer's context columns (H) | each block's gate (H per block)]
+        self.ctx_w = torch.cat([w0[:, n_id:]] + [b.context_layer.weight.detach() for b in net.blocks], 0).contiguous()
+        self.ctx_b = torch.cat([net.initial_layer.bias.detach()] + [b.context_layer.bias.detach() for b in net.blocks], 0)
         self.hidden = hidden
         # residual blocks (W1, b1, W2, b2) with nflows' (out, in) weights
         self.blocks = [tuple(t.detach().contiguous() for t in (b.linear_layers[0].weight, b.linear_layers[0].bias,
