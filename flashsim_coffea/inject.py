@@ -38,8 +38,8 @@ import numpy as np
 
 from .errors import MissingBranchesError, UserError
 from .objects import get_spec
-from .sampling_precision import check_precision
 from .objects.gen import has_branch
+from .sampling_precision import check_precision
 
 #: NanoAOD reco threshold applied after sampling, per reco collection: field, minimum
 RECO_THRESHOLD = {"Jet": ("pt", 15.0)}
@@ -80,7 +80,7 @@ class FlashSim:
     shipped models, or ``False`` to keep the file's own collection. threads: torch CPU
     threads per worker. device: ``"cpu"`` (default) or ``"cuda"`` to sample the flows on a GPU
     (each worker process then uses that GPU). precision: ``"float32"`` (default) or
-    ``"bfloat16"``: the flows' conditioner products in bfloat16, ~2x faster on CPUs with AMX
+    ``"bfloat16"``: the flows' conditioner products in bfloat16, ~1.1–1.2x faster on CPUs with AMX
     (a slightly different, separately validated model; see :mod:`.flows.fast_inverse`).
     """
 

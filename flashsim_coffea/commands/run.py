@@ -53,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--muons-model", help="FlashSim muons flow folder (flashsim mode; default: the shipped one)")
     p.add_argument("--device", default="cpu", help="where FlashSim samples the flows: cpu (default) or cuda (flashsim mode)")
     p.add_argument("--precision", default="float32",
-                   help="FlashSim flow products in float32 (default) or bfloat16 (~2x faster on CPUs with AMX; flashsim mode)")
+                   help="FlashSim flow products in float32 (default) or bfloat16 (~1.1-1.2x faster on CPUs with AMX; flashsim mode)")
     p.add_argument("--skip-bad-files", action="store_true", help="skip unreadable files/corrupt baskets and report them")
     p.add_argument("-o", "--output", required=True, help="output file (coffea.util.save)")
     p.add_argument("--root", help="also write the histograms to this ROOT file")

@@ -90,8 +90,8 @@ _FUSED_LINEAR = _fused_linear()
 
 
 class _Coupling:
-    """One RQ-spline coupling layer, its network unrolled into plain weight tensors that act on
-    feature-major activations (features × objects)."""
+    """One RQ-spline coupling layer, its network unrolled into plain weight tensors: the network
+    runs object-major (objects × hidden), the spline feature-major (features × objects)."""
 
     def __init__(self, tr: PiecewiseRationalQuadraticCouplingTransform, n_context: int):
         net = tr.transform_net

@@ -17,8 +17,8 @@ A model with a discrete head (:mod:`.head`) then draws its classified targets fr
 p(k | c, y_R), again in fixed blocks, with u keyed on the same identity.
 
 ``precision="bfloat16"`` (:meth:`FlowModel.set_precision`, ``load_model(..., precision=)``)
-runs the conditioner products of the inverse with bfloat16 operands: ~2x faster on CPUs with
-AMX, a slightly different model (see :mod:`.fast_inverse`); the head stays float32.
+runs the conditioner products of the inverse with bfloat16 operands: ~1.1–1.2x faster on CPUs
+with AMX, a slightly different model (see :mod:`.fast_inverse`); the head stays float32.
 
 Use :func:`load_model` from workers: a module-level cache keyed on (path, weights SHA-256)
 loads each model once per process.
@@ -36,8 +36,8 @@ from flashsim_coffea import noise
 from flashsim_coffea.errors import UserError
 from flashsim_coffea.objects import ObjectSpec, get_spec
 
-from .checkpoint import load_weights, read_card
 from ..sampling_precision import check_precision
+from .checkpoint import load_weights, read_card
 from .fast_inverse import FastInverse
 from .head import DiscreteHead, draw, head_columns
 from .model import build_flow

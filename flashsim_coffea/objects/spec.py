@@ -213,7 +213,7 @@ class ObjectSpec:
             r = raw[t.branch]
             if t.dtype == "float32":
                 r = r.astype(np.float32)
-                bits = NANOAOD_MANTISSA_BITS.get(self.reco_branch(t), 23)
+                bits = self.rounding_bits(t)
                 if precision and bits < 23:
                     r = round_mantissa(r, bits)
             elif t.dtype == "bool":
