@@ -351,3 +351,17 @@ def test_event_split_keeps_events_together():
     assert len(rv) == 600 and set(ev[rv]) & set(ev[rt])  # rows of one event on both sides
     with pytest.raises(UserError, match="split"):
         _split(data, perm, TrainConfig(split="file"))
+
+
+@pytest.mark.parametrize("split", ["event", "row"])
+def test_split_seed_keeps_the_validation_set_across_training_seeds(split):
+    """Fine-tuning stages with other --seed values share one validation set with --split-seed."""
+    from flashsim_coffea.flows.train import validation_split
+
+    data = synthetic(get_spec("muons"), 3000, seed=6)
+    base = validation_split(data, TrainConfig(seed=11, split=split))
+    same = validation_split(data, TrainConfig(seed=42, split_seed=11, split=split))
+    other = validation_split(data, TrainConfig(seed=42, split=split))
+    assert np.array_equal(base[0], same[0]) and np.array_equal(base[1], same[1])
+    assert not np.array_equal(base[0], other[0])
+    assert TrainConfig(seed=3).validation_seed == 3 and TrainConfig(seed=3, split_seed=5).validation_seed == 5

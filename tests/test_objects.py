@@ -12,10 +12,11 @@ import uproot
 
 from flashsim_coffea.errors import MissingBranchesError, UserError
 from flashsim_coffea.objects import (
-    Arctan, Field, Identity, Log, Log1p, Neighbour, ObjectSpec, Target, get_spec, known_specs, register_spec,
+    Arctan, Field, Identity, Log, Log1p, Logit, Neighbour, ObjectSpec, Target, get_spec, known_specs, register_spec,
 )
 from flashsim_coffea.objects.extract import extract_events, extract_files
 from flashsim_coffea.objects.gen import delta_r
+from flashsim_coffea.objects.transforms import transform_from_dict
 from flashsim_coffea.objects.jets import GENJET, GENMUON, muon_neighbour_features, tagger
 from flashsim_coffea.precision import round_mantissa
 
@@ -56,6 +57,21 @@ def test_spec_from_json_file(tmp_path):
 def test_transform_exact_inverse(tr):
     x = np.concatenate([np.linspace(0.0, 2.0, 1001), np.geomspace(1e-6, 50.0, 500)])
     np.testing.assert_allclose(tr.inverse(tr.forward(x)), x, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("tr", [Logit(), Logit(lo=-1.0, hi=1.0, eps=1e-4)])
+def test_logit_exact_inverse_and_bounded_image(tr):
+    x = np.concatenate([np.linspace(tr.lo, tr.hi, 2001), tr.hi - np.geomspace(1e-7, 0.5, 300)])
+    np.testing.assert_allclose(tr.inverse(tr.forward(x)), x, rtol=0, atol=1e-13)
+    y = np.array([-1e4, -50.0, 0.0, 50.0, 1e4])
+    e = tr.eps * (tr.hi - tr.lo)
+    back = tr.inverse(y)
+    assert np.all(np.isfinite(back)) and np.all((back >= tr.lo - e - 1e-12) & (back <= tr.hi + e + 1e-12))
+    assert back[2] == pytest.approx((tr.lo + tr.hi) / 2)
+    # σ(latent) scores become their latent: logit(σ(l)) = l away from the ends (eps small)
+    lat = np.linspace(-3, 3, 7)
+    np.testing.assert_allclose(Logit(eps=1e-9).forward(1 / (1 + np.exp(-lat))), lat, atol=1e-6)
+    assert transform_from_dict(tr.to_dict()) == tr
 
 
 def test_neighbour_features_match_bruteforce():

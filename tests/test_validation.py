@@ -25,6 +25,37 @@ def test_w1_table_ratio_and_floor():
     assert t_bad["w1"] == pytest.approx(0.3, abs=0.03)
 
 
+def test_w1_table_averages_draws_and_steadies_a_boolean_floor():
+    """W1 and floor are means over K draws; for a boolean (floor = |p̂′ − p̂|, half-normal) the
+    single-draw floor is often near 0 and the ratio of a perfect model explodes (10–90 % range of
+    the ratio 0.2–6); K = 8 draws on each side keep it near 1 (0.6–1.7)."""
+    rng = np.random.default_rng(3)
+    n, p = 20000, 0.006
+    ref = (rng.random((n, 1)) < p).astype(float)
+    draws = lambda: [(rng.random((n, 1)) < p).astype(float) for _ in range(8)]  # noqa: E731
+    single, averaged = [], []
+    for _ in range(40):
+        flash, ref2 = draws(), draws()
+        single.append(w1_table(["b"], flash[0], ref, ref2[0])["b"]["ratio"])
+        averaged.append(w1_table(["b"], flash, ref, ref2)["b"]["ratio"])
+    one = w1_table(["b"], flash, ref, ref2)["b"]
+    assert one["w1"] == pytest.approx(np.mean([abs(f.mean() - ref.mean()) for f in flash]))
+    assert one["w1_floor"] == pytest.approx(np.mean([abs(r.mean() - ref.mean()) for r in ref2]))
+    spread = lambda r: np.percentile(r, 90) / np.percentile(r, 10)  # noqa: E731
+    assert spread(averaged) < spread(single) / 5 and 0.7 < np.median(averaged) < 1.4
+
+
+def test_reference_prime_seeds_never_repeat_the_reference_seed():
+    from flashsim_coffea.errors import UserError
+    from flashsim_coffea.validation.samples import reference_prime_seeds
+
+    assert reference_prime_seeds(202, 3, resimulate=201) == [202, 203, 204]
+    with pytest.raises(UserError, match="R′ would equal R"):
+        reference_prime_seeds(202, 3, resimulate=203)
+    with pytest.raises(UserError, match="floor-draws"):
+        reference_prime_seeds(202, 0)
+
+
 def test_c2st_auc_separates_only_different_samples():
     rng = np.random.default_rng(1)
     a, b = rng.normal(size=(4000, 3)), rng.normal(size=(4000, 3))
@@ -57,7 +88,8 @@ def test_validate_end_to_end(tmp_path):
     td = TrainingData(data.cond, data.targets, data.keys, data.gen, prov)
     train(spec, td, tmp_path / "model", TrainConfig(**TINY), progress=False)
     heldout = _write_heldout(tmp_path / "heldout.root", 800, gen_seed=77, ref_seed=12)
-    rc = main(["validate", "jets", "--input", str(heldout), "--model", str(tmp_path / "model"), "-o", str(tmp_path / "report")])
+    rc = main(["validate", "jets", "--input", str(heldout), "--model", str(tmp_path / "model"), "-o", str(tmp_path / "report"),
+               "--floor-draws", "2"])
     assert rc == 0
     m = json.loads((tmp_path / "report" / "metrics.json").read_text())
     assert set(m) == {"targets", "c2st_auc"} and set(m["targets"]) == set(spec.target_names)
@@ -67,6 +99,8 @@ def test_validate_end_to_end(tmp_path):
     index = (tmp_path / "report" / "index.md").read_text()
     assert "| ptRatio |" in index and "plots/roc_btagDeepB.png" in index and "contour_qgl_vs_nConstituents" in index
     assert (tmp_path / "report" / "plots" / "nConstituents.png").stat().st_size > 1000
+    prov = json.loads((tmp_path / "report" / "provenance.json").read_text())
+    assert prov["reference_prime_seeds"] == [90210, 90211] and prov["flashsim_folds"] == [0, 1]
     # model for another spec -> clear error (exit status 2)
     assert main(["validate", "muons", "--input", str(heldout), "--model", str(tmp_path / "model"), "-o", str(tmp_path / "r2")]) == 2
 

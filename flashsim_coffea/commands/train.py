@@ -26,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="stop after this many epochs (the LR schedule still spans --epochs)")
     parser.add_argument("--max-minutes", type=float, default=None, help="stop after this wall time")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--split-seed", type=int, default=None,
+                        help="seed of the train/validation split (default: --seed); keep it fixed across "
+                             "fine-tuning stages so that they share one validation set")
     parser.add_argument("--split", choices=("event", "row"), default="event",
                         help="validation split by event (default; no Gen object on both sides) or by row")
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
@@ -50,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
     config = TrainConfig(**cfg, seed=args.seed, device=args.device, head_only=args.head_only,
-                         split=args.split)
+                         split=args.split, split_seed=args.split_seed)
     metrics = train(spec, load_data(args.data), args.output, config, resume=args.resume, progress=not args.no_progress)
     print(f"{spec.name}: best validation NLL {metrics['best_val_nll']:.4f} at epoch {metrics['best_epoch']} "
           f"({metrics['epochs_run']} epochs, {metrics['n_parameters']} parameters) -> {args.output}")

@@ -14,6 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="model directory, or the name of a shipped model (jets, muons)")
     parser.add_argument("-o", "--output", required=True, help="report directory (index.md, metrics.json, plots/)")
     parser.add_argument("--ref-seed", type=int, default=90210, help="seed of the second reference draw (noise floor)")
+    parser.add_argument("--floor-draws", type=int, default=None, metavar="K",
+                        help="average W1 and its noise floor over K FlashSim folds and K reference′ draws "
+                             "(seeds ref-seed .. ref-seed+K-1; default 5; 1 = a single draw each)")
     parser.add_argument("--resimulate", type=int, metavar="SEED", default=None,
                         help="reference R from a fresh reference draw (SEED) on the files' Gen instead of their reco")
     parser.add_argument("--max-events", type=int, default=None, help="read at most this many events per file")
@@ -33,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     path = args.model if Path(args.model).exists() else shipped_model_path(args.model)
     model = FlowModel.load(path, spec=spec).set_precision(args.precision)
     m = run_validation(spec, model, args.input, args.output, ref_seed=args.ref_seed, title=args.title,
-                       max_events=args.max_events, resimulate=args.resimulate)
+                       max_events=args.max_events, resimulate=args.resimulate,
+                       **({} if args.floor_draws is None else {"floor_draws": args.floor_draws}))
     worst = max(m["targets"].items(), key=lambda kv: kv[1]["ratio"])
     print(f"{spec.name}: C2ST AUC {m['c2st_auc']:.4f}; worst W1 ratio {worst[1]['ratio']:.2f} ({worst[0]}); "
           f"report in {args.output}/index.md")

@@ -5,7 +5,8 @@ standardised conditioning c. Integer/ordinal targets and spike bands are dequant
 fresh uniforms every epoch, u = uniform(seed, "dequant", epoch, row, column) (counter-based,
 so a resumed run sees the same numbers). The validation set holds a ``val_fraction`` of the
 *events* (``split="event"``, default: event (run, lumi, event) goes to validation when
-uniform(seed, "split/event", run, lumi, event) < val_fraction): the training files hold each Gen
+uniform(split_seed, "split/event", run, lumi, event) < val_fraction; ``split_seed`` defaults
+to ``seed``): the training files hold each Gen
 object several times (one row per reference draw), and a split by rows would put copies of
 training objects into validation and make its loss optimistic. ``split="row"`` (a seeded
 permutation of rows) is how the first shipped models were trained. Validation uses one fixed
@@ -48,7 +49,7 @@ from .head import HEAD_ARCHITECTURE, DiscreteHead, combination_index, combinatio
 from .model import ARCHITECTURES, build_flow, count_parameters
 from .preprocess import Preprocessor, needs_noise
 
-__all__ = ["TrainConfig", "train", "TINY"]
+__all__ = ["TrainConfig", "train", "validation_split", "TINY"]
 
 SAMPLING_BLOCK_SIZE = 2048
 
@@ -65,6 +66,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     split: str = "event"
     seed: int = 1
+    split_seed: int | None = None
     device: str = "cpu"
     max_objects: int | None = None
     max_minutes: float | None = None
@@ -78,6 +80,13 @@ class TrainConfig:
     head_epochs: int = 12
     head_lr: float = 1e-3
     head_batch_size: int = 4096
+
+    @property
+    def validation_seed(self) -> int:
+        """Seed of the train/validation split and of the validation dequantization:
+        ``split_seed``, or ``seed`` when unset. Fixing it across fine-tuning stages with other
+        ``seed`` values keeps every stage's validation set (and NLL) the same."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     def architecture(self) -> dict:
         if self.arch not in ARCHITECTURES:
@@ -119,6 +128,16 @@ def _uniforms(spec: ObjectSpec, seed: int, tag: str, epoch: int, rows: np.ndarra
     return u
 
 
+def validation_split(data: TrainingData, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(validation rows, training rows) of ``data``: at most ``max_objects`` rows chosen and split
+    with ``config.validation_seed`` (see the module docstring)."""
+    n = len(data) if config.max_objects is None else min(len(data), config.max_objects)
+    if n < 10:
+        raise UserError(f"only {n} training objects: need at least 10")
+    perm = np.random.default_rng(config.validation_seed).permutation(len(data))[:n]
+    return _split(data, perm, config)
+
+
 def _split(data: TrainingData, perm: np.ndarray, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
     """(validation rows, training rows), sorted, among the rows ``perm`` (see module docstring)."""
     if config.split == "row":
@@ -130,7 +149,7 @@ def _split(data: TrainingData, perm: np.ndarray, config: TrainConfig) -> tuple[n
     if missing:
         raise UserError(f"training data has no {', '.join(missing)} keys for an event split; use split='row'")
     rows = np.sort(perm)
-    u = noise.uniform(config.seed, "split/event", *(np.asarray(data.keys[k])[rows] for k in EVENT_ID_BRANCHES))
+    u = noise.uniform(config.validation_seed, "split/event", *(np.asarray(data.keys[k])[rows] for k in EVENT_ID_BRANCHES))
     is_val = u < config.val_fraction
     if not is_val.any() or is_val.all():
         raise UserError(f"event split with val_fraction {config.val_fraction} left an empty training or "
@@ -196,16 +215,11 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
 
     if config.head_only and not spec.classified_names:
         raise UserError(f"--head-only: spec {spec.name!r} has no classified targets (Target(classify=True))")
-    n = len(data) if config.max_objects is None else min(len(data), config.max_objects)
-    if n < 10:
-        raise UserError(f"only {n} training objects: need at least 10")
-    rng = np.random.default_rng(config.seed)
-    perm = rng.permutation(len(data))[:n]
-    val_rows, train_rows = _split(data, perm, config)
+    val_rows, train_rows = validation_split(data, config)
     n_val = len(val_rows)
     cond, targ = data.cond.astype(np.float64), data.targets.astype(np.float64)
     usable = _encodable(spec, cond, targ)
-    n_unusable = int((~usable[perm]).sum())
+    n_unusable = int((~usable[val_rows]).sum() + (~usable[train_rows]).sum())
     if n_unusable:
         if progress:
             print(f"{spec.name}: {n_unusable} rows outside the transforms' domains (non-finite once encoded) skipped")
@@ -254,7 +268,7 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
         c_train = torch.from_numpy(pre.encode_cond(cond[train_rows])[0]).to(device)
         c_val = torch.from_numpy(pre.encode_cond(cond[val_rows])[0]).to(device)
         y_val = torch.from_numpy(
-            pre.encode_targets(targ[val_rows], _uniforms(spec, config.seed, "val", 0, val_rows)).astype(np.float32)
+            pre.encode_targets(targ[val_rows], _uniforms(spec, config.validation_seed, "val", 0, val_rows)).astype(np.float32)
         ).to(device)
 
     torch.manual_seed(config.seed)

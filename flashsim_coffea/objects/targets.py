@@ -180,7 +180,8 @@ class Target:
         if self.relation == "direct":
             return reco
         if self.relation == "ratio":
-            return reco / gen
+            with np.errstate(divide="ignore", invalid="ignore"):  # Gen value 0 -> inf: dropped as nonfinite
+                return reco / gen
         if self.relation == "diff":
             return reco - gen
         if self.relation == "scaled":

@@ -8,9 +8,12 @@ to JSON as ``{"type": <class name>, **fields}`` so that checkpoint cards can reb
     Arctan(scale, shift): y = arctan(scale · (x − shift)),   x = tan(y) / scale + shift
     Log(eps):            y = log(x + eps),                  x = exp(y) − eps
     Log1p:               y = log(1 + x),                    x = exp(y) − 1
+    Logit(lo, hi, eps):  y = log((x − lo + e) / (hi − x + e)),  x = lo − e + σ(y)·(w + 2e)
+                         (w = hi − lo, e = eps·w, σ the logistic function)
 
 ``Arctan.inverse`` clamps y to (−π/2, π/2) first, so a sample beyond the image never gives
-±inf; ``Log.inverse`` cannot overflow for |y| < 700 and callers clip to bounds afterwards.
+±inf; ``Log.inverse`` cannot overflow for |y| < 700 and callers clip to bounds afterwards;
+``Logit.inverse`` maps every real y into (lo − e, hi + e).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-__all__ = ["Transform", "Identity", "Arctan", "Log", "Log1p", "transform_from_dict"]
+__all__ = ["Transform", "Identity", "Arctan", "Log", "Log1p", "Logit", "transform_from_dict"]
 
 _HALF_PI = np.pi / 2
 
@@ -89,7 +92,31 @@ class Log1p(Transform):
         return np.expm1(np.clip(np.asarray(y, dtype=np.float64), -700.0, 700.0))
 
 
-_TYPES: dict[str, type[Transform]] = {c.__name__: c for c in (Transform, Identity, Arctan, Log, Log1p)}
+@dataclass(frozen=True)
+class Logit(Transform):
+    """y = log((x − lo + e) / (hi − x + e)), e = eps·(hi − lo): a score in [lo, hi] whose
+    peaks sit at its ends (a classifier output σ(latent)) becomes the latent, unbounded and
+    smooth — a b tagger σ(N(3.2, 1.4)) turns into a Gaussian. ``eps`` keeps the ends finite
+    (x = lo ↔ y ≈ log eps) and spaces the stored values next to them (10-bit precision:
+    1 − 2⁻¹¹·k) by ≲ 0.4 in y for eps = 1e-3."""
+
+    lo: float = 0.0
+    hi: float = 1.0
+    eps: float = 1e-3
+
+    def forward(self, x):
+        x = np.asarray(x, dtype=np.float64)
+        e = self.eps * (self.hi - self.lo)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.log(x - self.lo + e) - np.log(self.hi - x + e)
+
+    def inverse(self, y):
+        e = self.eps * (self.hi - self.lo)
+        s = 0.5 * (1.0 + np.tanh(0.5 * np.asarray(y, dtype=np.float64)))  # σ(y) without overflow
+        return self.lo - e + s * (self.hi - self.lo + 2.0 * e)
+
+
+_TYPES: dict[str, type[Transform]] = {c.__name__: c for c in (Transform, Identity, Arctan, Log, Log1p, Logit)}
 
 
 def register_transform(cls: type[Transform]) -> type[Transform]:
