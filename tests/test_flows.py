@@ -205,6 +205,29 @@ def test_nonfinite_samples_redrawn_deterministically(tiny_model, monkeypatch):
     np.testing.assert_array_equal(res["ptRatio"], res2["ptRatio"])
 
 
+def test_batched_redraws_equal_sequential_attempts(tiny_model, monkeypatch):
+    """Each redrawn row keeps its first good attempt, as if attempts 1, 2, … ran one by one."""
+    from flashsim_coffea.flows.sampler import KEY_NAMES, MAX_ATTEMPTS
+
+    out, data, _ = tiny_model
+    model = FlowModel.load(out)
+    n = 300
+    c, _ = model.pre.encode_cond(data.cond[:n])
+    keys = {k: v[:n] for k, v in data.keys.items()}
+    monkeypatch.setattr(FlowModel, "_bad", lambda self, y: y[:, 0] > -0.3)  # ~60 % of draws "bad"
+    y = model._invert(model.base_noise(keys, 0), c)
+    bad = model._bad(y)
+    expect, still = y.copy(), bad.copy()
+    for attempt in range(1, MAX_ATTEMPTS + 1):  # the sequential definition
+        idx = np.flatnonzero(still)
+        sub = {k: np.asarray(keys[k])[idx] for k in KEY_NAMES}
+        expect[idx] = model._invert(model.base_noise(sub, 0, attempt), c[idx], 64)
+        still[idx] = model._bad(expect[idx])
+    model._redraw(y, bad, c, keys, 0)
+    assert 0 < still.sum() < bad.size and np.array_equal(bad, still)
+    np.testing.assert_array_equal(y[~bad], expect[~bad])
+
+
 def test_samples_stay_in_training_support(tiny_model):
     out, data, _ = tiny_model
     model = FlowModel.load(out)
