@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the shipped FlashSim models flashsim_coffea/models/{jets,muons} (fixed seeds, one
-# torch thread per job, as they were made; ~4.5 h on 2 busy CPU cores).
+# torch thread per job, as they were made; ~5.5 h on 2 busy CPU cores).
 #
 #   scripts/train_shipped_models.sh [TRAIN_DIR] [DY_DIR] [WORK_DIR]
 #
@@ -33,7 +33,10 @@
 #          refitted): 40 epochs of 150k, LR 1e-3; then the current spec (puId/jetId
 #          quantile-dequantized): 30 epochs of 300k, LR 3e-4; then on 1.63M tt + DY jets (DY
 #          adds jets made of prompt muons, jetId = 2): 20 epochs of 300k, LR 2e-4, 2 threads;
-#          then 2 × 30 more at LR 5e-5 (same seed, so the same validation rows).
+#          then 2 × 30 more at LR 5e-5 (same seed, so the same validation rows) — all these with
+#          the taggers and qgl as their values (spec "rev2"); then the current spec (taggers and
+#          qgl as logits) from those weights: 60 epochs of 300k, LR 5e-4, then 40 at LR 1.5e-4
+#          (2 threads; --split-seed 11 keeps the validation rows of the earlier stages).
 #   both:  a discrete head (flows/head.py) for the classified targets (jets: puId, jetId; muons:
 #          the six ID booleans) trained on top of the final flow (--head-only, 12 epochs).
 set -euo pipefail
@@ -54,7 +57,7 @@ MU6=("${MU[@]}" "$DY_DIR/dy3.root")
 python - "$WORK" <<'PY'
 import sys
 from dataclasses import replace
-from flashsim_coffea.objects import Target, get_spec
+from flashsim_coffea.objects import Identity, Spike, Target, get_spec
 from flashsim_coffea.objects.transforms import Log, Log1p
 work = sys.argv[1]
 for name in ("jets", "muons"):
@@ -73,8 +76,17 @@ for name in ("jets", "muons"):
             for t in rev2.targets))
         open(f"{work}/muons_v1.json", "w").write(v1.to_json())
         print("muons v1 spec hash", v1.hash()[:12])  # b203a6a8fc1a
-    if name == "jets":
-        uniform = replace(flow, targets=tuple(replace(t, dequantize="uniform") for t in flow.targets))
+    if name == "jets":  # rev2: taggers and qgl as their values (identity), as until lg1
+        def identity(t):
+            if type(t.transform).__name__ != "Logit":
+                return t
+            if t.name == "btagCMVA":
+                return replace(t, transform=Identity(), spike=Spike(-1.0, lo=-2.5, hi=-1.5, cut=-1.25))
+            return replace(t, transform=Identity(), spike=Spike(t.spike.value, lo=-1.5, hi=-0.5, cut=-0.25, below=True))
+        rev2 = replace(flow, targets=tuple(identity(t) for t in flow.targets))
+        open(f"{work}/jets_rev2.json", "w").write(rev2.to_json())
+        print("jets rev2 spec hash", rev2.hash()[:12])  # 567c51528068
+        uniform = replace(rev2, targets=tuple(replace(t, dequantize="uniform") for t in rev2.targets))
         open(f"{work}/{name}_uniform.json", "w").write(uniform.to_json())
         print(name, "uniform spec hash", uniform.hash()[:12])  # 4e85ea1f3e1c
         rev1 = replace(uniform, targets=tuple(Target("area", "area", bounds=(0.0, 2.0)) if t.name == "area" else t
@@ -85,6 +97,7 @@ PY
 REV1="$WORK/jets_rev1.json"
 JU="$WORK/jets_uniform.json"
 JF="$WORK/jets_flow.json"
+JR2="$WORK/jets_rev2.json"
 MF="$WORK/muons_flow.json"
 MV1="$WORK/muons_v1.json"
 MR2="$WORK/muons_rev2.json"
@@ -93,9 +106,13 @@ MR2="$WORK/muons_rev2.json"
 flashsim extract "$REV1" --synthetic 600000 --gen-seed 1 --ref-seed 11 -o "$WORK/synth_jets.npz" --no-progress
 flashsim extract "$MV1"  --synthetic 400000 --gen-seed 1 --ref-seed 11 -o "$WORK/synth_muons.npz" --no-progress
 flashsim extract "$REV1" "${TT[@]}" --resimulate 101 102 -o "$WORK/tt_jets.npz" --no-progress
-flashsim extract jets    "${TT[@]}" --resimulate 101 102 -o "$WORK/tt_jets_v2.npz" --no-progress
-flashsim extract jets    "$TRAIN_DIR/ttbar.root" "$DY_DIR/dy.root" "$DY_DIR/dy2.root" --resimulate 101 102 \
+flashsim extract "$JR2"  "${TT[@]}" --resimulate 101 102 -o "$WORK/tt_jets_v2.npz" --no-progress
+flashsim extract "$JR2"  "$TRAIN_DIR/ttbar.root" "$DY_DIR/dy.root" "$DY_DIR/dy2.root" --resimulate 101 102 \
     -o "$WORK/ttdy_jets.npz" --no-progress
+# the same jets for the current spec (extraction does not depend on transforms, but the data
+# carry the hash of the spec they were extracted for)
+flashsim extract jets    "$TRAIN_DIR/ttbar.root" "$DY_DIR/dy.root" "$DY_DIR/dy2.root" --resimulate 101 102 \
+    -o "$WORK/ttdy_jets_lg.npz" --no-progress
 flashsim extract "$MV1"  "${MU[@]}" --resimulate 101 102 -o "$WORK/ttdy_muons.npz" --no-progress
 flashsim extract "$MR2"  "${MU6[@]}" --resimulate 101 102 103 104 105 106 -o "$WORK/ttdy_muons_x6.npz" --no-progress
 flashsim extract muons   "${MU6[@]}" --resimulate 101 102 103 104 105 106 -o "$WORK/ttdy_muons_x6r.npz" --no-progress
@@ -110,16 +127,21 @@ jets() {
   flashsim train "$JU" --data "$WORK/tt_jets_v2.npz" -o "$WORK/ft3_jets" --init "$WORK/ft2_jets" --epochs 40 \
     --epoch-size 150000 --patience 8 --lr 1e-3 --seed 4 --split row $T
   # current spec (puId, jetId quantile-dequantized) from those weights, then tt + DY jets
-  flashsim train "$JF" --data "$WORK/tt_jets_v2.npz" -o "$WORK/ft5_jets" --init "$WORK/ft3_jets" --epochs 30 \
+  flashsim train "$JR2" --data "$WORK/tt_jets_v2.npz" -o "$WORK/ft5_jets" --init "$WORK/ft3_jets" --epochs 30 \
     --epoch-size 300000 --patience 8 --lr 3e-4 --seed 9 --split row $T
-  flashsim train "$JF" --data "$WORK/ttdy_jets.npz" -o "$WORK/ft6_jets" --init "$WORK/ft5_jets" --epochs 20 \
+  flashsim train "$JR2" --data "$WORK/ttdy_jets.npz" -o "$WORK/ft6_jets" --init "$WORK/ft5_jets" --epochs 20 \
     --epoch-size 300000 --patience 8 --lr 2e-4 --seed 11 --split row --threads 2 --no-progress
-  flashsim train "$JF" --data "$WORK/ttdy_jets.npz" -o "$WORK/ft7_jets" --init "$WORK/ft6_jets" --epochs 30 \
+  flashsim train "$JR2" --data "$WORK/ttdy_jets.npz" -o "$WORK/ft7_jets" --init "$WORK/ft6_jets" --epochs 30 \
     --epoch-size 300000 --patience 8 --lr 5e-5 --seed 11 --split row $T
-  flashsim train "$JF" --data "$WORK/ttdy_jets.npz" -o "$WORK/ft8_jets" --init "$WORK/ft7_jets" --epochs 30 \
+  flashsim train "$JR2" --data "$WORK/ttdy_jets.npz" -o "$WORK/ft8_jets" --init "$WORK/ft7_jets" --epochs 30 \
     --epoch-size 300000 --patience 8 --lr 5e-5 --seed 11 --split row $T
+  # current spec (taggers and qgl as logits; preprocessing of the other columns kept), 2 threads
+  flashsim train "$JF" --data "$WORK/ttdy_jets_lg.npz" -o "$WORK/lg1_jets" --init "$WORK/ft8_jets" --epochs 60 \
+    --epoch-size 300000 --patience 15 --lr 5e-4 --seed 21 --split row --split-seed 11 --threads 2 --no-progress
+  flashsim train "$JF" --data "$WORK/ttdy_jets_lg.npz" -o "$WORK/lg2_jets" --init "$WORK/lg1_jets" --epochs 40 \
+    --epoch-size 300000 --patience 40 --lr 1.5e-4 --seed 22 --split row --split-seed 11 --threads 2 --no-progress
   # 1c. discrete head (puId, jetId) on top of that flow: 12 epochs of all 1.63M jets
-  flashsim train jets --data "$WORK/ttdy_jets.npz" -o "$WORK/head_jets" --init "$WORK/ft8_jets" --head-only \
+  flashsim train jets --data "$WORK/ttdy_jets_lg.npz" -o "$WORK/head_jets" --init "$WORK/lg2_jets" --head-only \
     --head-epochs 12 --seed 1 --split row $T
 }
 muons() {

@@ -3,9 +3,11 @@
 Conditioning: GenJet pt, eta, phi, mass, partonFlavour, hadronFlavour; closest and
 second-closest status-1 Gen muon within ΔR < 0.4: dr, pt, deta, dphi (absent: dr = deta =
 dphi = 0.5, pt = 0). Targets and transforms are chosen so that every one has an exact inverse:
-taggers keep their value with the "undefined" sentinel moved to a band below [0, 1] (the
+taggers and qgl are modelled as logits (``Logit``: a score σ(latent) becomes its latent) with
+the "undefined" sentinel moved to a band below logit(0) (the
 project's reference writes −1 for all taggers; real Run-2 files −10 for CSVv2 and −2 for
-DeepCSV B: extraction maps every negative value to −1, counted); btagCMVA's −1 likewise; the 86 % zero spike of muEF likewise; nConstituents is an
+DeepCSV B: extraction maps every negative value to −1, counted); btagCMVA ∈ [−1, 1] likewise
+(−1 its sentinel); the 86 % zero spike of muEF in a band below [0, 1]; nConstituents is an
 integer ≥ 1 and area a multiple of the ghost area 0.009973 (both dequantized, snapped); jetId ∈ {0, 2, 6}, puId ∈ {0, 4, 6, 7} are ordinals,
 quantile-dequantized (jetId = 0 is a rare 1 % value: with uniform boxes the flow produced half
 of it; see :mod:`flashsim_coffea.flows.preprocess`) and finally drawn jointly by the discrete
@@ -19,7 +21,10 @@ from .features import Field, Neighbour
 from .gen import GenCollection
 from .spec import ObjectSpec
 from .targets import Spike, Target
-from .transforms import Arctan, Log
+from .transforms import Arctan, Log, Logit, Transform
+
+#: btagCMVA ∈ [−1, 1] (a tanh of its latent), in logit space like the [0, 1] taggers; −1 is its sentinel
+CMVA_LOGIT = Logit(lo=-1.0, hi=1.0, eps=1e-3)
 
 #: FastJet active-area ghost area of CMS AK4 jets: Jet_area = n · AREA_QUANTUM (before precision)
 AREA_QUANTUM = 0.009973
@@ -30,14 +35,20 @@ GENMUON = GenCollection(
 )
 
 
-def tagger_sentinel(value: float = -1.0) -> Spike:
-    """Any negative value of a [0, 1] tagger ("undefined") ↔ band [−1.5, −0.5), decoded below
-    −0.25 as ``value``."""
-    return Spike(value=value, lo=-1.5, hi=-0.5, cut=-0.25, below=True)
+def sentinel_band(transform: Transform, lower: float, value: float, below: bool) -> Spike:
+    """The sentinel ``value`` ↔ band [y₀ − 2.5, y₀ − 1.5) below y₀ = transform(lower), the
+    image of the lowest real value; decoded below y₀ − 1 (2 decimals, so cards read well)."""
+    y0 = float(transform.forward(lower))
+    return Spike(value=value, lo=round(y0 - 2.5, 2), hi=round(y0 - 1.5, 2), cut=round(y0 - 1.0, 2), below=below)
 
 
-def tagger(name: str, sentinel: float = -1.0) -> Target:
-    return Target(name, name, bounds=(0.0, 1.0), spike=tagger_sentinel(sentinel))
+def tagger(name: str, sentinel: float = -1.0, eps: float = 1e-3) -> Target:
+    """A [0, 1] score modelled as its logit, ``Logit(eps)``: the score is σ(latent) and its
+    peaks at 0 and 1 become the latent's smooth modes (as the identity, the flow drew 10–20 %
+    wiggles between them). ``eps`` keeps 0 and 1 finite; charm scores, which reach 1e-5 and
+    never 1, take eps = 1e-5. Any negative value ("undefined") is the sentinel, in a band below."""
+    tr = Logit(eps=eps)
+    return Target(name, name, bounds=(0.0, 1.0), transform=tr, spike=sentinel_band(tr, 0.0, sentinel, below=True))
 
 
 def muon_neighbour_features(prefix: str = "GenMuon") -> tuple:
@@ -70,12 +81,13 @@ JET_KINEMATIC_TARGETS = (
 def make_jets_spec() -> ObjectSpec:
     targets = (
         Target("area", "area", kind="integer", step=AREA_QUANTUM, bounds=(0.0, 2.0)),
-        Target("btagCMVA", "btagCMVA", bounds=(-1.0, 1.0), spike=Spike(-1.0, lo=-2.5, hi=-1.5, cut=-1.25)),
+        Target("btagCMVA", "btagCMVA", bounds=(-1.0, 1.0), transform=CMVA_LOGIT,
+               spike=sentinel_band(CMVA_LOGIT, -1.0, -1.0, below=False)),
         tagger("btagCSVV2"),
         tagger("btagDeepB"),
-        tagger("btagDeepC", -1.0),
+        tagger("btagDeepC", -1.0, eps=1e-5),
         tagger("btagDeepFlavB", -1.0),
-        tagger("btagDeepFlavC", -1.0),
+        tagger("btagDeepFlavC", -1.0, eps=1e-5),
         JET_KINEMATIC_TARGETS[0],
         Target("bRegCorr", "bRegCorr", bounds=(0.0, 3.0)),
         JET_KINEMATIC_TARGETS[3],
