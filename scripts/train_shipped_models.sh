@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the shipped FlashSim models flashsim_coffea/models/{jets,muons} (fixed seeds, one
-# torch thread per job, as they were made; ~5.5 h on 2 busy CPU cores).
+# torch thread per job, as they were made; ~6 h on 2 busy CPU cores).
 #
 #   scripts/train_shipped_models.sh [TRAIN_DIR] [DY_DIR] [WORK_DIR]
 #
@@ -36,7 +36,8 @@
 #          then 2 × 30 more at LR 5e-5 (same seed, so the same validation rows) — all these with
 #          the taggers and qgl as their values (spec "rev2"); then the current spec (taggers and
 #          qgl as logits) from those weights: 60 epochs of 300k, LR 5e-4, then 40 at LR 1.5e-4
-#          (2 threads; --split-seed 11 keeps the validation rows of the earlier stages).
+#          and 30 at 1e-4 (2 threads; --split-seed 11 keeps the validation rows of the earlier
+#          stages).
 #   both:  a discrete head (flows/head.py) for the classified targets (jets: puId, jetId; muons:
 #          the six ID booleans) trained on top of the final flow (--head-only, 12 epochs).
 set -euo pipefail
@@ -140,8 +141,10 @@ jets() {
     --epoch-size 300000 --patience 15 --lr 5e-4 --seed 21 --split row --split-seed 11 --threads 2 --no-progress
   flashsim train "$JF" --data "$WORK/ttdy_jets_lg.npz" -o "$WORK/lg2_jets" --init "$WORK/lg1_jets" --epochs 40 \
     --epoch-size 300000 --patience 40 --lr 1.5e-4 --seed 22 --split row --split-seed 11 --threads 2 --no-progress
+  flashsim train "$JF" --data "$WORK/ttdy_jets_lg.npz" -o "$WORK/lg3_jets" --init "$WORK/lg2_jets" --epochs 30 \
+    --epoch-size 300000 --patience 30 --lr 1e-4 --seed 23 --split row --split-seed 11 --threads 2 --no-progress
   # 1c. discrete head (puId, jetId) on top of that flow: 12 epochs of all 1.63M jets
-  flashsim train jets --data "$WORK/ttdy_jets_lg.npz" -o "$WORK/head_jets" --init "$WORK/lg2_jets" --head-only \
+  flashsim train jets --data "$WORK/ttdy_jets_lg.npz" -o "$WORK/head_jets" --init "$WORK/lg3_jets" --head-only \
     --head-epochs 12 --seed 1 --split row $T
 }
 muons() {

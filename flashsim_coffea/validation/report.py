@@ -73,7 +73,6 @@ def write_report(spec: ObjectSpec, s: ValidationSamples, out: Path, title: str, 
     floors = w1_draws(names, ref2_targets, s.ref.targets)
     auc = c2st_auc(np.concatenate([s.flash, s.ref.cond], axis=1), np.concatenate([s.ref.targets, s.ref.cond], axis=1), seed)
     metrics = {"targets": table, "c2st_auc": auc}
-    k = len(s.flash_draws)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
 
     plots.style()
@@ -110,8 +109,8 @@ def write_report(spec: ObjectSpec, s: ValidationSamples, out: Path, title: str, 
              f"{s.info['n_ref']} reference objects from {s.info['n_events']} held-out events "
              f"(reference′: {s.info['n_ref2']}). C2ST AUC (gradient-boosted trees on targets + conditioning): "
              f"**{auc:.4f}** (0.5 = indistinguishable).", "",
-             f"W1 and its floor are means over K = {k} independent draws (FlashSim folds 0..{k - 1}; reference′ "
-             "seeds ref-seed + k); the last column shows the spread of the K single-draw floors.", "",
+             f"W1 and its floor are means over K = {len(s.flash_draws)} independent draws (FlashSim folds 0..K−1; "
+             "reference′ seeds ref-seed + 0..K−1); the last column shows the spread of the K single-draw floors.", "",
              "| target | W1(FlashSim, ref) | W1 floor (ref′, ref) | ratio | floor draws min–max |", "|---|---|---|---|---|"]
     for name, m in table.items():
         flag = "" if m["ratio"] <= 2 else " ⚠"
