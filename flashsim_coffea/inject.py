@@ -37,7 +37,6 @@ import awkward as ak
 import numpy as np
 
 from .errors import MissingBranchesError, UserError
-from .objects import get_spec
 from .objects.gen import has_branch
 from .sampling_precision import check_precision
 

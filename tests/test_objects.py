@@ -12,9 +12,9 @@ import uproot
 
 from flashsim_coffea.errors import MissingBranchesError, UserError
 from flashsim_coffea.objects import (
-    Arctan, Field, Identity, Log, Log1p, Logit, Neighbour, ObjectSpec, Target, get_spec, known_specs, register_spec,
+    Arctan, Identity, Log, Log1p, Logit, ObjectSpec, Target, get_spec, known_specs, register_spec,
 )
-from flashsim_coffea.objects.extract import extract_events, extract_files
+from flashsim_coffea.objects.extract import extract_files
 from flashsim_coffea.objects.gen import delta_r
 from flashsim_coffea.objects.transforms import transform_from_dict
 from flashsim_coffea.objects.jets import GENJET, GENMUON, muon_neighbour_features, tagger
