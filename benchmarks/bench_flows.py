@@ -66,7 +66,7 @@ def time_call(fn, repeat: int) -> float:
 def conditioning(spec, n: int):
     import awkward as ak
 
-    from flashsim_coffea.reference.synthetic import synthetic_gen
+    from flashsim_coffea.generate.synthetic import synthetic_gen
 
     n_events = max(1000, n // 2)
     while True:

@@ -45,8 +45,8 @@ def stages(process: str, n: int, seed: int) -> dict:
     from flashsim_coffea.generate.genjets import cluster_genjets
     from flashsim_coffea.generate.genpart import FlatRecord
     from flashsim_coffea.generate.processes import get_process
-    from flashsim_coffea.nanoaod_io import NanoAODWriter
-    from flashsim_coffea.reference import simulate
+    from flashsim_coffea.nanoaod.io import NanoAODWriter
+    from flashsim_coffea.reference import respond
 
     proc = get_process(process)
     out = {}
@@ -62,7 +62,7 @@ def stages(process: str, n: int, seed: int) -> dict:
     br = gen_branches(ev.prt, ev.info, rec, jets, seed, 1)
     out["genpart_pileup"] = time.perf_counter() - t
     t = time.perf_counter()
-    br.update(simulate(br, seed))
+    br.update(respond(br, seed))
     out["reference"] = time.perf_counter() - t
     with tempfile.TemporaryDirectory() as d:
         t = time.perf_counter()
@@ -75,7 +75,7 @@ def stages(process: str, n: int, seed: int) -> dict:
 
 def reference_rate(n_events: int = 20000, seed: int = 1) -> dict:
     """Reference response alone on a synthetic Gen record of ~n_events tt̄-like events."""
-    from flashsim_coffea.reference import simulate
+    from flashsim_coffea.reference import respond
 
     rng = np.random.default_rng(seed)
     nj = rng.poisson(8, n_events)
@@ -102,9 +102,9 @@ def reference_rate(n_events: int = 20000, seed: int = 1) -> dict:
         "GenPart_statusFlags": jag(np.where(rng.random(NM) < 0.6, 0b10000100000001, 0b10000001000000).astype(np.int32), nm),
         "GenPart_genPartIdxMother": jag(np.full(NM, -1, np.int32), nm),
     }
-    simulate(gen, seed)  # warm-up
+    respond(gen, seed)  # warm-up
     t = time.perf_counter()
-    out = simulate(gen, seed)
+    out = respond(gen, seed)
     dt = time.perf_counter() - t
     n_obj = NJ + NM
     return {"objects": n_obj, "seconds": round(dt, 3), "objects_per_s": round(n_obj / dt), "reco_jets": int(ak.sum(ak.num(out["Jet_pt"]))), "reco_muons": int(ak.sum(ak.num(out["Muon_pt"])))}

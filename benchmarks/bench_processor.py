@@ -44,7 +44,7 @@ def build_input(src: Path, n_events: int, out: Path) -> Path:
     """NanoAOD file of ``n_events`` events: ``src`` repeated, ``event`` shifted by copy·10^7."""
     import uproot
 
-    from flashsim_coffea.nanoaod_io import NanoAODWriter, is_counter
+    from flashsim_coffea.nanoaod.io import NanoAODWriter, is_counter
 
     if out.exists() and uproot.open(out)["Events"].num_entries == n_events:
         return out

@@ -2,10 +2,10 @@
 
     python benchmarks/bench_reference.py [--objects 1000000] [--repeat 3]
 
-Builds synthetic Gen events (``flashsim_coffea.reference.synthetic``) with about ``--objects``
-GenJets + Gen muons, runs ``simulate`` ``--repeat`` times (best time kept) and prints JSON:
+Builds synthetic Gen events (``flashsim_coffea.generate.synthetic``) with about ``--objects``
+GenJets + Gen muons, runs ``respond`` ``--repeat`` times (best time kept) and prints JSON:
 input/output object counts and objects per second for jets (GenJets in → Jets out, timed
-alone via the jet stage), muons (Gen muons → Muons, muon stage) and the whole ``simulate``
+alone via the jet stage), muons (Gen muons → Muons, muon stage) and the whole ``respond``
 (reading, matching, both stages, sorting, cross-references, precision, ``ak.unflatten``).
 ``--cpu-time`` measures CPU seconds of this process, which is the fair figure on a shared,
 loaded machine (wall time there includes waiting for a core).
@@ -24,12 +24,12 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import awkward as ak  # noqa: E402
 import numpy as np  # noqa: E402
 
-from flashsim_coffea.reference import simulate  # noqa: E402
+from flashsim_coffea.reference import respond  # noqa: E402
 from flashsim_coffea.reference._inputs import is_gen_muon, read_gen  # noqa: E402
 from flashsim_coffea.reference.fakes import simulate_fakes  # noqa: E402
 from flashsim_coffea.reference.jets import simulate_genjets  # noqa: E402
 from flashsim_coffea.reference.muons import simulate_muons  # noqa: E402
-from flashsim_coffea.reference.synthetic import synthetic_gen  # noqa: E402
+from flashsim_coffea.generate.synthetic import synthetic_gen  # noqa: E402
 
 
 CLOCK = time.perf_counter
@@ -63,7 +63,7 @@ def main() -> None:
     t_jet, jets = best(lambda: (simulate_genjets(g, 7), simulate_fakes(g, 7)), a.repeat)
     n_fake = len(jets[1]["pt"])
     t_mu, mus = best(lambda: simulate_muons(g, 7), a.repeat)
-    t_all, out = best(lambda: simulate(gen, 7), a.repeat)
+    t_all, out = best(lambda: respond(gen, 7), a.repeat)
     n_jet_out = int(ak.sum(ak.num(out["Jet_pt"])))
     n_mu_out = int(ak.sum(ak.num(out["Muon_pt"])))
     res = {
@@ -73,7 +73,7 @@ def main() -> None:
         "pileup_fakes_made": n_fake,
         "jets_out": n_jet_out,
         "muons_out": n_mu_out,
-        "seconds": {"read_gen": round(t_read, 3), "jets": round(t_jet, 3), "muons": round(t_mu, 3), "simulate": round(t_all, 3)},
+        "seconds": {"read_gen": round(t_read, 3), "jets": round(t_jet, 3), "muons": round(t_mu, 3), "respond": round(t_all, 3)},
         "jets_per_s": round(n_genjet / t_jet),
         "jet_candidates_per_s": round((n_genjet + n_fake) / t_jet),
         "muons_per_s": round(n_genmu / t_mu),

@@ -31,7 +31,18 @@ _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 _S30, _S27, _S31, _S11 = (np.uint64(s) for s in (30, 27, 31, 11))
 
-__all__ = ["stream_id", "hash_keys", "uniform", "normal", "poisson"]
+from .errors import UserError
+
+__all__ = ["SEED_MAX", "check_seed", "stream_id", "hash_keys", "uniform", "normal", "poisson"]
+
+#: seeds are 1..SEED_MAX (Pythia's range, so one seed can drive the generator and the response)
+SEED_MAX = 900_000_000
+
+
+def check_seed(seed: int) -> None:
+    """A UserError unless 1 ≤ ``seed`` ≤ :data:`SEED_MAX`."""
+    if not 1 <= seed <= SEED_MAX:
+        raise UserError(f"--seed {seed} is outside Pythia's range 1..{SEED_MAX}")
 
 
 def stream_id(name: str) -> int:

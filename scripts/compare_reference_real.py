@@ -4,7 +4,7 @@
         [--figures docs/figures] [--seed 1] [--json docs/reference_comparison.json]
 
 For each real CMS file (Run-2 ``nano_dy.root``, Run-3 ``nano_tt_v12.root``) the Gen branches
-are fed to ``flashsim_coffea.reference.simulate``; reco objects matched to Gen
+are fed to ``flashsim_coffea.reference.respond``; reco objects matched to Gen
 (``Jet_genJetIdx`` ≥ 0, ``Muon_genPartIdx`` ≥ 0) are compared between the real file and the
 reference: 1-D Wasserstein distances (``scipy.stats.wasserstein_distance``) and overlay
 figures ``docs/figures/reference_<variable>.png`` (mplhep CMS style). A Markdown table is
@@ -24,7 +24,7 @@ import awkward as ak
 import numpy as np
 from scipy.stats import wasserstein_distance
 
-from flashsim_coffea.reference import simulate
+from flashsim_coffea.reference import respond
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = {"DY Run-2": "nano_dy.root", "tt Run-3 v12": "nano_tt_v12.root"}
@@ -154,7 +154,7 @@ def main() -> None:
             continue
         gen, reco = load(path)
         real = matched_quantities(gen, reco)
-        folds = [matched_quantities(gen, simulate(gen, seed=a.seed + k, source=str(path))) for k in range(a.folds)]
+        folds = [matched_quantities(gen, respond(gen, seed=a.seed + k, source=str(path))) for k in range(a.folds)]
         ref = {k: np.concatenate([f[k] for f in folds]) for k in folds[0]}
         samples[label] = {k: (real[k], ref[k]) for k in real if k in ref}
         results[label] = {}

@@ -46,17 +46,17 @@ def test_numpy_inference_matches_torch_and_cache(tmp_path):
     x = rng.normal(size=(100, 25)) * 2
     with torch.inference_mode():
         ref = model(torch.from_numpy(((x - mean) / std).astype(np.float32))).numpy()[:, 0]
-    m = dnn.load_model(tmp_path)
+    m = dnn.load_dnn(tmp_path)
     np.testing.assert_allclose(m.score(x), ref, atol=2e-6)
     # row results do not depend on the batch
     np.testing.assert_array_equal(m.score(x[:10]), m.score(x)[:10])
-    assert dnn.load_model(tmp_path) is m  # module-level cache
+    assert dnn.load_dnn(tmp_path) is m  # module-level cache
     # tampered weights are refused
     (tmp_path / "model.safetensors").write_bytes((tmp_path / "model.safetensors").read_bytes()[:-1] + b"\0")
     from flashsim_coffea.errors import UserError
 
-    with pytest.raises(UserError, match="sha256"):
-        dnn.load_model(tmp_path)
+    with pytest.raises(UserError, match="does not match the card"):
+        dnn.load_dnn(tmp_path)
 
 
 def test_dnn_atanh_finite():
@@ -77,7 +77,7 @@ def test_weighted_auc():
 
 
 def test_shipped_model():
-    m = dnn.load_model()
+    m = dnn.load_dnn()
     assert m.inputs == dnn.INPUTS
     tr = m.card["training"]
     assert tr["auc_validation"] > 0.5
@@ -92,7 +92,7 @@ def test_tiny_training_run(tmp_path, generated):
     rec = train_dnn([str(sig)], [str(bkg)], tmp_path / "model", seed=2, epochs=3, log=lambda *_: None)
     assert rec["n_train"]["signal"] > 0 and rec["n_train"]["background"] > 0
     assert 0.0 <= rec["auc_validation"] <= 1.0
-    m = dnn.load_model(tmp_path / "model")
+    m = dnn.load_dnn(tmp_path / "model")
     assert m.card["training"]["seed"] == 2
     rec2 = train_dnn([str(sig)], [str(bkg)], tmp_path / "model2", seed=2, epochs=3, log=lambda *_: None)
     assert rec2["auc_validation"] == rec["auc_validation"]  # reproducible

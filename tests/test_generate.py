@@ -12,7 +12,7 @@ from flashsim_coffea.cli import main
 from flashsim_coffea.generate.driver import generate
 from flashsim_coffea.generate.genpart import BIT
 from flashsim_coffea.generate.processes import PROCESSES
-from flashsim_coffea.nanoaod_io import read_metadata
+from flashsim_coffea.nanoaod.io import read_metadata
 
 
 def events_of(path):

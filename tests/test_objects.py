@@ -15,10 +15,10 @@ from flashsim_coffea.objects import (
     Arctan, Identity, Log, Log1p, Logit, ObjectSpec, Target, get_spec, known_specs, register_spec,
 )
 from flashsim_coffea.objects.extract import extract_files
-from flashsim_coffea.objects.gen import delta_r
+from flashsim_coffea.nanoaod.conventions import delta_r
 from flashsim_coffea.objects.transforms import transform_from_dict
 from flashsim_coffea.objects.jets import GENJET, GENMUON, muon_neighbour_features, tagger
-from flashsim_coffea.precision import round_mantissa
+from flashsim_coffea.nanoaod.precision import round_mantissa
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-nanoaod"
 needs_real = pytest.mark.skipif(not (REAL / "nano_dy.root").is_file(), reason="real NanoAOD samples absent")
@@ -229,7 +229,7 @@ def test_extraction_with_resimulated_reference_is_deterministic():
     a, prov = extract_files(get_spec("muons"), [f], progress=False, resimulate=5)
     b, _ = extract_files(get_spec("muons"), [f], progress=False, resimulate=5)
     c, _ = extract_files(get_spec("muons"), [f], progress=False, resimulate=6)
-    assert len(a) > 5 and prov["reco"].startswith("reference.simulate(seed 5)")
+    assert len(a) > 5 and prov["reco"].startswith("reference.respond(seed 5)")
     np.testing.assert_array_equal(a.targets, b.targets)
     assert not np.array_equal(a.targets[:, 2], c.targets[:len(a), 2]) if len(c) >= len(a) else True
 

@@ -1,4 +1,4 @@
-"""NanoAOD reduced float precision (flashsim_coffea.precision)."""
+"""NanoAOD reduced float precision (flashsim_coffea.nanoaod.precision)."""
 
 from pathlib import Path
 
@@ -6,7 +6,7 @@ import awkward as ak
 import numpy as np
 import pytest
 
-from flashsim_coffea.precision import NANOAOD_MANTISSA_BITS, apply_nanoaod_precision, round_mantissa
+from flashsim_coffea.nanoaod.precision import NANOAOD_MANTISSA_BITS, apply_nanoaod_precision, round_mantissa
 
 REAL = Path(__file__).parents[1] / ".." / "shared" / "data" / "real-nanoaod"
 
@@ -74,7 +74,7 @@ def test_real_nanoaod_is_fixed_point():
 
 @pytest.mark.parametrize("bits", [6, 12])
 def test_fill_rounding_cell_stays_in_the_cell_and_fills_it(bits):
-    from flashsim_coffea.precision import fill_rounding_cell
+    from flashsim_coffea.nanoaod.precision import fill_rounding_cell
 
     rng = np.random.default_rng(bits)
     x = round_mantissa((rng.standard_normal(50000) * 10.0 ** rng.uniform(-4, 2, 50000)).astype(np.float32), bits)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from flashsim_coffea.errors import MissingBranchesError
-from flashsim_coffea.precision import NANOAOD_MANTISSA_BITS
-from flashsim_coffea.reference import JET_BRANCHES, MUON_BRANCHES, simulate
-from flashsim_coffea.reference.synthetic import synthetic_gen
+from flashsim_coffea.nanoaod.precision import NANOAOD_MANTISSA_BITS
+from flashsim_coffea.reference import JET_BRANCHES, MUON_BRANCHES, respond
+from flashsim_coffea.generate.synthetic import synthetic_gen
 
 REAL = Path(__file__).parents[1] / ".." / "shared" / "data" / "real-nanoaod"
 N_EVENTS = 8000
@@ -28,7 +28,7 @@ def gen():
 
 @pytest.fixture(scope="module")
 def out(gen):
-    return simulate(gen, seed=5)
+    return respond(gen, seed=5)
 
 
 @pytest.fixture(scope="module")
@@ -96,14 +96,14 @@ def test_precision_applied(out):
 
 
 def test_determinism_and_chunking(gen, out):
-    again = simulate(gen, seed=5)
-    other = simulate(gen, seed=6)
+    again = respond(gen, seed=5)
+    other = respond(gen, seed=6)
     for k in out:
         assert ak.all(ak.flatten(again[k]) == ak.flatten(out[k])), k
     assert not np.array_equal(fl(other["Jet_pt"])[:100], fl(out["Jet_pt"])[:100]) or not ak.all(
         ak.num(other["Jet_pt"]) == ak.num(out["Jet_pt"]))
     cuts = [0, 1, 777, 3000, 3001, N_EVENTS]
-    parts = [simulate({k: v[a:b] for k, v in gen.items()}, seed=5) for a, b in zip(cuts[:-1], cuts[1:])]
+    parts = [respond({k: v[a:b] for k, v in gen.items()}, seed=5) for a, b in zip(cuts[:-1], cuts[1:])]
     for k in out:
         whole = out[k]
         chunked = ak.concatenate([p[k] for p in parts])
@@ -114,7 +114,7 @@ def test_determinism_and_chunking(gen, out):
 def test_missing_branches(gen):
     bad = {k: v for k, v in gen.items() if not k.startswith("GenJet_")}
     with pytest.raises(MissingBranchesError) as e:
-        simulate(bad, seed=1)
+        respond(bad, seed=1)
     assert "GenJet_pt" in str(e.value) and "GenJet_hadronFlavour" in str(e.value)
     assert "GenJet_pt" in e.value.missing
 
@@ -123,13 +123,13 @@ def test_optional_pileup_and_dtypes():
     g = synthetic_gen(50, seed=3, with_pileup_extras=False)
     g["run"] = np.asarray(g["run"]).astype(np.int64)  # any integer dtype is accepted
     g["GenJet_pt"] = ak.values_astype(g["GenJet_pt"], np.float64)
-    o = simulate(g, seed=1)
+    o = respond(g, seed=1)
     assert len(o["Jet_pt"]) == 50
 
 
 def test_empty_input():
     g = synthetic_gen(3, seed=1)
-    o = simulate({k: v[:0] for k, v in g.items()}, seed=1)
+    o = respond({k: v[:0] for k, v in g.items()}, seed=1)
     assert len(o["Jet_pt"]) == 0 and len(o["Muon_pt"]) == 0
 
 
@@ -382,7 +382,7 @@ def test_real_nanoaod_gen_inputs():
     t = uproot.open(f)["Events"]
     keys = [k for k in t.keys() if k.startswith(("GenJet_", "GenPart_", "Pileup_")) or k in ("run", "luminosityBlock", "event")]
     gen = t.arrays(keys, how=dict)
-    o = simulate(gen, seed=1)
+    o = respond(gen, seed=1)
     assert len(o["Jet_pt"]) == t.num_entries
     njr = ak.to_numpy(ak.num(t["Jet_pt"].array()))
     nj = ak.to_numpy(ak.num(o["Jet_pt"]))
@@ -395,7 +395,7 @@ def test_real_nanoaod_gen_inputs():
     assert np.mean(np.isin(flav, (1, 15))) > 0.7
     assert np.median(fl(o["Muon_pfRelIso04_all"])[flav == 1]) < 0.15
     with pytest.raises(MissingBranchesError, match="GenJet_pt"):
-        simulate({k: v for k, v in gen.items() if k != "GenJet_pt"}, seed=1, source=str(f))
+        respond({k: v for k, v in gen.items() if k != "GenJet_pt"}, seed=1, source=str(f))
 
 
 def test_genjet_muon_context(gen):

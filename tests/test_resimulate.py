@@ -11,7 +11,7 @@ from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
 from conftest import real_file
 from flashsim_coffea.cli import main
 from flashsim_coffea.errors import MissingBranchesError
-from flashsim_coffea.resimulate import resimulate
+from flashsim_coffea.reference.resimulate import resimulate_file as resimulate
 
 
 def load(path):
@@ -72,7 +72,7 @@ def test_resimulate_generated_file_keeps_metadata(generated, tmp_path):
     path, _ = generated("vbf_hmm", 100)
     out = tmp_path / "re.root"
     resimulate(path, out, seed=77, progress=False)
-    from flashsim_coffea.nanoaod_io import read_metadata
+    from flashsim_coffea.nanoaod.io import read_metadata
 
     meta = read_metadata(out)
     assert meta["process"] == "vbf_hmm" and meta["reference_seed"] == 77

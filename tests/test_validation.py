@@ -10,7 +10,7 @@ import torch
 
 from flashsim_coffea.flows import TINY, TrainConfig, train
 from flashsim_coffea.objects import get_spec
-from flashsim_coffea.objects.synthetic import extract_synthetic
+from flashsim_coffea.objects.extract import extract_synthetic
 from flashsim_coffea.validation import c2st_auc, w1_table
 
 
@@ -66,13 +66,13 @@ def test_c2st_auc_separates_only_different_samples():
 
 
 def _write_heldout(path, n_events, gen_seed, ref_seed):
-    from flashsim_coffea.nanoaod_io import NanoAODWriter
-    from flashsim_coffea.reference import simulate
-    from flashsim_coffea.reference.synthetic import synthetic_gen
+    from flashsim_coffea.nanoaod.io import NanoAODWriter
+    from flashsim_coffea.reference import respond
+    from flashsim_coffea.generate.synthetic import synthetic_gen
 
     gen = synthetic_gen(n_events, seed=gen_seed)
     w = NanoAODWriter(path)
-    w.extend({**gen, **simulate(gen, seed=ref_seed), "genWeight": np.ones(n_events, np.float32)})
+    w.extend({**gen, **respond(gen, seed=ref_seed), "genWeight": np.ones(n_events, np.float32)})
     w.close()
     return path
 
@@ -110,7 +110,7 @@ def test_reference_and_flashsim_compared_as_stored_nanoaod_values():
     — no rounding cells filled as for training — and FlashSim passes through the same rounding."""
     from conftest import real_file
     from flashsim_coffea.flows import load_model, shipped_model_path
-    from flashsim_coffea.precision import round_mantissa
+    from flashsim_coffea.nanoaod.precision import round_mantissa
     from flashsim_coffea.validation.samples import build_samples
 
     spec = get_spec("muons")

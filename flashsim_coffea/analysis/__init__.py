@@ -15,7 +15,7 @@ Modules, one job each:
 
 from .candidates import Candidates, build_candidates
 from .dnn import INPUTS as DNN_INPUTS
-from .dnn import DNNModel, dnn_atanh, dnn_inputs, load_model
+from .dnn import DNNModel, check_dnn, dnn_atanh, dnn_inputs, load_dnn
 from .events import CUTFLOW_STEPS, REGIONS, cutflow_masks, region_masks
 from .kinematics import collins_soper, cos_theta_cs_analytic, mass_resolution, min_delta_eta, rpt, zstar
 from .objects import gen_jets, gen_muons, reco_jets, reco_muons
@@ -26,6 +26,6 @@ from .variables import VARIABLES, axis_for, compute_variables
 __all__ = [
     "AnalysisResult", "Candidates", "CUTFLOW_STEPS", "DNN_INPUTS", "DNNModel", "REGIONS", "VARIABLES",
     "analyse", "axis_for", "build_candidates", "collins_soper", "compute_variables", "cos_theta_cs_analytic",
-    "cutflow_masks", "dnn_atanh", "dnn_inputs", "gen_jets", "gen_muons", "load_model", "mass_resolution",
+    "cutflow_masks", "dnn_atanh", "dnn_inputs", "gen_jets", "gen_muons", "load_dnn", "check_dnn", "mass_resolution",
     "min_delta_eta", "reco_jets", "reco_muons", "region_masks", "rpt", "select_jets", "select_muons", "zstar",
 ]  # fmt: skip

@@ -20,12 +20,13 @@ in a module-level cache keyed by (path, sha256) and never travel inside a pickle
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from ..cards import read_card, sha256_file, verify_weights, write_card
+from ..errors import UserError
 
 __all__ = [
     "INPUTS",
@@ -35,7 +36,9 @@ __all__ = [
     "build_torch_model",
     "save_model",
     "DNNModel",
-    "load_model",
+    "read_dnn_card",
+    "check_dnn",
+    "load_dnn",
     "dnn_atanh",
 ]
 
@@ -50,6 +53,7 @@ HIDDEN = (64, 32, 16)
 DROPOUT = 0.2
 BN_EPS = 1e-5
 SCORE_MAX = 1.0 - 1e-12
+DNN_FORMAT = "flashsim-coffea VBF H->mumu DNN v1"
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[1] / "models" / "dnn"
 
 
@@ -73,10 +77,6 @@ def build_torch_model(n_inputs: int = len(INPUTS), hidden: tuple[int, ...] = HID
     return nn.Sequential(*layers)
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def save_model(model, mean: np.ndarray, std: np.ndarray, directory: str | Path, record: dict) -> Path:
     """Write ``model.safetensors`` + ``card.json`` (inputs, scaling, architecture, ``record``)."""
     from safetensors.torch import save_file
@@ -87,17 +87,17 @@ def save_model(model, mean: np.ndarray, std: np.ndarray, directory: str | Path, 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     save_file(state, str(weights))
     card = {
-        "format": "flashsim-coffea VBF H->mumu DNN v1",
+        "format": DNN_FORMAT,
         "inputs": list(INPUTS),
         "fixed_inputs": FIXED_INPUTS,
         "input_mean": [float(x) for x in mean],
         "input_std": [float(x) for x in std],
         "architecture": {"hidden": list(HIDDEN), "activation": "tanh", "batch_norm_eps": BN_EPS, "dropout": DROPOUT, "output": "sigmoid"},
         "weights_file": weights.name,
-        "weights_sha256": _sha256(weights),
+        "weights_sha256": sha256_file(weights),
         "training": record,
     }
-    (directory / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    write_card(directory, card, indent=2, sort_keys=False)
     return directory
 
 
@@ -126,7 +126,7 @@ class DNNModel:
         from safetensors.numpy import load_file
 
         directory = Path(directory)
-        card = json.loads((directory / "card.json").read_text())
+        card, _ = read_dnn_card(directory)
         t = {k: v.astype(np.float64) for k, v in load_file(str(directory / card["weights_file"])).items()}
         n_hidden = len(card["architecture"]["hidden"])
         eps = card["architecture"]["batch_norm_eps"]
@@ -138,26 +138,33 @@ class DNNModel:
             layers.append((w * g[:, None], (b - t[f"{bn}.running_mean"]) * g + t[f"{bn}.bias"]))
         out = 4 * n_hidden
         layers.append((t[f"{out}.weight"], t[f"{out}.bias"]))
-        if tuple(card["inputs"]) != INPUTS:
-            raise ValueError(f"{directory}: DNN card inputs {card['inputs']} differ from this version's {list(INPUTS)}")
         return cls(tuple(card["inputs"]), np.asarray(card["input_mean"]), np.asarray(card["input_std"]), layers, card)
 
 
 _CACHE: dict[tuple[str, str], DNNModel] = {}
 
 
-def load_model(directory: str | Path | None = None) -> DNNModel:
-    """The DNN in ``directory`` (default: the shipped one), cached per (path, weights sha256)."""
-    from ..errors import UserError
+def read_dnn_card(directory: str | Path) -> tuple[dict, Path]:
+    """(card, card path) of a DNN model directory; a UserError (naming the file and what is
+    wrong) unless it is a DNN card with inputs matching this version's and verified weights."""
+    card, card_path = read_card(directory, (DNN_FORMAT,), what="VBF H->mumu DNN (train one with `flashsim train-dnn`)",
+                                required=("weights_file", "weights_sha256", "inputs", "input_mean", "input_std", "architecture"))
+    if tuple(card["inputs"]) != INPUTS:
+        raise UserError(f"{card_path}: DNN card inputs {card['inputs']} differ from this version's {list(INPUTS)}")
+    return card, card_path
 
+
+def check_dnn(directory: str | Path | None = None) -> str:
+    """Check the DNN in ``directory`` (default: the shipped one) on the driver, before any work:
+    card, inputs and weight checksum; returns the weights' SHA-256."""
+    card, card_path = read_dnn_card(Path(directory) if directory is not None else DEFAULT_MODEL_DIR)
+    return verify_weights(card_path, card["weights_file"], card["weights_sha256"])[1]
+
+
+def load_dnn(directory: str | Path | None = None) -> DNNModel:
+    """The DNN in ``directory`` (default: the shipped one), cached per (path, weights sha256)."""
     directory = Path(directory) if directory is not None else DEFAULT_MODEL_DIR
-    card_path = directory / "card.json"
-    if not card_path.is_file():
-        raise UserError(f"{directory}: no DNN card.json (train one with `flashsim train-dnn`)")
-    card = json.loads(card_path.read_text())
-    digest = _sha256(directory / card["weights_file"])
-    if digest != card["weights_sha256"]:
-        raise UserError(f"{directory}: weights sha256 {digest[:12]}… does not match the card")
+    digest = check_dnn(directory)
     key = (str(directory.resolve()), digest)
     if key not in _CACHE:
         _CACHE[key] = DNNModel.from_directory(directory)

@@ -13,7 +13,7 @@ import awkward as ak
 import numpy as np
 
 from .candidates import Candidates, build_candidates
-from .dnn import dnn_atanh, dnn_inputs, load_model
+from .dnn import dnn_atanh, dnn_inputs, load_dnn
 from .events import cutflow_masks, region_masks
 from .variables import compute_variables
 
@@ -42,7 +42,7 @@ def analyse(muons: ak.Array, jets: ak.Array, dnn: bool | str | Path = True) -> A
     cutflow = cutflow_masks(cand, variables)
     regions = region_masks(cand, variables, cutflow)
     if dnn is not False:
-        model = load_model(None if dnn is True else dnn)
+        model = load_dnn(None if dnn is True else dnn)
         sel = cutflow["two_jets"]
         out = np.full(len(cand), np.nan)
         if sel.any():

@@ -30,7 +30,6 @@ Reported figure of merit: weighted ROC AUC on the validation set.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -39,7 +38,9 @@ from pathlib import Path
 import numpy as np
 import uproot
 
+from ..cards import sha256_file
 from ..errors import UserError
+from ..nanoaod.conventions import EVENT_ID
 from ..noise import uniform
 from .dnn import build_torch_model, dnn_inputs, save_model
 from .objects import reco_jets, reco_muons
@@ -90,7 +91,7 @@ def load_sample(path: str | Path, label: int, seed: int, val_fraction: float = 0
     if not np.isfinite(sumw) or sumw == 0:
         sumw = float(np.sum(gw))
     w = xsec * gw / sumw
-    ids = [np.asarray(events[k], dtype=np.int64) for k in ("run", "luminosityBlock", "event")]
+    ids = [np.asarray(events[k], dtype=np.int64) for k in EVENT_ID]
     is_val = uniform(seed, "dnn-split", *ids) < val_fraction
     x = dnn_inputs(res.variables)[sel]
     ok = np.all(np.isfinite(x), axis=1)
@@ -101,7 +102,7 @@ def load_sample(path: str | Path, label: int, seed: int, val_fraction: float = 0
         raise UserError(f"unknown weighting {weighting!r}; known: {', '.join(WEIGHTINGS)}")
     info = {
         "file": Path(path).name,
-        "sha256": hashlib.sha256(Path(path).read_bytes()).hexdigest(),
+        "sha256": sha256_file(path),
         "events": int(len(events)),
         "selected": int(ok.sum()),
         "xsec_pb": xsec,

@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from flashsim_coffea.objects.extract import extract_files
 
     from flashsim_coffea.errors import UserError
-    from flashsim_coffea.objects.synthetic import extract_synthetic
+    from flashsim_coffea.objects.extract import extract_synthetic
 
     spec = get_spec(args.spec)
     if args.synthetic is not None:

@@ -16,8 +16,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..resimulate import resimulate
+    from ..reference.resimulate import resimulate_file
 
-    s = resimulate(args.input, args.output, args.seed, force=args.force)
+    s = resimulate_file(args.input, args.output, args.seed, force=args.force)
     print(f"wrote {s['output']}: {s['events']} events, {s['jets']} reference jets, {s['muons']} muons in {s['seconds']:.1f} s")
     return 0

@@ -124,7 +124,7 @@ def _generated(cfg: DemoConfig, log) -> dict[str, Path]:
 def check_models(cfg: DemoConfig) -> dict[str, Path]:
     """FlashSim model folders {"jets", "muons"}, each loaded once here so that a missing, corrupt
     or out-of-date model (trained for another spec) is a clear error before any work; the DNN too."""
-    from ..analysis.dnn import load_model
+    from ..analysis.dnn import check_dnn
     from ..flows.sampler import load_model as load_flow
     from ..flows.sampler import shipped_model_path
 
@@ -143,7 +143,7 @@ def check_models(cfg: DemoConfig) -> dict[str, Path]:
                 raise UserError(f"{name} model folder {models[name]} has no card.json")
         load_flow(models[name], name)
     if cfg.dnn is not False:
-        load_model(None if cfg.dnn is True else cfg.dnn)
+        check_dnn(None if cfg.dnn is True else cfg.dnn)
     return models
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ..nanoaod.conventions import EVENT_ID
 from .config import SIGNAL, UPSAMPLED, DemoConfig
 
 __all__ = ["DemoOutputs", "Progress", "SingleEvent", "executor_session", "run_all", "single_event"]
@@ -204,7 +205,7 @@ def single_event(path: Path, process: str, folds: int, simulator: Any, dnn: bool
 
     entry = pick_event(path, dnn) if entry is None else entry
     eager = _events(path, process, entry, entry + 1, mode="eager")
-    event_id = {k: int(eager[k][0]) for k in ("run", "luminosityBlock", "event")}
+    event_id = {k: int(eager[k][0]) for k in EVENT_ID}
     proc = VBFHmmProcessor(mode="flashsim", folds=folds, dnn=dnn, simulator=simulator)
     out = proc.process(_events(path, process, entry, entry + 1))[process]
     weight = out["sumw"] or 1.0

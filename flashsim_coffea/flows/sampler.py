@@ -35,6 +35,7 @@ import torch
 
 from flashsim_coffea import noise
 from flashsim_coffea.errors import UserError
+from flashsim_coffea.nanoaod.conventions import EVENT_ID
 from flashsim_coffea.objects import ObjectSpec, get_spec
 
 from ..sampling_precision import check_precision
@@ -46,7 +47,7 @@ from .preprocess import Preprocessor
 
 __all__ = ["FlowModel", "load_model", "shipped_model_path", "check_device", "cpu_has_fast_bf16", "KEY_NAMES", "MAX_ATTEMPTS", "GPU_BLOCK_SIZE"]
 
-KEY_NAMES = ("run", "luminosityBlock", "event", "object")
+KEY_NAMES = (*EVENT_ID, "object")
 MAX_ATTEMPTS = 8
 #: redraws (typically < 1 % of the rows) are inverted in their own, smaller fixed blocks, in two
 #: passes (attempt 1; attempts 2..MAX_ATTEMPTS together): see ``FlowModel._redraw``

@@ -41,7 +41,7 @@ import torch
 from flashsim_coffea import __version__, noise
 from flashsim_coffea.errors import UserError
 from flashsim_coffea.objects import ObjectSpec
-from flashsim_coffea.objects.spec import EVENT_ID_BRANCHES
+from flashsim_coffea.nanoaod.conventions import EVENT_ID
 
 from .checkpoint import load_weights, read_card, save_checkpoint
 from .data import TrainingData
@@ -145,11 +145,11 @@ def _split(data: TrainingData, perm: np.ndarray, config: TrainConfig) -> tuple[n
         return np.sort(perm[:n_val]), np.sort(perm[n_val:])
     if config.split != "event":
         raise UserError(f"unknown validation split {config.split!r}; use 'event' or 'row'")
-    missing = [k for k in EVENT_ID_BRANCHES if k not in data.keys]
+    missing = [k for k in EVENT_ID if k not in data.keys]
     if missing:
         raise UserError(f"training data has no {', '.join(missing)} keys for an event split; use split='row'")
     rows = np.sort(perm)
-    u = noise.uniform(config.validation_seed, "split/event", *(np.asarray(data.keys[k])[rows] for k in EVENT_ID_BRANCHES))
+    u = noise.uniform(config.validation_seed, "split/event", *(np.asarray(data.keys[k])[rows] for k in EVENT_ID))
     is_val = u < config.val_fraction
     if not is_val.any() or is_val.all():
         raise UserError(f"event split with val_fraction {config.val_fraction} left an empty training or "

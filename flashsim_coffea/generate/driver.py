@@ -22,8 +22,9 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..errors import UserError
-from ..nanoaod_io import NanoAODWriter, check_output_path
-from .events import BLOCK_SIZE, BlockResult, check_seed, generate_block
+from ..nanoaod.io import NanoAODWriter, check_output_path
+from ..noise import check_seed
+from .events import BLOCK_SIZE, BlockResult, generate_block
 from .filters import FILTERS
 from .processes import get_process
 

@@ -17,7 +17,8 @@ import awkward as ak
 import numpy as np
 
 from .. import noise
-from ..precision import apply_nanoaod_precision
+from ..noise import SEED_MAX
+from ..nanoaod.precision import apply_nanoaod_precision
 from .._quiet import quiet_stdout as _quiet_stdout
 from ..errors import UserError
 from .filters import apply_filter
@@ -27,7 +28,6 @@ from .pileup import pileup_branches
 from .processes import Process
 
 BLOCK_SIZE = 500
-PYTHIA_SEED_MAX = 900_000_000
 _MB_TO_PB = 1e9
 
 
@@ -41,15 +41,10 @@ class BlockResult:
     n_pythia_accepted: int  # events Pythia counted for sigmaGen
 
 
-def check_seed(seed: int) -> None:
-    if not 1 <= seed <= PYTHIA_SEED_MAX:
-        raise UserError(f"--seed {seed} is outside Pythia's range 1..{PYTHIA_SEED_MAX}")
-
-
 def block_seed(seed: int, process: str, block: int) -> int:
     """Pythia seed of a block, in 1..900000000, from a hash of (seed, process, block)."""
     h = noise.hash_keys(seed, f"pythia.{process}", block)
-    return int(h % np.uint64(PYTHIA_SEED_MAX)) + 1
+    return int(h % np.uint64(SEED_MAX)) + 1
 
 
 def make_pythia(process: Process, pythia_seed: int):
@@ -125,9 +120,9 @@ def generate_block(
 
     branches = {k: _concat([p[k] for p in parts]) for k in parts[0]}
     if reference:
-        from ..reference import simulate
+        from ..reference import respond
 
-        branches.update(simulate(branches, seed))
+        branches.update(respond(branches, seed))
 
     info = pythia.infoPython()
     return BlockResult(

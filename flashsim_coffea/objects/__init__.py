@@ -16,12 +16,12 @@ Public API::
 from .features import Bit, EventBranch, Feature, Field, Neighbour, register_feature
 from .gen import GenCollection, branch, has_branch
 from .registry import get_spec, known_specs, register_spec
-from .spec import EVENT_ID_BRANCHES, GenContext, ObjectSpec
+from .spec import GenContext, ObjectSpec
 from .targets import Spike, Target
 from .transforms import Arctan, Identity, Log, Log1p, Logit, Transform, register_transform
 
 __all__ = [
-    "Arctan", "Bit", "EVENT_ID_BRANCHES", "EventBranch", "Feature", "Field", "GenCollection",
+    "Arctan", "Bit", "EventBranch", "Feature", "Field", "GenCollection",
     "GenContext", "Identity", "Log", "Log1p", "Logit", "Neighbour", "ObjectSpec", "Spike", "Target",
     "Transform", "branch", "get_spec", "has_branch", "known_specs", "register_feature",
     "register_spec", "register_transform",

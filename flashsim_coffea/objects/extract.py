@@ -31,15 +31,19 @@ import awkward as ak
 import numpy as np
 
 from flashsim_coffea import __version__
+from flashsim_coffea.cards import file_record
 from flashsim_coffea.errors import MissingBranchesError, UserError
+from flashsim_coffea.nanoaod.conventions import EVENT_ID
+from flashsim_coffea.reference import respond
+from flashsim_coffea.reference.resimulate import GEN_BRANCHES, reference_fingerprint, resimulate_events
 
 from .gen import branch
-from .spec import EVENT_ID_BRANCHES, ObjectSpec
+from .spec import ObjectSpec
 
-__all__ = ["Extracted", "extract_events", "extract_files", "DROP_REASONS"]
+__all__ = ["Extracted", "extract_events", "extract_files", "extract_synthetic", "DROP_REASONS"]
 
 DROP_REASONS = ("unmatched", "gen_not_stored", "gen_not_selected", "duplicate", "nonfinite", "not_admissible")
-KEY_NAMES = (*EVENT_ID_BRANCHES, "object")
+KEY_NAMES = (*EVENT_ID, "object")
 
 
 @dataclass
@@ -118,7 +122,7 @@ def extract_events(spec: ObjectSpec, events, draw: int = 0, fill_rounding: bool 
                                  dtype=np.float64) for t in spec.targets}
     targets = spec.targets_from_reco(reco, gen) if spec.targets else np.zeros((len(gpos), 0))
     ev_keys = {
-        k: np.repeat(np.asarray(ak.to_numpy(branch(events, k))).astype(np.int64), counts) for k in EVENT_ID_BRANCHES
+        k: np.repeat(np.asarray(ak.to_numpy(branch(events, k))).astype(np.int64), counts) for k in EVENT_ID
     }
     ev_keys["object"] = np.asarray(ak.to_numpy(ak.flatten(objs["index"], axis=1)), dtype=np.int64)[gpos]
     if fill_rounding:
@@ -183,14 +187,12 @@ def extract_files(
     """Extract matched pairs from NanoAOD files; returns the data and a provenance dict.
 
     ``resimulate=SEED`` ignores the files' reco collections and pairs their Gen objects with a
-    fresh reference-response draw (:func:`.synthetic.resimulated`); a list of seeds makes one
+    fresh reference-response draw (:func:`~flashsim_coffea.reference.resimulate.resimulate_events`); a list of seeds makes one
     draw per seed (more reco samples of the same Gen objects).
     """
     seeds = [resimulate] if isinstance(resimulate, int) else resimulate
     import uproot
     from tqdm.auto import tqdm
-
-    from .synthetic import GEN_BRANCHES, reference_fingerprint, resimulated
 
     trees = []
     for f in files:
@@ -211,7 +213,7 @@ def extract_files(
     for f, tree, branches in trees:
         for chunk in tree.iterate(branches, step_size=step_size, library="ak"):
             for seed in seeds or [None]:
-                events = chunk if seed is None else resimulated(chunk, seed, source=f)
+                events = chunk if seed is None else resimulate_events(chunk, seed, source=f)
                 part = extract_events(spec, events, draw=seed or 0)
                 parts.append(part)
                 n += len(part)
@@ -233,8 +235,8 @@ def extract_files(
         "spec": spec.name,
         "spec_hash": spec.hash(),
         "extraction_hash": spec.extraction_hash(),
-        "files": [{"path": str(Path(f).resolve()), "bytes": Path(f).stat().st_size, "entries": t.num_entries} for f, t, _ in trees],
-        "reco": "file" if not seeds else f"reference.simulate(seed {', '.join(map(str, seeds))}) on the files' Gen",
+        "files": [file_record(f, entries=t.num_entries) for f, t, _ in trees],
+        "reco": "file" if not seeds else f"reference.respond(seed {', '.join(map(str, seeds))}) on the files' Gen",
         "reference_fingerprint": None if not seeds else reference_fingerprint(),
         "n_events": data.n_events,
         "n_reco": data.n_reco,
@@ -243,5 +245,35 @@ def extract_files(
         "clipped": dict(data.clipped),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "package_version": __version__,
+    }
+    return data, provenance
+
+
+def extract_synthetic(spec: ObjectSpec, n_events: int, gen_seed: int = 1, ref_seed: int = 11,
+                      chunk: int = 50_000, progress: bool = False) -> tuple[Extracted, dict]:
+    """Matched pairs from synthetic Gen events (:func:`flashsim_coffea.generate.synthetic.synthetic_gen`:
+    numpy, broad pT/η/flavour/muon coverage, not physics) through the reference response, extracted
+    exactly like :func:`extract_events`. Used for tests and to pre-train flows before fine-tuning on
+    generated (Pythia) events; fully determined by the two seeds."""
+    from tqdm.auto import tqdm
+
+    from flashsim_coffea.generate.synthetic import synthetic_gen
+
+    parts = []
+    for i, start in enumerate(tqdm(range(0, n_events, chunk), desc=f"synthetic {spec.name}", disable=not progress)):
+        gen = synthetic_gen(min(chunk, n_events - start), seed=gen_seed * 100_000 + i)
+        events = ak.Array({**gen, **respond(gen, seed=ref_seed)})
+        parts.append(extract_events(spec, events))
+    data = Extracted.concatenate(parts, spec)
+    provenance = {
+        "spec": spec.name,
+        "spec_hash": spec.hash(),
+        "source": f"synthetic_gen({n_events} events, seed {gen_seed}) + reference.respond(seed {ref_seed})",
+        "reference_fingerprint": reference_fingerprint(),
+        "n_events": data.n_events,
+        "n_reco": data.n_reco,
+        "n_objects": len(data),
+        "dropped": dict(data.drops),
+        "clipped": dict(data.clipped),
     }
     return data, provenance

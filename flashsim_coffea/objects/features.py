@@ -26,7 +26,9 @@ from typing import TYPE_CHECKING
 import awkward as ak
 import numpy as np
 
-from .gen import branch, delta_phi, delta_r
+from flashsim_coffea.nanoaod.conventions import delta_phi, delta_r
+
+from .gen import branch
 from .transforms import Identity, Transform, transform_from_dict
 
 if TYPE_CHECKING:  # pragma: no cover

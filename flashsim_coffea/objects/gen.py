@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 import awkward as ak
 import numpy as np
 
-__all__ = ["branch", "has_branch", "GenCollection", "wrap_phi", "delta_phi", "delta_r"]
+__all__ = ["branch", "has_branch", "GenCollection"]
 
 
 def has_branch(events, name: str) -> bool:
@@ -31,21 +31,6 @@ def branch(events, name: str) -> ak.Array:
         return events[name]
     coll, _, field = name.partition("_")
     return events[coll][field]
-
-
-def wrap_phi(x):
-    """Wrap an angle into [−π, π): ((x + π) mod 2π) − π."""
-    return (x + np.pi) % (2 * np.pi) - np.pi
-
-
-def delta_phi(a, b):
-    """a − b wrapped into [−π, π)."""
-    return wrap_phi(a - b)
-
-
-def delta_r(eta1, phi1, eta2, phi2):
-    """ΔR = sqrt(Δη² + Δφ²) with Δφ wrapped."""
-    return np.sqrt((eta1 - eta2) ** 2 + delta_phi(phi1, phi2) ** 2)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,8 @@ cut; see :mod:`flashsim_coffea.flows.head`).
 
 from __future__ import annotations
 
+from flashsim_coffea.nanoaod.conventions import AREA_QUANTUM
+
 from .features import Field, Neighbour
 from .gen import GenCollection
 from .spec import ObjectSpec
@@ -26,8 +28,6 @@ from .transforms import Arctan, Log, Logit, Transform
 #: btagCMVA ∈ [−1, 1] (a tanh of its latent), in logit space like the [0, 1] taggers; −1 is its sentinel
 CMVA_LOGIT = Logit(lo=-1.0, hi=1.0, eps=1e-3)
 
-#: FastJet active-area ghost area of CMS AK4 jets: Jet_area = n · AREA_QUANTUM (before precision)
-AREA_QUANTUM = 0.009973
 
 GENJET = GenCollection("GenJet", "GenJet", ("pt", "eta", "phi", "mass", "partonFlavour", "hadronFlavour"))
 GENMUON = GenCollection(

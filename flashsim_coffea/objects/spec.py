@@ -25,15 +25,14 @@ import awkward as ak
 import numpy as np
 
 from flashsim_coffea import noise
-from flashsim_coffea.precision import NANOAOD_MANTISSA_BITS, fill_rounding_cell, round_mantissa
+from flashsim_coffea.nanoaod.conventions import EVENT_ID
+from flashsim_coffea.nanoaod.precision import NANOAOD_MANTISSA_BITS, fill_rounding_cell, round_mantissa
 
 from .features import Feature, feature_from_dict, neighbour_table
 from .gen import GenCollection, branch
 from .targets import SCALES, Target
 
-__all__ = ["ObjectSpec", "GenContext", "EVENT_ID_BRANCHES"]
-
-EVENT_ID_BRANCHES = ("run", "luminosityBlock", "event")
+__all__ = ["ObjectSpec", "GenContext"]
 
 
 class GenContext:
@@ -117,7 +116,7 @@ class ObjectSpec:
     # -- branches -----------------------------------------------------------------------------
     def gen_branches(self) -> list[str]:
         """Branches needed to compute the conditioning and rebuild reco objects."""
-        out = set(EVENT_ID_BRANCHES) | set(self.simulated.branches())
+        out = set(EVENT_ID) | set(self.simulated.branches())
         for f in self.conditioning:
             out.update(f.branches(self))
         copied = {g for _, g in self.copy_from_gen}  # derived by the GenCollection (charge from pdgId)
@@ -151,7 +150,7 @@ class ObjectSpec:
         counts = ak.to_numpy(ak.num(objs, axis=1))
         keys = {
             k: np.repeat(np.asarray(ak.to_numpy(branch(ctx.events, k))).astype(np.int64), counts)
-            for k in EVENT_ID_BRANCHES
+            for k in EVENT_ID
         }
         keys["object"] = np.asarray(ak.to_numpy(ak.flatten(objs["index"], axis=1))).astype(np.int64)
         return keys
@@ -174,14 +173,14 @@ class ObjectSpec:
     def fill_rounding_cells(self, targets: np.ndarray, reco: dict[str, np.ndarray], gen: dict[str, np.ndarray],
                             keys: dict[str, np.ndarray], draw: int = 0) -> np.ndarray:
         """Targets with ``dequantize="rounding"`` recomputed from r' uniform over the rounding cell of r
-        (:func:`~flashsim_coffea.precision.fill_rounding_cell`), u keyed on
+        (:func:`~flashsim_coffea.nanoaod.precision.fill_rounding_cell`), u keyed on
         (spec, target, reference draw, run, lumi, event, object); the others unchanged (in place)."""
         for j, t in enumerate(self.targets):
             if t.dequantize != "rounding":
                 continue
             r = np.asarray(reco[t.branch], dtype=np.float64)
             u = noise.uniform(0, noise.stream_id(f"extract/rounding/{self.name}/{t.name}"), int(draw),
-                              *(np.asarray(keys[k], dtype=np.int64) for k in (*EVENT_ID_BRANCHES, "object")))
+                              *(np.asarray(keys[k], dtype=np.int64) for k in (*EVENT_ID, "object")))
             filled = fill_rounding_cell(r, self.rounding_bits(t), u)
             targets[:, j] = t.from_reco(filled, gen.get(t.gen_field), (reco, gen))
         return targets

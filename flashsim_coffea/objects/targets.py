@@ -57,7 +57,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .gen import wrap_phi
+from flashsim_coffea.nanoaod.conventions import wrap_phi
 from .transforms import Identity, Transform, transform_from_dict
 
 __all__ = ["Spike", "Target", "Scale", "SCALES", "register_scale", "RELATIONS", "KINDS", "DEQUANTIZATIONS"]

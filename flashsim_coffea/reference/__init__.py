@@ -1,6 +1,6 @@
 """The reference detector response: FullSim's stand-in for development, tests and the demo.
 
-``simulate(gen, seed)`` takes Gen-level NanoAOD branches (GenJet_*, GenPart_*, run,
+``respond(gen, seed)`` takes Gen-level NanoAOD branches (GenJet_*, GenPart_*, run,
 luminosityBlock, event, Pileup_*) and returns reconstructed ``Jet_*`` and ``Muon_*`` branches
 (jagged awkward arrays, Run-2 NanoAOD names, dtypes and float precision) from a vectorized,
 seeded, parametric model: see :mod:`.jets`, :mod:`.fakes`, :mod:`.taggers`, :mod:`.muons`
@@ -9,7 +9,7 @@ flows learn and the validation compares against.
 
 Every random number is a pure function of ``(seed, stream, run, luminosityBlock, event,
 object index)`` (GenJet index for jets, −1 − i for the i-th pile-up fake of an event, GenPart
-index for muons), so ``simulate`` of a chunk equals the same events of ``simulate`` of the
+index for muons), so ``respond`` of a chunk equals the same events of ``respond`` of the
 whole file, bit for bit.
 """
 
@@ -20,14 +20,15 @@ from collections.abc import Mapping
 import awkward as ak
 import numpy as np
 
-from flashsim_coffea.precision import NANOAOD_MANTISSA_BITS, round_mantissa
+from flashsim_coffea.nanoaod.precision import NANOAOD_MANTISSA_BITS, round_mantissa
 
-from ._inputs import GenInput, closest_in_cone, delta_phi, pairs_within, read_gen
+from ..nanoaod.conventions import delta_phi
+from ._inputs import GenInput, closest_in_cone, pairs_within, read_gen
 from .fakes import simulate_fakes
 from .jets import simulate_genjets
 from .muons import simulate_muons
 
-__all__ = ["simulate", "JET_BRANCHES", "MUON_BRANCHES"]
+__all__ = ["respond", "JET_BRANCHES", "MUON_BRANCHES"]
 
 _F, _I, _B, _U8 = np.dtype(np.float32), np.dtype(np.int32), np.dtype(np.bool_), np.dtype(np.uint8)
 
@@ -127,7 +128,7 @@ def simulate_flat(g: GenInput, seed: int) -> tuple[dict[str, np.ndarray], dict[s
     return jets, muons
 
 
-def simulate(gen: Mapping, seed: int, source: str = "<input>") -> dict[str, ak.Array]:
+def respond(gen: Mapping, seed: int, source: str = "<input>") -> dict[str, ak.Array]:
     """Reference detector response of one chunk of Gen events.
 
     ``gen``: NanoAOD Gen branches (see :func:`._inputs.read_gen`; missing required branches

@@ -16,6 +16,7 @@ from scipy.special import gammaln, ndtri, pdtr
 
 from flashsim_coffea import noise
 from flashsim_coffea.errors import MissingBranchesError
+from flashsim_coffea.nanoaod.conventions import EVENT_ID, delta_phi
 
 __all__ = [
     "EVENT_KEYS",
@@ -26,12 +27,11 @@ __all__ = [
     "read_gen",
     "pairs_within",
     "closest_in_cone",
-    "delta_phi",
     "delta_r",
     "is_gen_muon",
 ]
 
-EVENT_KEYS = ("run", "luminosityBlock", "event", "Pileup_nTrueInt")
+EVENT_KEYS = (*EVENT_ID, "Pileup_nTrueInt")
 OPTIONAL_PILEUP = ("Pileup_nPU", "Pileup_pudensity", "Pileup_gpudensity", "Pileup_sumEOOT", "Pileup_sumLOOT")
 GENJET_KEYS = tuple(
     f"GenJet_{v}" for v in ("pt", "eta", "phi", "mass", "partonFlavour", "hadronFlavour")
@@ -41,12 +41,6 @@ GENPART_KEYS = tuple(
     for v in ("pt", "eta", "phi", "mass", "pdgId", "status", "statusFlags", "genPartIdxMother")
 )
 REQUIRED = EVENT_KEYS + GENJET_KEYS + GENPART_KEYS
-
-
-def delta_phi(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """a − b wrapped to [−π, π]: d − 2π·⌊d/2π + 1/2⌋."""
-    d = np.asarray(a) - np.asarray(b)
-    return d - (2 * np.pi) * np.floor(d * (0.5 / np.pi) + 0.5)
 
 
 # --------------------------------------------------------------------------- noise

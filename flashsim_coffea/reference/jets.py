@@ -30,14 +30,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from flashsim_coffea.precision import NANOAOD_MANTISSA_BITS, round_mantissa
+from flashsim_coffea.nanoaod.precision import NANOAOD_MANTISSA_BITS, round_mantissa
 
-from ._inputs import GenInput, ObjectNoise, closest_in_cone, delta_phi, is_gen_muon, pairs_within
+from flashsim_coffea.nanoaod.conventions import AREA_QUANTUM, delta_phi
+
+from ._inputs import GenInput, ObjectNoise, closest_in_cone, is_gen_muon, pairs_within
 from .taggers import btag_scores, qgl_and_constituents
 
 __all__ = ["genjet_muon_context", "resolution", "simulate_genjets", "finish_jets"]
 
-AREA_QUANTUM = 0.009973  # ghost area of FastJet's active-area clustering in CMS jets
 PT_MIN = 15.0
 #: overall jet response (the real Run-2 and Run-3 files both show matched jets above 1)
 RESPONSE_SCALE = 1.02

@@ -41,13 +41,14 @@ from __future__ import annotations
 import numpy as np
 
 from flashsim_coffea import noise
-from flashsim_coffea.precision import NANOAOD_MANTISSA_BITS, round_mantissa
+from flashsim_coffea.nanoaod.precision import NANOAOD_MANTISSA_BITS, round_mantissa
 
-from ._inputs import GenInput, ObjectNoise, closest_in_cone, delta_phi, is_gen_muon, pairs_within
+from flashsim_coffea.nanoaod.conventions import MUON_MASS, delta_phi
 
-__all__ = ["MUON_MASS", "gen_muon_origin", "simulate_muons"]
+from ._inputs import GenInput, ObjectNoise, closest_in_cone, is_gen_muon, pairs_within
 
-MUON_MASS = 0.10566
+__all__ = ["gen_muon_origin", "simulate_muons"]
+
 MAX_ANCESTRY_DEPTH = 64
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from flashsim_coffea import __version__
 from flashsim_coffea.flows.sampler import FlowModel
 from flashsim_coffea.objects import ObjectSpec
-from flashsim_coffea.objects.synthetic import reference_fingerprint
+from flashsim_coffea.reference.resimulate import reference_fingerprint
 
 from . import plots
 from .metrics import c2st_auc, w1_draws, w1_table

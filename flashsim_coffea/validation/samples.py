@@ -6,7 +6,7 @@
   object, fold k), rebuilt into NanoAOD reco values (with NanoAOD precision) and turned back
   into targets, so F passes through exactly the rounding R went through (R is extracted with
   the stored, rounded values: no ``dequantize="rounding"`` cells filled);
-* reference′ R′_k: :func:`flashsim_coffea.reference.simulate` run again on the same Gen events
+* reference′ R′_k: :func:`flashsim_coffea.reference.respond` run again on the same Gen events
   with seed ``ref_seed + k``, then extracted like R.
 
 K (``draws``) independent draws on each side make the noise floor an average rather than one
@@ -25,7 +25,7 @@ from flashsim_coffea.errors import UserError
 from flashsim_coffea.flows.sampler import FlowModel
 from flashsim_coffea.objects import ObjectSpec
 from flashsim_coffea.objects.extract import Extracted, extract_events, required_branches
-from flashsim_coffea.objects.synthetic import GEN_BRANCHES, resimulated
+from flashsim_coffea.reference.resimulate import GEN_BRANCHES, resimulate_events
 
 __all__ = ["ValidationSamples", "build_samples", "flash_targets"]
 
@@ -93,7 +93,7 @@ def build_samples(spec: ObjectSpec, model: FlowModel, files: list[str], ref_seed
     seeds = reference_prime_seeds(ref_seed, draws, resimulate)
     events = _read(files, spec, max_events, with_reco=resimulate is None)
     if resimulate is not None:
-        events = resimulated(events, resimulate, source=files[0])
+        events = resimulate_events(events, resimulate, source=files[0])
     ref = extract_events(spec, events, fill_rounding=False)
     if len(ref) == 0:
         raise UserError(f"no matched {spec.name} objects in {', '.join(files)}")
@@ -103,6 +103,6 @@ def build_samples(spec: ObjectSpec, model: FlowModel, files: list[str], ref_seed
         warnings.simplefilter("ignore", UserWarning)
         flash_draws += [flash_targets(model, ref, fold=k)[0] for k in range(1, draws)]
     info = {k: v for k, v in info.items() if k != "valid"}
-    ref2_draws = [extract_events(spec, resimulated(events, s, source=files[0]), fill_rounding=False) for s in seeds]
+    ref2_draws = [extract_events(spec, resimulate_events(events, s, source=files[0]), fill_rounding=False) for s in seeds]
     info.update(n_events=len(events), n_ref=len(ref), n_ref2=len(ref2_draws[0]), floor_draws=draws)
     return ValidationSamples(ref, flash_draws, ref2_draws, info)

@@ -23,7 +23,7 @@ import awkward as ak
 import numpy as np
 import uproot
 
-from .errors import MissingBranchesError, UserError
+from ..errors import MissingBranchesError, UserError
 
 METADATA_KEY = "FlashSimMetadata"
 

@@ -1,0 +1,40 @@
+"""NanoAOD conventions written once for the whole project.
+
+* ``EVENT_ID`` — the branches that identify an event: (run, luminosityBlock, event). Every
+  random draw of the project is keyed on them (plus object index and fold).
+* ``MUON_MASS`` — the muon mass in GeV (PDG 2024: 105.6583755 MeV), written as ``Muon_mass``.
+* ``AREA_QUANTUM`` — the ghost area of FastJet's active-area clustering in CMS AK4 jets:
+  ``Jet_area = n · AREA_QUANTUM`` before NanoAOD rounding.
+* Angles: Δφ is wrapped into **[−π, π)**: ``wrap_phi(x) = ((x + π) mod 2π) − π``, the
+  convention of coffea's and vector's ``delta_phi``; ΔR = sqrt(Δη² + Δφ²).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["EVENT_ID", "MUON_MASS", "AREA_QUANTUM", "wrap_phi", "delta_phi", "delta_r"]
+
+#: branches identifying an event (the noise key of every draw starts with them)
+EVENT_ID: tuple[str, str, str] = ("run", "luminosityBlock", "event")
+
+#: muon mass in GeV
+MUON_MASS = 0.1056583755
+
+#: FastJet active-area ghost area of CMS AK4 jets (Jet_area is a multiple of it before rounding)
+AREA_QUANTUM = 0.009973
+
+
+def wrap_phi(x):
+    """Wrap an angle into [−π, π): ((x + π) mod 2π) − π."""
+    return (x + np.pi) % (2 * np.pi) - np.pi
+
+
+def delta_phi(a, b):
+    """a − b wrapped into [−π, π)."""
+    return wrap_phi(a - b)
+
+
+def delta_r(eta1, phi1, eta2, phi2):
+    """ΔR = sqrt(Δη² + Δφ²) with Δφ wrapped into [−π, π)."""
+    return np.sqrt((eta1 - eta2) ** 2 + delta_phi(phi1, phi2) ** 2)
