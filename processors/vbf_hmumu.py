@@ -4,8 +4,8 @@ Modes (where the analysis' ``Muon`` and ``Jet`` come from):
 
 * ``"fullsim"`` — the file's reconstructed Jet/Muon (reference simulation or real CMS NanoAOD);
 * ``"flashsim"`` — FlashSim jets and muons injected from GenJet/GenPart by
-  ``self.simulator.inject(events, folds=self.folds)`` (``flashsim_coffea.inject.FlashSim``,
-  created lazily on the worker; any object with that ``inject`` method may be passed);
+  ``self.flashsim`` (a :class:`flashsim_coffea.inject.FlashSim`, which carries only model paths
+  and loads the models lazily on each worker);
 * ``"gen"`` — Gen-level muons and jets (see :mod:`flashsim_coffea.analysis.objects`).
 
 ``process()`` runs: objects → muon selection → jet selection and cleaning → VBF cuts →
@@ -55,15 +55,15 @@ class VBFHmmProcessor(processor.ProcessorABC):
     mode: ``"fullsim"``, ``"flashsim"`` or ``"gen"``.
     folds: FlashSim upsampling factor N ≥ 1 (N > 1 only in flashsim mode).
     dnn: ``True`` (shipped model), ``False`` (no DNN histogram) or a model folder.
-    simulator: an object with ``inject(events, folds=N) -> events`` for flashsim mode
-        (default: ``flashsim_coffea.inject.FlashSim()``, created lazily on each worker).
+    flashsim: the :class:`~flashsim_coffea.inject.FlashSim` of flashsim mode (default: the
+        shipped models, ``FlashSim()``).
     max_fold_events: with folds, simulate and analyse at most this many (event, fold) pairs
         at a time (``FlashSim.inject_batches``; the conditioning is still computed once per
         chunk): bounds the memory at large ``folds``; ``None``: all folds at once. The
         histograms do not depend on it.
     """
 
-    def __init__(self, mode: str = "fullsim", folds: int = 1, dnn: bool | str | Path = True, simulator: Any = None,
+    def __init__(self, mode: str = "fullsim", folds: int = 1, dnn: bool | str | Path = True, flashsim: Any = None,
                  max_fold_events: int | None = 200_000):
         if mode not in MODES:
             raise UserError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -74,29 +74,13 @@ class VBFHmmProcessor(processor.ProcessorABC):
         self.mode, self.folds = mode, int(folds)
         self.dnn = str(dnn) if isinstance(dnn, Path) else dnn
         self.max_fold_events = max_fold_events
-        self._simulator = simulator
-        self._own_simulator = False  # created lazily here: not pickled to workers
+        if flashsim is not None and mode != "flashsim":
+            raise UserError(f"a FlashSim was given but mode is {mode!r}; use mode 'flashsim'")
+        if mode == "flashsim" and flashsim is None:
+            from flashsim_coffea.inject import FlashSim
 
-    # -- pickling: a lazily created FlashSim never travels with the processor ----------------
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        if state.get("_own_simulator"):
-            state["_simulator"], state["_own_simulator"] = None, False
-        return state
-
-    @property
-    def simulator(self):
-        """The FlashSim injector, created on first use (on the worker)."""
-        if self._simulator is None:
-            try:
-                from flashsim_coffea.inject import FlashSim
-            except ImportError as err:
-                raise UserError(
-                    "mode 'flashsim' needs flashsim_coffea.inject.FlashSim, which is not available in this "
-                    f"installation ({err}); use mode 'fullsim' or 'gen', or pass simulator=..."
-                ) from err
-            self._simulator, self._own_simulator = FlashSim(), True
-        return self._simulator
+            flashsim = FlashSim()
+        self.flashsim = flashsim
 
     # -- input requirements ---------------------------------------------------------------------
     def required_branches(self) -> list[str]:
@@ -106,17 +90,27 @@ class VBFHmmProcessor(processor.ProcessorABC):
         elif self.mode == "gen":
             cols = obj.GEN_FIELDS
         else:
-            sim = self.simulator
+            sim = self.flashsim
             gen = list(sim.required_branches()) if hasattr(sim, "required_branches") else []
             return gen + list(EVENT_KEY) if self.folds > 1 else gen
         return [f"{c}_{f}" for c, fields in cols.items() for f in fields]
+
+    def check(self) -> None:
+        """Driver-side checks before any work (a UserError naming what is wrong): the DNN model's
+        card, inputs and weight checksum; the FlashSim flow models are checked by ``FlashSim``."""
+        if self.dnn is not False:
+            from flashsim_coffea.analysis.dnn import check_dnn
+
+            check_dnn(None if self.dnn is True else self.dnn)
+        if self.flashsim is not None and hasattr(self.flashsim, "required_branches"):
+            self.flashsim.required_branches()  # loads (and so checks) the flow models
 
     def missing_branches(self, available: set[str]) -> list[str]:
         """The :meth:`required_branches` absent from ``available``."""
         return [b for b in self.required_branches() if b not in available]
 
     # -- output skeleton ----------------------------------------------------------------------
-    def _empty_output(self) -> dict:
+    def empty_output(self) -> dict:
         hists = {
             region: {
                 var: fold_hist_or_hist(axis_for(var), folds=self.folds)
@@ -143,15 +137,15 @@ class VBFHmmProcessor(processor.ProcessorABC):
             return events, obj.reco_muons(events), obj.reco_jets(events)
         if self.mode == "gen":
             return events, obj.gen_muons(events), obj.gen_jets(events)
-        events = self.simulator.inject(events, folds=self.folds)
+        events = self.flashsim.inject(events, folds=self.folds)
         return events, obj.reco_muons(events), obj.reco_jets(events)
 
     def _collection_batches(self, events):
         """Yield (events, muons, jets) per fold batch (one batch unless flashsim with many folds)."""
-        if self.mode != "flashsim" or not hasattr(self.simulator, "inject_batches"):
+        if self.mode != "flashsim" or not hasattr(self.flashsim, "inject_batches"):
             yield self._collections(events)
             return
-        for events_b, _ in self.simulator.inject_batches(events, folds=self.folds, max_events=self.max_fold_events):
+        for events_b, _ in self.flashsim.inject_batches(events, folds=self.folds, max_events=self.max_fold_events):
             yield events_b, obj.reco_muons(events_b), obj.reco_jets(events_b)
 
     @staticmethod
@@ -163,7 +157,7 @@ class VBFHmmProcessor(processor.ProcessorABC):
     def process(self, events) -> dict:
         meta = getattr(events, "metadata", None) or {}
         dataset = str(meta.get("dataset", "unknown"))
-        out = self._empty_output()
+        out = self.empty_output()
         n = len(events)
         out["files"] = {str(meta.get("filename", "unknown")): n}
         out["nevents"] = n

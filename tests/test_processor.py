@@ -133,13 +133,6 @@ def test_gen_mode_on_collision_data_names_branches():
     assert out["sumw"] == out["nevents"] == 40  # data: weight 1
 
 
-def test_flashsim_unavailable_is_a_clear_error(vbf_file, monkeypatch):
-    monkeypatch.setitem(sys.modules, "flashsim_coffea.inject", None)  # import fails
-    proc = VBFHmmProcessor(mode="flashsim", folds=2)
-    with pytest.raises(UserError, match="flashsim_coffea.inject.FlashSim"):
-        proc.process(_events(vbf_file))
-
-
 # --------------------------------------------------------------------------- folds via the hook
 class FakeFlashSim:
     """Stand-in for FlashSim: repeats every event N times with a ``fold`` field and smears
@@ -161,7 +154,7 @@ class FakeFlashSim:
 
 def test_folds_through_the_flashsim_hook(vbf_file):
     folds = 5
-    proc = VBFHmmProcessor(mode="flashsim", folds=folds, simulator=FakeFlashSim())
+    proc = VBFHmmProcessor(mode="flashsim", folds=folds, flashsim=FakeFlashSim())
     out = _run(proc, {"vbf": [vbf_file]}, chunksize=70)["vbf"]  # several chunks
     h = out["hists"]["SR"]["mjj"]
     assert isinstance(h, FoldHist) and h.folds == folds
@@ -191,10 +184,13 @@ def test_folds_through_the_flashsim_hook(vbf_file):
     assert np.sqrt(h.variances(flow=True).sum()) >= naive
 
 
-def test_processor_pickles_without_lazy_simulator():
+def test_processor_is_a_small_stateless_bundle():
+    """The processor carries only configuration: its FlashSim holds model paths, so it pickles small
+    into every coffea task, and a clone runs identically."""
     proc = VBFHmmProcessor(mode="flashsim", folds=3)
-    proc._simulator, proc._own_simulator = object(), True  # as if created lazily on a worker
-    clone = pickle.loads(pickle.dumps(proc))
-    assert clone._simulator is None and clone.folds == 3
-    given = pickle.loads(pickle.dumps(VBFHmmProcessor(mode="flashsim", simulator=FakeFlashSim())))
-    assert isinstance(given._simulator, FakeFlashSim)
+    blob = pickle.dumps(proc)
+    assert len(blob) < 4000
+    clone = pickle.loads(blob)
+    assert clone.folds == 3 and repr(clone.flashsim) == repr(proc.flashsim)
+    with pytest.raises(UserError, match="mode 'flashsim'"):
+        VBFHmmProcessor(mode="fullsim", flashsim=proc.flashsim)

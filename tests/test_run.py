@@ -188,14 +188,14 @@ def test_flashsim_mode_identical_across_chunkings_and_executors(files, tiny_mode
 
     sim = FlashSim(jets=tiny_models["jets"], muons=tiny_models["muons"])
     fileset = {"vbf": {"files": {files["vbf"]: "Events"}}}
-    make = lambda: VBFHmmProcessor(mode="flashsim", folds=folds, simulator=sim)  # noqa: E731
+    make = lambda: VBFHmmProcessor(mode="flashsim", folds=folds, flashsim=sim)  # noqa: E731
     ref = run_processor(fileset, make(), "iterative", chunksize=1000)
     assert ref["vbf"]["cutflow"]["all"] == 200 * folds
     assert isinstance(ref["vbf"]["hists"]["SR"]["mass"], FoldHist if folds > 1 else hist.Hist)
     _assert_identical(ref, run_processor(fileset, make(), "iterative", chunksize=37))
     _assert_identical(ref, run_processor(fileset, make(), "futures", workers=2, chunksize=50))
     # folds simulated and analysed in batches of ≤ 150 (event, fold) pairs: same histograms
-    batched = VBFHmmProcessor(mode="flashsim", folds=folds, simulator=sim, max_fold_events=150)
+    batched = VBFHmmProcessor(mode="flashsim", folds=folds, flashsim=sim, max_fold_events=150)
     _assert_identical(ref, run_processor(fileset, batched, "iterative", chunksize=60))
     # the same through the command line
     from coffea.util import load

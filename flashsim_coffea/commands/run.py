@@ -216,7 +216,7 @@ def run_processor(
         close()
     out = dict(out or {})
     for ds, files in expected.items():
-        res = out.setdefault(ds, proc._empty_output() | {"chunks": 0})
+        res = out.setdefault(ds, proc.empty_output() | {"chunks": 0})
         processed = res.get("files", {})
         res["expected_events"] = dict(files)
         res["empty_files"] = sorted(f for f, n in files.items() if n == 0)
@@ -282,7 +282,7 @@ def run(args: argparse.Namespace) -> int:
             from ..flows.sampler import check_device
 
             check_device(args.device)
-    proc = VBFHmmProcessor(mode=args.mode, folds=args.folds, dnn=dnn, simulator=simulator)
+    proc = VBFHmmProcessor(mode=args.mode, folds=args.folds, dnn=dnn, flashsim=simulator)
     fileset = load_fileset(args.inputs)
     t0 = time.perf_counter()
     out = run_processor(fileset, proc, args.executor, args.workers, args.scheduler, args.chunksize, args.skip_bad_files)

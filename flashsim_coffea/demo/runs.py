@@ -131,7 +131,7 @@ def run_all(cfg: DemoConfig, samples: dict[str, Path], simulator: Any, log: Call
         runner = processor.Runner(executor=ex, schema=NanoAODSchema, chunksize=cfg.chunksize)
 
         def job(mode: str, processes, folds: int = 1) -> Callable[[], dict]:
-            proc = VBFHmmProcessor(mode=mode, folds=folds, dnn=cfg.dnn, simulator=simulator if mode == "flashsim" else None)
+            proc = VBFHmmProcessor(mode=mode, folds=folds, dnn=cfg.dnn, flashsim=simulator if mode == "flashsim" else None)
 
             def call() -> dict:
                 try:
@@ -206,7 +206,7 @@ def single_event(path: Path, process: str, folds: int, simulator: Any, dnn: bool
     entry = pick_event(path, dnn) if entry is None else entry
     eager = _events(path, process, entry, entry + 1, mode="eager")
     event_id = {k: int(eager[k][0]) for k in EVENT_ID}
-    proc = VBFHmmProcessor(mode="flashsim", folds=folds, dnn=dnn, simulator=simulator)
+    proc = VBFHmmProcessor(mode="flashsim", folds=folds, dnn=dnn, flashsim=simulator)
     out = proc.process(_events(path, process, entry, entry + 1))[process]
     weight = out["sumw"] or 1.0
     sr = float(out["hists"]["SR"]["mass"].values(flow=True).sum()) / weight
