@@ -8,19 +8,36 @@ masked affine autoregressive flow (MAF) of similar parameter count for the jets 
 synthetic Gen events through the spec's feature computation.
 
 Each model is measured in float32 (the default) and with bfloat16 products
-(``FlowModel.set_precision("bfloat16")``; ``"jets_bfloat16"``/``"muons_bfloat16"`` entries;
-fast only where ``cpu_fast_bf16`` is true: AMX or AVX512-BF16).
+(``FlowModel.set_precision("bfloat16")``; ``"jets_bfloat16"``/``"muons_bfloat16"`` entries) with
+the CPU kernel this process picks (``bf16_kernel``: ``fused-onednn`` where oneDNN's bfloat16
+linear works, fast with AMX or AVX512-BF16; else ``portable``, about float32 speed). With
+``--bf16-kernels both`` the portable kernel is measured as well where the fused one is used
+(``"jets_bfloat16_portable"``, ...). No CPU feature makes it crash: a measurement that fails is
+recorded as ``{"error": ...}``.
 
-Usage: ``python benchmarks/bench_flows.py [--threads 2] [--repeat 2] [--precisions float32,bfloat16]``.
-The last line printed is JSON::
+Usage::
+
+    python benchmarks/bench_flows.py [--threads 2] [--repeat 2] [--precisions float32,bfloat16]
+                                     [--bf16-kernels auto|both] [--device auto|cpu|cuda] [--cpu-time]
+                                     [--block-sizes 65536,262144,1048576] [--gpu-objects 1e6]
+
+``--device auto`` (default) measures the CPU, and the GPU too when CUDA is available; ``cpu``
+the CPU only; ``cuda`` the GPU only (exit status 2 with a one-line message when there is
+none): the shipped models at ``--gpu-objects`` objects per call for each ``--block-sizes``
+and precision. The last line printed is JSON::
 
     {"jets": {"samples_per_s": {"1e4": .., "1e5": ..}, "params": ..}, "muons": {...},
      "jets_bfloat16": {...}, "muons_bfloat16": {...},
      "maf_baseline": {"samples_per_s": {"1e4": .., "1e5": ..}, "params": ..},
      "ratio_jets_vs_maf_1e4": .., "ratio_jets_bfloat16_vs_maf_1e4": .., "cpu_fast_bf16": ..,
-     "threads": .., "device": "cpu"}
+     "bf16_kernel": "fused-onednn"|"portable", "threads": .., "clock": .., "device": "cpu",
+     "machine": {"cpu_model", "isa_flags", "cores", "torch", "bf16_kernel"},
+     "cuda": {"name": .., "memory_gib": .., "objects": .., "jets": {"samples_per_s":
+              {"block65536": .., ...}}, "jets_bfloat16": {...}, ...}}   # with a GPU
 
-with ``"cuda"`` entries added when a GPU is available.
+(``--device cuda``: only ``cuda``, ``machine``, ``threads``, ``clock`` and ``device``.) ``--cpu-time``
+times CPU seconds of this process instead of wall time (CPU rates only; with ``--threads 1``
+the fair figure on a machine whose cores other jobs share).
 """
 
 from __future__ import annotations
@@ -53,13 +70,16 @@ def maf_baseline(n_targets: int, n_context: int, target_params: int):
     return build(hidden)
 
 
+CLOCK = time.perf_counter  # time.process_time with --cpu-time
+
+
 def time_call(fn, repeat: int) -> float:
     fn()  # warm-up
     best = float("inf")
     for _ in range(repeat):
-        t = time.perf_counter()
+        t = CLOCK()
         fn()
-        best = min(best, time.perf_counter() - t)
+        best = min(best, CLOCK() - t)
     return best
 
 
@@ -78,39 +98,67 @@ def conditioning(spec, n: int):
         n_events *= 2
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=2)
-    parser.add_argument("--sizes", default="1e4,1e5")
-    parser.add_argument("--precisions", default="float32,bfloat16",
-                        help="sampling precisions to measure (the MAF baseline is always float32)")
-    parser.add_argument("--jets-model", help="model folder to measure instead of the shipped jets model")
-    parser.add_argument("--muons-model", help="model folder to measure instead of the shipped muons model")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    warnings.simplefilter("ignore")
+def tiled_conditioning(spec, n: int, unique: int = 200_000):
+    """``n`` conditioning rows: at most ``unique`` distinct ones, repeated with the event number
+    shifted by copy·10^7 (every copy gets its own noise; building 1e6 rows from events is slow)."""
+    cond, keys = conditioning(spec, min(n, unique))
+    reps = -(-n // len(cond))
+    copy = np.repeat(np.arange(reps, dtype=np.int64), len(cond))[:n]
+    tiled = {k: np.tile(np.asarray(v), reps)[:n] for k, v in keys.items()}
+    tiled["event"] = tiled["event"] + copy * 10_000_000
+    return np.tile(cond, (reps, 1))[:n], tiled
 
-    from flashsim_coffea.flows.sampler import FlowModel, cpu_has_fast_bf16, shipped_model_path
 
-    sizes = {s: int(float(s)) for s in args.sizes.split(",")}
+def _use_kernel(kernel: str | None) -> None:
+    """Make the next bfloat16 model use ``kernel`` ("portable") or the process's own choice (None)."""
+    import os
+
+    from flashsim_coffea.flows.fast_inverse import reset_kernel_choice
+    from flashsim_coffea.sampling_precision import PORTABLE_KERNELS_ENV
+
+    if kernel == "portable":
+        os.environ[PORTABLE_KERNELS_ENV] = "1"
+    else:
+        os.environ.pop(PORTABLE_KERNELS_ENV, None)
+    reset_kernel_choice()
+
+
+def measure_cpu(args, paths: dict, sizes: dict) -> dict:
+    from flashsim_coffea.flows.fast_inverse import FUSED, bf16_kernel
+    from flashsim_coffea.flows.sampler import FlowModel, cpu_has_fast_bf16
+
     result: dict = {}
-    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-    paths = {name: getattr(args, f"{name}_model") or shipped_model_path(name) for name in ("jets", "muons")}
+    runs = []  # (precision, forced kernel or None)
+    for precision in args.precisions.split(","):
+        runs.append((precision, None))
+        if args.bf16_kernels == "both" and precision in ("bfloat16", "bf16") and bf16_kernel() == FUSED:
+            runs.append((precision, "portable"))
     for name in ("jets", "muons"):
-        for precision in args.precisions.split(","):
-            model = FlowModel.load(paths[name]).set_precision(precision)
-            cond, keys = conditioning(model.spec, max(sizes.values()))
-            entry = {"samples_per_s": {}, "params": sum(p.numel() for p in model.flow.parameters())}
-            for label, n in sizes.items():
-                k = {kk: v[:n] for kk, v in keys.items()}
-                dt = time_call(lambda: model.sample(cond[:n], k, fold=0), args.repeat)
-                entry["samples_per_s"][label] = round(n / dt)
-                print(f"{name} {model.precision} {label}: {n / dt:,.0f} samples/s", flush=True)
-            result[name if model.precision == "float32" else f"{name}_{model.precision}"] = entry
+        cond, keys = conditioning(FlowModel.load(paths[name]).spec, max(sizes.values()))
+        for precision, kernel in runs:
+            _use_kernel(kernel)
+            model = FlowModel.load(paths[name])
+            key = name
+            try:
+                model.set_precision(precision)
+                key = name if model.precision == "float32" else f"{name}_{model.precision}"
+                key += "_portable" if kernel else ""
+                entry = {"samples_per_s": {}, "params": sum(p.numel() for p in model.flow.parameters()),
+                         "kernel": model.inverse.kernel}
+                for label, n in sizes.items():
+                    k = {kk: v[:n] for kk, v in keys.items()}
+                    dt = time_call(lambda: model.sample(cond[:n], k, fold=0), args.repeat)
+                    entry["samples_per_s"][label] = round(n / dt)
+                    print(f"{name} {model.precision} [{entry['kernel']}] {label}: {n / dt:,.0f} samples/s", flush=True)
+            except Exception as err:  # noqa: BLE001 - record it, measure the rest
+                entry = {"error": f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"}
+                print(f"{key} {precision}: FAILED {entry['error']}", flush=True)
+            result[key] = entry
+    _use_kernel(None)
 
     jets = FlowModel.load(paths["jets"])
-    maf = maf_baseline(len(jets.spec.targets), len(jets.spec.conditioning), result["jets"]["params"]).eval()
+    params = result.get("jets", {}).get("params") or sum(p.numel() for p in jets.flow.parameters())
+    maf = maf_baseline(len(jets.spec.targets), len(jets.spec.conditioning), params).eval()
     entry = {"samples_per_s": {}, "params": sum(p.numel() for p in maf.parameters())}
     block = jets.block_size
     for label, n in sizes.items():
@@ -126,29 +174,88 @@ def main() -> None:
         entry["samples_per_s"][label] = round(n / dt)
         print(f"maf_baseline {label}: {n / dt:,.0f} samples/s", flush=True)
     result["maf_baseline"] = entry
-    for key in [k for k in ("jets", "jets_bfloat16") if k in result]:
-        suffix = key[len("jets"):]
-        result[f"ratio_jets{suffix}_vs_maf_1e4"] = round(result[key]["samples_per_s"]["1e4"] / entry["samples_per_s"]["1e4"], 2)
+    first = next(iter(sizes))
+    for key in [k for k in result if k.startswith("jets") and "samples_per_s" in result[k]]:
+        result[f"ratio_{key}_vs_maf_{first}"] = round(result[key]["samples_per_s"][first] / entry["samples_per_s"][first], 2)
     result["cpu_fast_bf16"] = cpu_has_fast_bf16()
-    result["threads"] = args.threads
-    result["device"] = "cpu"
-    if "cuda" in devices:
-        cuda = {}
-        for name in ("jets", "muons"):
+    result["bf16_kernel"] = bf16_kernel()
+    return result
+
+
+def measure_cuda(args, paths: dict) -> dict:
+    from flashsim_coffea.flows.sampler import FlowModel
+
+    props = torch.cuda.get_device_properties(0)
+    n = int(float(args.gpu_objects))
+    result: dict = {"name": props.name, "memory_gib": round(props.total_memory / 2**30, 1), "objects": n}
+    for name in ("jets", "muons"):
+        cond, keys = tiled_conditioning(FlowModel.load(paths[name]).spec, n)
+        for precision in args.precisions.split(","):
             model = FlowModel.load(paths[name])
-            cond, keys = conditioning(model.spec, 1_000_000)
-            entry = {"samples_per_s": {}, "name": torch.cuda.get_device_name()}
-            for bs in (65_536, 262_144, 1_048_576):
-                model.to("cuda", block_size=bs)
+            key = name if precision in ("float32", "fp32") else f"{name}_bfloat16"
+            entry: dict = {"samples_per_s": {}}
+            for bs in (int(float(b)) for b in args.block_sizes.split(",")):
+                try:
+                    model.to("cuda", block_size=bs).set_precision(precision)
 
-                def run_gpu():
-                    model.sample(cond, keys, fold=0)
-                    torch.cuda.synchronize()
+                    def run_gpu():
+                        model.sample(cond, keys, fold=0)
+                        torch.cuda.synchronize()
 
-                entry["samples_per_s"][f"1e6_block{bs}"] = round(len(cond) / time_call(run_gpu, args.repeat))
-                print(f"cuda {name} block {bs}: {entry['samples_per_s'][f'1e6_block{bs}']:,} samples/s", flush=True)
-            cuda[name] = entry
-        result["cuda"] = cuda
+                    rate = round(n / time_call(run_gpu, args.repeat))
+                    print(f"cuda {key} block {bs}: {rate:,} samples/s", flush=True)
+                except Exception as err:  # noqa: BLE001 - e.g. out of memory at the largest block
+                    rate = f"error: {type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+                    print(f"cuda {key} block {bs}: FAILED {rate}", flush=True)
+                    torch.cuda.empty_cache()
+                entry["samples_per_s"][f"block{bs}"] = rate
+            result[key] = entry
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--sizes", default="1e4,1e5")
+    parser.add_argument("--precisions", default="float32,bfloat16",
+                        help="sampling precisions to measure (the MAF baseline is always float32)")
+    parser.add_argument("--bf16-kernels", choices=("auto", "both"), default="auto",
+                        help="CPU bfloat16 kernels: the one this process picks (auto), or also the portable one (both)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="auto: the CPU, and the GPU when CUDA is available; cpu; cuda: the GPU only")
+    parser.add_argument("--block-sizes", default="65536,262144,1048576", help="GPU block sizes (rows per inverse call)")
+    parser.add_argument("--gpu-objects", default="1e6", help="objects per GPU sample call")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="CPU rates: time with process_time (CPU seconds of this process; use with --threads 1 "
+                             "on a shared, loaded machine, where wall time includes waiting for a core)")
+    parser.add_argument("--jets-model", help="model folder to measure instead of the shipped jets model")
+    parser.add_argument("--muons-model", help="model folder to measure instead of the shipped muons model")
+    args = parser.parse_args()
+    cuda = torch.cuda.is_available()
+    if args.device == "cuda" and not cuda:
+        print(json.dumps({"error": f"--device cuda: torch.cuda.is_available() is False (torch {torch.__version__}: "
+                                   "CPU-only build, no GPU or no driver)"}))
+        raise SystemExit(2)
+    torch.set_num_threads(args.threads)
+    warnings.simplefilter("ignore")
+    global CLOCK
+    if args.cpu_time and args.device != "cuda":
+        CLOCK = time.process_time
+    from machine import machine_info  # benchmarks/machine.py (sys.path[0] when run as a script)
+
+    from flashsim_coffea.flows.sampler import shipped_model_path
+
+    sizes = {s: int(float(s)) for s in args.sizes.split(",")}
+    paths = {name: getattr(args, f"{name}_model") or shipped_model_path(name) for name in ("jets", "muons")}
+    result: dict = measure_cpu(args, paths, sizes) if args.device in ("auto", "cpu") else {}
+    result["threads"] = args.threads
+    result["clock"] = "process_time" if CLOCK is time.process_time else "perf_counter"
+    result["device"] = "cpu" if args.device == "auto" else args.device
+    result["machine"] = machine_info()
+    if cuda and args.device in ("auto", "cuda"):
+        CLOCK = time.perf_counter  # GPU rates: always wall time
+        result["cuda"] = measure_cuda(args, paths)
     print(json.dumps(result))
 
 

@@ -119,6 +119,7 @@ def main() -> None:
 
     from flashsim_coffea.generate.driver import generate
     from flashsim_coffea.generate.events import BLOCK_SIZE
+    from machine import machine_info  # benchmarks/machine.py (sys.path[0] when run as a script)
 
     import os
 
@@ -142,6 +143,7 @@ def main() -> None:
             result[proc] = r
             print(proc, json.dumps(r), flush=True)
     result["reference_alone"] = reference_rate()
+    result["machine"] = machine_info()
     print(json.dumps(result))
 
 

@@ -1,7 +1,7 @@
 """Throughput of the VBF H→μμ processor: fullsim vs flashsim, upsampling, dask scaling, memory.
 
 All figures come from one run on the same input, with the coffea ``Runner`` as an analyst uses
-it (``flashsim_coffea.commands.run.run_processor``: NanoAODSchema, the shipped DNN, histograms):
+it (``flashsim_coffea.runner.run_processor``: NanoAODSchema, the shipped DNN, histograms):
 
 1. ``fullsim`` and ``flashsim`` (folds 1) events/s with the iterative executor, and their
    ratio (target: flashsim ≥ 25 % of fullsim);
@@ -72,7 +72,7 @@ def fileset_for(path: Path) -> dict:
 
 
 def run_iterative(path: Path, mode: str, folds: int, chunksize: int) -> tuple[float, int]:
-    from flashsim_coffea.commands.run import run_processor
+    from flashsim_coffea.runner import run_processor
     from processors import VBFHmmProcessor
 
     proc = VBFHmmProcessor(mode=mode, folds=folds, dnn=True)
@@ -131,6 +131,8 @@ def main() -> None:
     parser.add_argument("--skip-dask", action="store_true")
     parser.add_argument("--skip-rss", action="store_true")
     args = parser.parse_args()
+    from machine import machine_info  # benchmarks/machine.py (sys.path[0] when run as a script)
+
     warnings.simplefilter("ignore")
     os.makedirs(args.workdir, exist_ok=True)
     src = Path(args.source)
@@ -167,6 +169,7 @@ def main() -> None:
         for k, v in rss.items():
             print(f"peak RSS {k}: {v:.2f} GB", flush=True)
         res["peak_rss_gb"] = rss
+    res["machine"] = machine_info()
     print(json.dumps(res))
 
 

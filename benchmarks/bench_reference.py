@@ -51,6 +51,8 @@ def main() -> None:
     ap.add_argument("--cpu-time", action="store_true",
                     help="time with process_time (CPU seconds of this process: robust on a shared machine)")
     a = ap.parse_args()
+    from machine import machine_info  # benchmarks/machine.py (sys.path[0] when run as a script)
+
     global CLOCK
     if a.cpu_time:
         CLOCK = time.process_time
@@ -82,6 +84,7 @@ def main() -> None:
         "clock": "process_time" if a.cpu_time else "perf_counter",
         "note": ("objects = Gen inputs (GenJets + candidate Gen muons); candidates also count the "
                  "pile-up fake jets, which get the full jet treatment; single thread; best of repeats"),
+        "machine": machine_info(),
     }
     print(json.dumps(res, indent=2))
 

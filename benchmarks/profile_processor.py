@@ -52,6 +52,7 @@ def main() -> None:
     warnings.simplefilter("ignore")
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from bench_processor import build_input, run_iterative
+    from machine import machine_info
 
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
     src = Path(args.source)
@@ -68,7 +69,7 @@ def main() -> None:
     total = seconds["process"] or 1.0
     for label, s in seconds.items():
         print(f"{label:24s} {s:8.3f} s  {100 * s / total:5.1f} %")
-    print(json.dumps({"events": args.events, "folds": args.folds, "seconds": seconds}))
+    print(json.dumps({"events": args.events, "folds": args.folds, "seconds": seconds, "machine": machine_info()}))
 
 
 if __name__ == "__main__":

@@ -11,9 +11,10 @@ thousands of entries) and ε = 1 in empty bins. At injection each (object, fold)
 u < ε(b), u = ``noise.uniform(seed, "efficiency/<spec>", run, lumi, event, object, fold)`` —
 keyed, so the same object is kept or lost whatever the chunking.
 
+The binning is the spec's (:class:`~flashsim_coffea.objects.rules.RecoRules`: ``efficiency_*``).
 For jets the map is measured only where the NanoAOD reco threshold (pT > 15 GeV, which
 FlashSim applies after sampling) cannot confound it: bins with Gen pT below
-``threshold_free_pt`` take the value of the first bin above it. The map is stored as
+``efficiency_threshold_free_pt`` take the value of the first bin above it. The map is stored as
 ``efficiency.json`` beside a model's ``card.json``.
 """
 
@@ -29,12 +30,6 @@ import numpy as np
 from . import noise
 
 FILENAME = "efficiency.json"
-
-#: default binning per spec name: (pt edges, |eta| edges, threshold-free pt)
-BINNING = {
-    "jets": ([10, 15, 20, 25, 30, 40, 60, 100, 200, 1e9], [0, 1.3, 2.5, 3.0, 4.7, 1e9], 25.0),
-    "muons": ([0, 3, 5, 10, 20, 40, 100, 1e9], [0, 0.9, 1.2, 2.1, 2.4, 1e9], 0.0),
-}
 
 
 @dataclass
@@ -82,8 +77,14 @@ class EfficiencyMap:
 
 
 def measure(spec_name: str, gen_pt: np.ndarray, gen_eta: np.ndarray, matched: np.ndarray) -> EfficiencyMap:
-    """ε per (pT, |η|) bin from flat Gen objects and whether each was reconstructed."""
-    pt_edges, eta_edges, free_pt = (np.asarray(x, dtype=np.float64) if i < 2 else x for i, x in enumerate(BINNING[spec_name]))
+    """ε per (pT, |η|) bin from flat Gen objects and whether each was reconstructed (binning of
+    the registered spec ``spec_name``'s rules)."""
+    from .objects import get_spec
+
+    rules = get_spec(spec_name).rules
+    pt_edges = np.asarray(rules.efficiency_pt_edges, dtype=np.float64)
+    eta_edges = np.asarray(rules.efficiency_abseta_edges, dtype=np.float64)
+    free_pt = rules.efficiency_threshold_free_pt
     n_gen, _, _ = np.histogram2d(gen_pt, np.abs(gen_eta), bins=(pt_edges, eta_edges))
     n_match, _, _ = np.histogram2d(gen_pt[matched], np.abs(gen_eta[matched]), bins=(pt_edges, eta_edges))
     with np.errstate(invalid="ignore", divide="ignore"):

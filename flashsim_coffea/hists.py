@@ -21,21 +21,27 @@ events were split into chunks or in which order the chunks were added. For ``N =
 fill is an ordinary weighted fill (no grouping), so the result is bit-identical to a plain
 ``hist.Hist`` with ``Weight()`` storage.
 
-All folds of an event must be filled in the same call (the injection repeats each event
-inside its chunk, so this holds per chunk); FoldHists add across chunks with ``+``, which is
-what coffea's accumulation does.
+All folds of an event must be filled in the same call: a second :meth:`FoldHist.fill` of an
+event the histogram already holds is refused (``ValueError``, histogram unchanged; the check
+covers the fills of one histogram object — once histograms are added or pickled, as coffea does
+between chunks, the event lists are dropped). :class:`FoldFiller` collects the entries of every
+fold batch of a chunk and fills once. FoldHists add across chunks with ``+`` (and ``sum()``),
+which is what coffea's accumulation does.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import hist
 import numpy as np
 from coffea.processor import AccumulatorABC
 
-__all__ = ["FoldHist"]
+from . import noise
+
+__all__ = ["FoldHist", "FoldFiller", "fold_hist_or_hist", "fill_any"]
 
 _CATEGORY_AXES = (hist.axis.StrCategory, hist.axis.IntCategory)
 
@@ -81,16 +87,24 @@ class FoldHist(AccumulatorABC):
     """
 
     def __init__(self, *axes: hist.axis.AxesMixin, folds: int, label: str = "", name: str = ""):
-        if int(folds) != folds or folds < 1:
+        if isinstance(folds, bool) or int(folds) != folds or folds < 1:
             raise ValueError(f"folds must be a positive integer, got {folds!r}")
         self.folds = int(folds)
         self._h = hist.Hist(*axes, storage=hist.storage.Weight(), label=label or None, name=name or None)
+        self._filled = _NO_EVENTS  # hashes of the events filled into this object (sorted), see fill
+
+    def __getstate__(self) -> dict:
+        return {"folds": self.folds, "_h": self._h}  # the event list stays with the object that filled
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._filled = _NO_EVENTS
 
     # -- construction helpers ---------------------------------------------------------------
     @classmethod
     def _from_hist(cls, h: hist.Hist, folds: int) -> "FoldHist":
         out = cls.__new__(cls)
-        out.folds, out._h = folds, h
+        out.folds, out._h, out._filled = folds, h, _NO_EVENTS
         return out
 
     @property
@@ -123,12 +137,22 @@ class FoldHist(AccumulatorABC):
             return self
         if key is None:
             raise ValueError(f"FoldHist with {self.folds} folds needs key= (the event identity of every entry)")
-        codes = _key_codes(key, n) + [_bin_code(ax, cols[ax.name]) for ax in self._h.axes]
+        keys = _key_codes(key, n)
+        events = np.unique(noise.hash_keys(0, "foldhist/event", *keys))
+        again = np.intersect1d(events, self._filled, assume_unique=True)
+        if again.size:
+            raise ValueError(
+                f"FoldHist.fill: {again.size} of these {events.size} events were already filled into this histogram; "
+                "all folds of an event must arrive in one fill (collect them first, e.g. with FoldFiller) — "
+                "the histogram is unchanged"
+            )
+        codes = keys + [_bin_code(ax, cols[ax.name]) for ax in self._h.axes]
         table = np.stack(codes, axis=1)
         _, first, group = np.unique(table, axis=0, return_index=True, return_inverse=True)
         group = group.ravel()
         sums = np.bincount(group, weights=w, minlength=first.size)
         self._h.fill(**{k: v[first] for k, v in cols.items()}, weight=sums)
+        self._filled = np.union1d(self._filled, events)
         return self
 
     # -- read-out -----------------------------------------------------------------------------
@@ -160,12 +184,62 @@ class FoldHist(AccumulatorABC):
         if other.folds != self.folds:
             raise ValueError(f"cannot add FoldHists with {self.folds} and {other.folds} folds")
         self._h += other._h
+        self._filled = _NO_EVENTS  # a sum: its fills were checked where they happened
+
+    def __radd__(self, other):
+        """``0 + h`` (the start of ``sum([h1, h2, …])``) is a copy of ``h``."""
+        if isinstance(other, (int, float)) and other == 0:
+            out = self.identity()
+            out.add(self)
+            return out
+        return super().__radd__(other)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, FoldHist) and other.folds == self.folds and other._h == self._h
 
     def __repr__(self) -> str:
         return f"FoldHist(folds={self.folds}, {self._h!r})"
+
+
+_NO_EVENTS = np.zeros(0, dtype=np.uint64)
+
+
+class FoldFiller:
+    """Collects the selected entries of every fold batch of one chunk, then fills each histogram
+    once (a :class:`FoldHist` needs all folds of an event in one fill).
+
+    >>> filler = FoldFiller(folds=5)
+    >>> for batch in batches:                      # flashsim_coffea.folds.FoldBatch
+    ...     filler.add("SR", batch.entry[m], batch.fold[m], key=batch.key(events)[...][m], weight=w[m], mass=x[m])
+    >>> filler.fill("SR", hists["SR"])            # {variable: FoldHist | hist.Hist}
+
+    Before filling, the entries are put back in event-major order (by entry, then fold): the
+    order of one batch holding every fold, so sums do not depend on the batching.
+    """
+
+    def __init__(self, folds: int):
+        self.folds = int(folds)
+        self._parts: dict[str, list[dict[str, np.ndarray]]] = defaultdict(list)
+
+    def add(self, group: str, entry: np.ndarray, fold: np.ndarray, key: tuple[np.ndarray, ...], weight: np.ndarray,
+            **values: np.ndarray) -> None:
+        """Entries of one batch for ``group`` (e.g. a region): chunk entry, fold, event key, weight, values."""
+        part = {"entry": np.asarray(entry), "fold": np.asarray(fold), "weight": np.asarray(weight),
+                **{f"key{i}": np.asarray(k) for i, k in enumerate(key)}, **{f"v:{k}": np.asarray(v) for k, v in values.items()}}
+        self._parts[group].append(part)
+
+    def fill(self, group: str, hists: Mapping[str, "FoldHist | hist.Hist"]) -> None:
+        """Fill every histogram of ``hists`` (keyed by value name) with the collected entries of ``group``."""
+        parts = self._parts.pop(group, [])
+        if not parts:
+            return
+        cols = {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
+        if len(parts) > 1 or self.folds > 1:
+            order = np.lexsort((cols["fold"], cols["entry"]))
+            cols = {c: v[order] for c, v in cols.items()}
+        key = tuple(cols[c] for c in sorted(c for c in cols if c.startswith("key")))
+        for name, h in hists.items():
+            fill_any(h, key=key if self.folds > 1 else None, weight=cols["weight"], **{name: cols[f"v:{name}"]})
 
 
 def fold_hist_or_hist(*axes: hist.axis.AxesMixin, folds: int) -> "FoldHist | hist.Hist":

@@ -1,51 +1,79 @@
 """FlashSim inside the analysis: Gen collections → reco ``Jet``/``Muon`` in coffea NanoEvents.
 
-``FlashSim(jets=..., muons=...).inject(events, folds=N)`` returns events whose ``Jet`` and
-``Muon`` are FlashSim collections with full NanoAOD behaviour (four-vector sums,
-``delta_r``, ``nearest``, ``matched_gen``), per chunk:
+Three levels, one mechanism:
 
-1. For each object spec: Gen objects → conditioning matrix and noise keys, computed **once**
-   on the original events (columnar, :class:`flashsim_coffea.objects.ObjectSpec`).
-2. With ``folds = N`` every event appears N times (event-major: e0f0, e0f1, …) with a
-   ``fold`` field 0..N−1 and its original ``run, luminosityBlock, event``. The conditioning
-   rows are gathered (not recomputed) for the repeated events, and the fold is part of the
-   noise key: fold k of an object is the same whatever the chunking or executor.
-3. The flow samples the targets (:meth:`FlowModel.sample`), ``spec.rebuild`` turns them into
-   NanoAOD fields (pt = ptRatio·pt_gen …, discrete snapping, NanoAOD precision).
-4. Acceptance and efficiency: muons are simulated only for status-1 Gen muons with |η| < 2.4
-   and pT > 3 GeV (the muon-system acceptance); each (Gen object, fold) is reconstructed with
-   the probability of the model's efficiency map (``efficiency.json`` beside the card,
-   :mod:`flashsim_coffea.efficiency`, keyed draw); after sampling NanoAOD's reco threshold
-   ``Jet pt > 15 GeV``. Objects are sorted by pT per event.
-5. Cross-references: ``genJetIdx``/``genPartIdx`` point into the event's GenJet/GenPart, with
+* ``FlashSim().inject(events, folds=N)`` — events whose ``Jet`` and ``Muon`` are FlashSim
+  collections with full NanoAOD behaviour (four-vector sums, ``delta_r``, ``nearest``,
+  ``matched_gen``); with N > 1 each event appears N times (event-major) with a ``fold`` field.
+* ``FlashSim().inject_batches(events, folds, max_events)`` — the same in consecutive fold
+  ranges (:func:`flashsim_coffea.folds.fold_batches`) so memory stays bounded at large N;
+  yields :class:`InjectedBatch` (events, and the :class:`~flashsim_coffea.folds.FoldBatch`
+  saying which (event, fold) pair each row is).
+* ``chunk = FlashSim().prepare(events)`` then ``chunk.simulate("Muon", batch)`` — one reco
+  collection for any subset of (event, fold) pairs: an analysis simulates muons, selects, and
+  simulates jets only for the pairs that passed::
+
+      chunk = FlashSim().prepare(events)                  # conditioning once per chunk
+      for batch in fold_batches(len(events), folds=5):
+          muons = chunk.simulate("Muon", batch)          # one list per (event, fold) pair
+          dimuon = dimuon_mask(muons)
+          jets = chunk.simulate("Jet", batch.subset(dimuon))
+
+  The noise is keyed on (run, luminosityBlock, event, Gen object, fold), so a pair gets the
+  same objects whether it is simulated alone, in a subset or with everything.
+
+Per chunk and collection (:meth:`FlashSim.prepare`):
+
+1. Gen objects of the spec's simulated collection → conditioning matrix and noise keys,
+   computed **once** (columnar, :class:`flashsim_coffea.objects.ObjectSpec`).
+2. The spec's :class:`~flashsim_coffea.objects.rules.RecoRules` decide what is simulated:
+   the Gen acceptance (muons: |η| < 2.4, pT > 3 GeV; jets: |η| < 5); Gen objects with a
+   non-finite conditioning value or Gen kinematics are **not simulated** (dropped, counted in
+   ``n_gen_nonfinite`` and warned: a FlashSim object with pT = inf must never reach a selection).
+3. Per (object, fold): the reconstruction efficiency of the model's map (``efficiency.json``,
+   :mod:`flashsim_coffea.efficiency`, keyed draw), the flow sample
+   (:meth:`FlowModel.sample`; conditioning outside the training range is clamped, counted in
+   ``n_out_of_range_cond`` and warned), ``spec.rebuild`` (pt = ptRatio·pt_gen …, snapping,
+   NanoAOD precision), the rules' reco threshold (jets pT > 15 GeV), constant mass and Gen-copied
+   fields; objects sorted by pT per event.
+4. Cross-references: ``genJetIdx``/``genPartIdx`` point into the event's GenJet/GenPart, with
    the global ``genJetIdxG``/``genPartIdxG`` that coffea's ``matched_gen`` uses. Index fields
    pointing *into* the replaced collections (Jet_muonIdx*, Muon_jetIdx, …) are not produced:
    match with ΔR instead.
 
-Models load lazily on the worker from a module-level cache keyed on path + checksum
-(:func:`flashsim_coffea.flows.sampler.load_model`); a :class:`FlashSim` carries only paths,
-so it pickles small into every coffea task. torch uses one thread per worker.
+Counts (:data:`INFO_COUNTS`, per (object, fold) pair) are summed in ``PreparedChunk.info`` —
+the processor stores them in its output. Models load lazily on the worker from a module-level
+cache keyed on path + checksum (:func:`flashsim_coffea.flows.sampler.load_model`); a
+:class:`FlashSim` carries only paths, so it pickles small into every coffea task.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import awkward as ak
 import numpy as np
 
 from .errors import MissingBranchesError, UserError
-from .objects.gen import has_branch
+from .folds import FoldBatch, check_folds, fold_batches
+from .nanoaod.conventions import EVENT_ID
+from .objects import event_conditioning
+from .objects.gen import branch, has_branch
 from .sampling_precision import check_precision
 
-#: NanoAOD reco threshold applied after sampling, per reco collection: field, minimum
-RECO_THRESHOLD = {"Jet": ("pt", 15.0)}
-#: Gen acceptance before sampling, per reco collection: max |eta|, min pt of the Gen object
-GEN_ACCEPTANCE = {"Muon": (2.4, 3.0)}
-MUON_MASS = 0.1056583745
+__all__ = ["FlashSim", "PreparedChunk", "InjectedBatch", "INFO_COUNTS"]
+
+#: counts reported per collection, over simulated (Gen object, fold) pairs; ``n_unmatched``: objects
+#: without a Gen counterpart drawn by a count model (pile-up jets), also counted in the later steps
+INFO_COUNTS = ("n_gen", "n_gen_outside_acceptance", "n_gen_nonfinite", "n_unmatched", "n_not_reconstructed",
+               "n_out_of_range_cond", "n_redrawn", "n_fallback", "n_below_threshold", "n_reco")
+
 _EFFICIENCY: dict[str, object] = {}
+_COUNT: dict[str, object] = {}
 
 
 def _efficiency_map(model):
@@ -58,42 +86,76 @@ def _efficiency_map(model):
     return _EFFICIENCY[key]
 
 
+def _count_model(model):
+    """The model's count model (``count.json`` beside its card, :mod:`.flows.count`), cached per
+    path; None if absent. A model with one simulates objects without a Gen counterpart: per
+    (event, fold) n slots drawn from it, conditioned on the event (pile-up jets)."""
+    from .flows.count import CountModel
+
+    key = str(model.path)
+    if key not in _COUNT:
+        _COUNT[key] = CountModel.load(model.path) if model.path is not None else None
+    return _COUNT[key]
+
+
 @dataclass(frozen=True)
 class _Entry:
     spec_name: str
     model_path: str
 
 
-def _resolve(model: str | Path | None, default: str) -> str:
+def _resolve(model: Any, default: str) -> str:
+    """A model directory from ``"default"``/None/True (the shipped model) or a path; clear errors otherwise."""
+    from .flows.checkpoint import read_card
     from .flows.sampler import shipped_model_path
 
-    if model is None or model == "default":
+    if model is None or model is True or model == "default":
         return str(shipped_model_path(default))
+    if not isinstance(model, (str, Path)):
+        raise UserError(f"FlashSim({default}=...) takes a model directory, 'default' (the shipped model) or False "
+                        f"(keep the file's own collection), got {model!r}")
+    read_card(model)  # a missing, corrupt or foreign card fails here, once, not on every chunk
     return str(Path(model))
+
+
+@dataclass(frozen=True)
+class InjectedBatch:
+    """Events with FlashSim collections, one row per (event, fold) pair of ``batch``."""
+
+    events: Any
+    batch: FoldBatch
 
 
 class FlashSim:
     """On-the-fly FlashSim of reco Jets and Muons (see module docstring).
 
-    jets, muons: model directories (card.json + model.safetensors), ``"default"`` for the
-    shipped models, or ``False`` to keep the file's own collection. threads: torch CPU
-    threads per worker. device: ``"cpu"`` (default) or ``"cuda"`` to sample the flows on a GPU
+    jets, muons: model directories (card.json + model.safetensors), ``"default"`` (or True) for
+    the shipped models, or ``False`` to keep the file's own collection. pileup_jets: the model of
+    the pile-up jets (``Jet_genJetIdx = −1``: flow + ``count.json``, :mod:`.objects.pileup_jets`)
+    merged into the FlashSim ``Jet`` collection — ``"default"`` (the shipped model), a directory,
+    or ``False`` (no pile-up jets); without FlashSim jets (``jets=False``) the default is off. threads: torch CPU threads
+    per worker (≥ 1). device: ``"cpu"`` (default) or ``"cuda"`` to sample the flows on a GPU
     (each worker process then uses that GPU). precision: ``"float32"`` (default) or
     ``"bfloat16"``: the flows' conditioner products in bfloat16, ~1.1–1.2x faster on CPUs with AMX
     (a slightly different, separately validated model; see :mod:`.flows.fast_inverse`).
     """
 
     def __init__(self, jets: str | Path | None | bool = "default", muons: str | Path | None | bool = "default", threads: int = 1,
-                 device: str = "cpu", precision: str = "float32"):
+                 device: str = "cpu", precision: str = "float32", pileup_jets: str | Path | None | bool = "default"):
+        if jets is False and pileup_jets is not False:
+            if not (pileup_jets is None or pileup_jets is True or pileup_jets == "default"):
+                raise UserError("FlashSim(pileup_jets=...) adds pile-up jets to the FlashSim Jet collection: it needs "
+                                "FlashSim jets too (jets=False keeps the file's own Jet collection)")
+            pileup_jets = False
         self.entries: list[_Entry] = []
-        if jets is not False:
-            self.entries.append(_Entry("jets", _resolve(jets, "jets")))
-        if muons is not False:
-            self.entries.append(_Entry("muons", _resolve(muons, "muons")))
-        self.threads = threads
-        self.device = device
+        for name, model in (("jets", jets), ("muons", muons), ("pileup_jets", pileup_jets)):
+            if model is not False:
+                self.entries.append(_Entry(name, _resolve(model, name)))
+        if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+            raise UserError(f"FlashSim(threads=...) must be an integer ≥ 1 (torch CPU threads per worker), got {threads!r}")
+        self.threads = int(threads)
+        self.device = str(device)
         self.precision = check_precision(precision)  # fail here, not on every worker
-        self.last_info: dict[str, dict] = {}
 
     def __repr__(self) -> str:
         return f"FlashSim({', '.join(f'{e.spec_name}={e.model_path!r}' for e in self.entries)})"
@@ -104,14 +166,29 @@ class FlashSim:
 
         from .flows.sampler import load_model
 
-        if self.threads and torch.get_num_threads() != self.threads:
+        if torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
         return load_model(entry.model_path, entry.spec_name, self.device, self.precision)
 
+    def collection_models(self) -> dict[str, list[Any]]:
+        """The loaded flow models per reco collection (``"Jet"``: jets, then pile-up jets; ``"Muon"``),
+        in the order their objects are concatenated before the pT sort."""
+        out: dict[str, list[Any]] = {}
+        for e in self.entries:
+            model = self._model(e)
+            out.setdefault(model.spec.reco, []).append(model)
+        return out
+
+    def models(self) -> dict[str, Any]:
+        """The loaded flow models keyed by their reco collection (``"Jet"``, ``"Muon"``): the first
+        of each collection (the one simulating from Gen objects); all of them: :meth:`collection_models`."""
+        return {reco: models[0] for reco, models in self.collection_models().items()}
+
     def required_branches(self) -> list[str]:
         out: set[str] = set()
-        for e in self.entries:
-            out.update(self._model(e).spec.gen_branches())
+        for models in self.collection_models().values():
+            for model in models:
+                out.update(model.spec.gen_branches())
         return sorted(out)
 
     def check(self, events, filename: str = "<events>") -> None:
@@ -121,117 +198,208 @@ class FlashSim:
             raise MissingBranchesError(filename, missing, "run FlashSim (it simulates reco objects from Gen collections)")
 
     # -- injection ---------------------------------------------------------------------------
+    def prepare(self, events) -> "PreparedChunk":
+        """Per-chunk preparation of every collection (conditioning, keys, acceptance): see module docstring."""
+        meta = getattr(events, "metadata", None) or {}
+        self.check(events, str(meta.get("filename", "<events>")))
+        return PreparedChunk(events, {reco: [(model, _prepare(model, events)) for model in models]
+                                      for reco, models in self.collection_models().items()})
+
     def inject(self, events, folds: int = 1):
         """Events with FlashSim ``Jet``/``Muon``; with ``folds`` > 1 each event repeated ``folds`` times."""
-        return next(self.inject_batches(events, folds, max_events=None))[0]
+        return next(self.inject_batches(events, folds, max_events=None)).events
 
-    def inject_batches(self, events, folds: int = 1, max_events: int | None = None):
-        """Yield ``(events_with_flashsim, (first_fold, stop_fold))`` for consecutive fold ranges.
-
-        The conditioning is computed once; each batch repeats every event for the folds
-        ``first_fold … stop_fold − 1`` (event-major), with at most ``max_events`` events per
-        batch (at least one fold; ``None``: all folds at once). Fold k of an object gets the
-        same reco values whichever batch it is in, so an analysis can bound its memory at large
-        ``folds`` by looping over batches (all folds of an event must still reach a
-        :class:`~flashsim_coffea.hists.FoldHist` in one fill: collect, then fill).
-        """
-        if int(folds) != folds or folds < 1:
-            raise UserError(f"folds must be a positive integer, got {folds}")
-        folds = int(folds)
-        filename = str(getattr(events, "metadata", {}).get("filename", "<events>")) if hasattr(events, "metadata") else "<events>"
-        self.check(events, filename)
-        n = len(events)
-        step = folds if max_events is None else max(1, min(folds, int(max_events) // max(n, 1)))
-        prepared = [(self._model(e), e.spec_name) for e in self.entries]
-        prepared = [(model, name, self._prepare(model, events)) for model, name in prepared]
-        for first in range(0, folds, step):
-            stop = min(folds, first + step)
-            ev_index = np.repeat(np.arange(n), stop - first)
-            ev_fold = np.tile(np.arange(first, stop, dtype=np.int64), n)
-            out = events[ev_index] if folds > 1 else events
+    def inject_batches(self, events, folds: int = 1, max_events: int | None = None) -> Iterator[InjectedBatch]:
+        """Yield :class:`InjectedBatch` for consecutive fold ranges of at most ``max_events``
+        (event, fold) pairs (at least one fold; ``None``: all folds at once). The conditioning is
+        computed once; a FoldHist still needs all folds of an event in one fill
+        (:class:`flashsim_coffea.hists.FoldFiller` collects them)."""
+        folds = check_folds(folds)
+        chunk = self.prepare(events)
+        for batch in fold_batches(len(events), folds, max_events):
+            out = batch.take(events)
             if folds > 1:
-                out = ak.with_field(out, ev_fold, "fold")
-            self.last_info = {}
-            for model, name, prep in prepared:
-                reco, info = self._simulate(model, prep, events, ev_index, ev_fold, out)
-                out = ak.with_field(out, reco, model.spec.reco)
-                self.last_info[name] = info
-            yield out, (first, stop)
+                out = ak.with_field(out, batch.fold, "fold")
+            for reco in chunk.collections:
+                out = ak.with_field(out, chunk.simulate(reco, batch, attach=False), reco)
+            yield InjectedBatch(out, batch)
 
-    @staticmethod
-    def _prepare(model, events) -> dict:
-        """Per chunk and spec, shared by all folds: Gen objects, acceptance, conditioning, keys."""
-        spec = model.spec
-        ctx = spec.context(events)
-        objs = ctx.objects()
-        accept = GEN_ACCEPTANCE.get(spec.reco)
-        if accept is not None:
-            max_eta, min_pt = accept
-            keep = (abs(objs.eta) < max_eta) & (objs.pt > min_pt)
-        else:
-            keep = ak.ones_like(objs.pt, dtype=bool)
-        counts = ak.to_numpy(ak.num(objs, axis=1))
-        offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        local = ak.local_index(objs, axis=1)
-        return {
-            "cond": spec.conditioning_matrix(ctx),
-            "keys": spec.noise_keys(ctx),
-            "flat_keep": ak.to_numpy(ak.flatten(keep, axis=1)),
-            "row_of": (local + offsets)[keep],  # accepted rows of the flat object table, jagged per event
-            "gen": {f: ak.to_numpy(ak.flatten(objs[f], axis=1)) for f in ak.fields(objs)},
-            # first index of each event's objects in the *stored* Gen collection (global index)
-            "src_offsets": np.concatenate([[0], np.cumsum(ak.to_numpy(ak.num(events[spec.simulated.prefix], axis=1)))[:-1]]),
-        }
 
-    def _simulate(self, model, prep: dict, events, ev_index: np.ndarray, ev_fold: np.ndarray, out):
-        spec = model.spec
-        cond, keys, flat_keep, row_of = prep["cond"], prep["keys"], prep["flat_keep"], prep["row_of"]
-        # rows of the flat object table for the (possibly repeated) events, event-major
-        rows_j = row_of[ev_index] if len(ev_index) != len(events) else row_of
-        out_counts = ak.to_numpy(ak.num(rows_j, axis=1))
-        rows = ak.to_numpy(ak.flatten(rows_j, axis=1)).astype(np.int64)
-        fold = np.repeat(ev_fold, out_counts)
-        row_keys = {k: v[rows] for k, v in keys.items()}
-        eff = _efficiency_map(model)
-        if eff is not None:  # reconstruction efficiency, drawn per (object, fold)
-            ok = eff.keep(prep["gen"]["pt"][rows], prep["gen"]["eta"][rows], model.seed, row_keys, fold)
-            out_counts = ak.to_numpy(ak.sum(ak.unflatten(ok, out_counts), axis=1)).astype(np.int64)
-            rows, fold = rows[ok], fold[ok]
-            row_keys = {k: v[ok] for k, v in row_keys.items()}
+@dataclass
+class PreparedChunk:
+    """One chunk's Gen conditioning for every FlashSim collection; :meth:`simulate` draws reco
+    objects for any :class:`~flashsim_coffea.folds.FoldBatch` of it. ``info``: counts summed over
+    the calls, per collection (:data:`INFO_COUNTS`)."""
 
-        gen = {f: v[rows] for f, v in prep["gen"].items()}
-        with warnings.catch_warnings():
-            # redraws outside the training support are routine: counted in info, not warned per chunk
-            warnings.simplefilter("ignore", UserWarning)
-            targets, info = model.sample(cond[rows], row_keys, fold=fold, return_info=True)
-        if info["n_nonfinite_cond"] or info["n_fallback"]:
-            warnings.warn(
-                f"flashsim {spec.name}: {info['n_nonfinite_cond']} Gen objects with non-finite conditioning "
-                f"(simulated at the training mean), {info['n_fallback']} samples fell back to the mode after "
-                f"{info['n_redrawn']} redraws",
-                stacklevel=3,
-            )
-        fields = spec.rebuild(targets, gen)
-        fields[spec.match] = row_keys["object"].astype(np.int32)
-        if spec.reco == "Muon":
-            fields.setdefault("mass", np.full(len(rows), MUON_MASS, dtype=np.float32))
-        fields.setdefault("charge", np.zeros(len(rows), dtype=np.int32))
-        for f in ("partonFlavour", "hadronFlavour"):
-            if spec.reco == "Jet" and f in gen:
-                fields.setdefault(f, gen[f].astype(np.int32))
-        info["n_gen_outside_acceptance"] = int((~flat_keep).sum())
-        info["n_not_reconstructed"] = int((~ok).sum()) if eff is not None else 0
+    events: Any
+    prepared: dict[str, list[tuple[Any, dict]]]  # reco collection -> its models' (model, preparation)
+    info: dict[str, dict[str, int]] = field(default_factory=dict)
 
-        reco = ak.zip({k: ak.unflatten(v, out_counts) for k, v in fields.items()}, depth_limit=2)
-        thr = RECO_THRESHOLD.get(spec.reco)
-        if thr is not None:
-            reco = reco[reco[thr[0]] > thr[1]]
-        reco = reco[ak.argsort(reco.pt, axis=1, ascending=False)]
+    @property
+    def collections(self) -> list[str]:
+        """Reco collections simulated (``"Jet"``, ``"Muon"``)."""
+        return list(self.prepared)
 
-        # global index for matched_gen: coffea resolves it in the Gen collection of the
-        # *originally constructed* events (``_events()``), so offsets are those of the
-        # original events, taken per repeated event
-        reco = ak.with_field(reco, reco[spec.match] + prep["src_offsets"][ev_index], f"{spec.match}G")
-        behavior = getattr(out, "behavior", None)
-        reco = ak.with_name(reco, spec.reco, behavior=behavior)
-        return reco, info
+    def simulate(self, collection: str, batch: FoldBatch, attach: bool = True) -> ak.Array:
+        """Reco ``collection`` (one list per pair of ``batch``) with NanoAOD behaviour; ``attach``:
+        as a field of the pairs' events, so that cross-references (``matched_gen``) resolve.
+        With several models for the collection (jets and pile-up jets) each pair's objects are
+        concatenated in model order and sorted by pT (stable: a tie keeps that order)."""
+        if collection not in self.prepared:
+            raise UserError(f"FlashSim simulates {', '.join(self.prepared) or 'nothing'} here, not {collection!r}")
+        acc = self.info.setdefault(collection, dict.fromkeys(INFO_COUNTS, 0))
+        parts = []
+        for model, prep in self.prepared[collection]:
+            part, info = _simulate(model, prep, batch)
+            parts.append(part)
+            for k in INFO_COUNTS:
+                acc[k] += int(info[k])
+        reco = parts[0] if len(parts) == 1 else _merge(parts)
+        reco = ak.with_name(reco[ak.argsort(reco.pt, axis=1, ascending=False, stable=True)], collection,
+                            behavior=getattr(self.events, "behavior", None))
+        return ak.with_field(batch.take(self.events), reco, collection)[collection] if attach else reco
+
+
+def _merge(parts: list[ak.Array]) -> ak.Array:
+    """Per-pair concatenation of record arrays with the same fields (one list per pair each)."""
+    fields = ak.fields(parts[0])
+    for p in parts[1:]:
+        if set(ak.fields(p)) != set(fields):
+            raise UserError(f"FlashSim models of one collection produce different fields: {sorted(fields)} vs "
+                            f"{sorted(ak.fields(p))}")
+    return ak.zip({f: ak.concatenate([p[f] for p in parts], axis=1) for f in fields}, depth_limit=2)
+
+
+def _prepare(model, events) -> dict:
+    """Per chunk and spec, shared by all folds: Gen objects, acceptance, conditioning, keys (or,
+    for a model with a count model, the events' conditioning and keys)."""
+    spec = model.spec
+    if _count_model(model) is not None:
+        return _prepare_unmatched(model, events)
+    rules = spec.rules
+    ctx = spec.context(events)
+    objs = ctx.objects()
+    cond = spec.conditioning_matrix(ctx)
+    gen = {f: ak.to_numpy(ak.flatten(objs[f], axis=1)) for f in ak.fields(objs)}
+    accept = np.ones(len(cond), dtype=bool)
+    if rules.gen_max_abs_eta is not None:
+        accept &= np.abs(gen["eta"]) < rules.gen_max_abs_eta
+    if rules.gen_min_pt is not None:
+        accept &= gen["pt"] > rules.gen_min_pt
+    finite = np.all(np.isfinite(cond), axis=1) if cond.size else np.ones(len(cond), dtype=bool)
+    for f in ("pt", "eta", "phi", "mass"):
+        if f in gen:
+            finite &= np.isfinite(gen[f])
+    counts = ak.to_numpy(ak.num(objs, axis=1))
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    local = ak.local_index(objs, axis=1)
+    keep = ak.unflatten(accept & finite, counts)
+    return {
+        "cond": cond,
+        "keys": spec.noise_keys(ctx),
+        "n_objects": counts,
+        "n_outside": ak.to_numpy(ak.sum(ak.unflatten(~accept, counts), axis=1)).astype(np.int64),
+        "n_nonfinite": ak.to_numpy(ak.sum(ak.unflatten(accept & ~finite, counts), axis=1)).astype(np.int64),
+        "row_of": (local + offsets)[keep],  # simulated rows of the flat object table, jagged per event
+        "gen": gen,
+        # first index of each event's objects in the *stored* Gen collection (global index)
+        "src_offsets": np.concatenate([[0], np.cumsum(ak.to_numpy(ak.num(events[spec.simulated.prefix], axis=1)))[:-1]]),
+    }
+
+
+def _prepare_unmatched(model, events) -> dict:
+    """Objects without a Gen counterpart (pile-up jets): the events' conditioning rows and keys;
+    how many objects each (event, fold) gets is drawn in :func:`_simulate`."""
+    return {
+        "event_cond": event_conditioning(model.spec, events),
+        "event_keys": {k: np.asarray(ak.to_numpy(branch(events, k))).astype(np.int64) for k in EVENT_ID},
+    }
+
+
+def _gen_objects(model, prep: dict, batch: FoldBatch, info: dict):
+    """The batch's simulated Gen objects: (objects per pair, conditioning rows, keys, fold, Gen fields)."""
+    ev_index = batch.entry
+    # rows of the flat object table for the batch's pairs, event-major
+    rows_j = prep["row_of"] if batch.is_identity else prep["row_of"][ev_index]
+    out_counts = ak.to_numpy(ak.num(rows_j, axis=1))
+    rows = ak.to_numpy(ak.flatten(rows_j, axis=1)).astype(np.int64)
+    fold = np.repeat(batch.fold, out_counts)
+    row_keys = {k: v[rows] for k, v in prep["keys"].items()}
+    info["n_gen"] = int(prep["n_objects"][ev_index].sum())
+    info["n_gen_outside_acceptance"] = int(prep["n_outside"][ev_index].sum())
+    info["n_gen_nonfinite"] = int(prep["n_nonfinite"][ev_index].sum())
+    eff = _efficiency_map(model)
+    if eff is not None:  # reconstruction efficiency, drawn per (object, fold)
+        ok = eff.keep(prep["gen"]["pt"][rows], prep["gen"]["eta"][rows], model.seed, row_keys, fold)
+        out_counts = ak.to_numpy(ak.sum(ak.unflatten(ok, out_counts), axis=1)).astype(np.int64)
+        rows, fold = rows[ok], fold[ok]
+        row_keys = {k: v[ok] for k, v in row_keys.items()}
+        info["n_not_reconstructed"] = int((~ok).sum())
+    gen = {f: v[rows] for f, v in prep["gen"].items()}
+    return out_counts, prep["cond"][rows], row_keys, fold, gen
+
+
+def _unmatched_objects(model, prep: dict, batch: FoldBatch, info: dict):
+    """The batch's objects without a Gen counterpart: n per (event, fold) pair from the count
+    model (keyed on the event and the fold), slot i of a pair keyed with object index −1 − i
+    (the reference's convention for its pile-up jets; the spec's own noise streams keep them
+    apart from Gen objects' keys anyway); every slot conditioned on its event's row."""
+    count = _count_model(model)
+    names = model.spec.conditioning_names
+    cond_ev = prep["event_cond"][batch.entry]
+    pair_keys = {k: v[batch.entry] for k, v in prep["event_keys"].items()}
+    n, outside = count.draw(cond_ev[:, names.index(count.feature)], pair_keys, batch.fold)
+    pair = np.repeat(np.arange(len(batch), dtype=np.int64), n)
+    slot = np.arange(pair.size, dtype=np.int64) - np.repeat(np.cumsum(n) - n, n)
+    keys = {k: v[pair] for k, v in pair_keys.items()}
+    keys["object"] = -1 - slot
+    info["n_unmatched"] = int(n.sum())
+    info["n_out_of_range_cond"] += outside
+    return n, cond_ev[pair], keys, batch.fold[pair], {}
+
+
+def _simulate(model, prep: dict, batch: FoldBatch) -> tuple[ak.Array, dict]:
+    """One model's objects for the batch's pairs (one list per pair, not yet sorted) and counts."""
+    spec, rules = model.spec, model.spec.rules
+    info = dict.fromkeys(INFO_COUNTS, 0)
+    objects = _unmatched_objects if "event_cond" in prep else _gen_objects
+    out_counts, cond, row_keys, fold, gen = objects(model, prep, batch, info)
+    with warnings.catch_warnings():
+        # redraws outside the training support are routine: counted in info, not warned per chunk
+        warnings.simplefilter("ignore", UserWarning)
+        targets, sample_info = model.sample(cond, row_keys, fold=fold, return_info=True)
+    info["n_out_of_range_cond"] += int(sample_info["n_out_of_range_cond"])
+    for k in ("n_redrawn", "n_fallback"):
+        info[k] = int(sample_info[k])
+    if info["n_gen_nonfinite"] or info["n_out_of_range_cond"] or info["n_fallback"]:
+        warnings.warn(
+            f"flashsim {spec.name}: {info['n_gen_nonfinite']} Gen objects with non-finite inputs not simulated "
+            f"(dropped), {info['n_out_of_range_cond']} with conditioning outside the training range simulated "
+            f"with it clamped to that range, {info['n_fallback']} samples set to the mode after "
+            f"{info['n_redrawn']} redraws (counts in the output's 'flashsim' entry)",
+            stacklevel=4,
+        )
+    n = len(row_keys["object"])
+    fields = spec.rebuild(targets, gen)
+    # the match index: the Gen object's, −1 (NanoAOD's "no match") for objects without one
+    fields[spec.match] = np.maximum(row_keys["object"], -1).astype(np.int32)
+    if rules.mass is not None:
+        fields.setdefault("mass", np.full(n, rules.mass, dtype=np.float32))
+    fields.setdefault("charge", np.zeros(n, dtype=np.int32))
+    for f, dtype in rules.gen_defaults:  # copied from the Gen object; 0 for objects without one
+        fields.setdefault(f, gen[f].astype(dtype) if f in gen else np.zeros(n, dtype=dtype))
+
+    reco = ak.zip({k: ak.unflatten(v, out_counts) for k, v in fields.items()}, depth_limit=2)
+    if rules.min_pt is not None:
+        above = reco.pt > rules.min_pt
+        info["n_below_threshold"] = int(ak.sum(~above))
+        reco = reco[above]
+    info["n_reco"] = int(ak.sum(ak.num(reco, axis=1)))
+
+    # global index for matched_gen: coffea resolves it in the Gen collection of the
+    # *originally constructed* events (``_events()``), so offsets are those of the
+    # original events, taken per pair; −1 stays −1 (matched_gen: None)
+    idx = reco[spec.match]
+    offsets = prep["src_offsets"][batch.entry] if "src_offsets" in prep else 0
+    reco = ak.with_field(reco, ak.where(idx >= 0, idx + offsets, -1), f"{spec.match}G")
+    return reco, info

@@ -1,9 +1,12 @@
-"""Plotting helpers: mplhep CMS style, FlashSim/FullSim ratio panels, FoldHist errors.
+"""Plotting helpers: mplhep style, FlashSim/FullSim ratio panels, FoldHist errors.
 
 One module for the demo report, the notebooks and the validation figures:
 
-* :func:`use_style` / :func:`cms_label` — ``mplhep`` CMS style with the "CMS Simulation"
-  label and √s = 13 TeV (``rlabel`` "<title> (13 TeV)").
+* :func:`use_style` / :func:`project_label` — ``mplhep``'s HEP style (fonts, ticks) with this
+  project's label, "flashsim-coffea *Simulation*" on the left and "<title> (13 TeV)" on the
+  right. No figure carries an experiment's name: nothing here is a collaboration's simulation
+  (the "FullSim" reference is this project's own parametric detector response), and
+  experiment labels are reserved for the collaborations' results.
 * :class:`Series` / :func:`series` — one histogram to draw (values, variances, edges, style)
   from a ``hist.Hist`` (Weight or plain storage) or a :class:`~flashsim_coffea.hists.FoldHist`
   (fold-weighted errors, :meth:`FoldHist.variances`); :func:`histogram` makes one from raw
@@ -47,11 +50,11 @@ __all__ = [
     "COLORS",
     "Ratio",
     "Series",
-    "cms_label",
     "compare",
     "hist_data",
     "histogram",
     "normalized",
+    "project_label",
     "ratio",
     "relative_error",
     "relative_error_plot",
@@ -63,18 +66,25 @@ __all__ = [
 #: colours of the three "sources" everywhere in the project's figures
 COLORS = {"FullSim": "black", "FlashSim": "tab:red", "Gen": "tab:blue"}
 COM_TEV = 13
+#: the label of every figure: this project's name (bold) and what the figure shows (italic)
+LABEL_NAME = "flashsim-coffea"
+LABEL_TEXT = "Simulation"
 
 
 # --------------------------------------------------------------------------- style
 def use_style() -> None:
-    """Switch matplotlib to the mplhep CMS style."""
+    """Switch matplotlib to mplhep's HEP style (fonts, ticks, sizes; it draws no label)."""
     plt.style.use(hep.style.CMS)
 
 
-def cms_label(ax: plt.Axes, title: str | None = None, fontsize: float = 14) -> None:
-    """"CMS Simulation" on the left, "<title> (13 TeV)" on the right of ``ax``."""
-    rlabel = f"{title} ({COM_TEV} TeV)" if title else f"({COM_TEV} TeV)"
-    hep.cms.label(data=False, com=COM_TEV, rlabel=rlabel, ax=ax, fontsize=fontsize)  # data=False → "Simulation"
+def project_label(ax: plt.Axes, title: str | None = None, fontsize: float = 14, com: float | None = COM_TEV) -> None:
+    """"flashsim-coffea *Simulation*" on the left, "<title> (13 TeV)" on the right of ``ax``.
+
+    ``com=None``: the right-hand label is ``title`` alone (e.g. NanoAOD files of any energy).
+    """
+    energy = f"({com:g} TeV)" if com is not None else ""
+    rlabel = " ".join(t for t in (title, energy) if t)  # "" rather than None: mplhep would add its own "(13 TeV)"
+    hep.label.exp_label(exp=LABEL_NAME, llabel=LABEL_TEXT, rlabel=rlabel, ax=ax, fontsize=fontsize)
 
 
 # --------------------------------------------------------------------------- data
@@ -213,7 +223,7 @@ def _has_positive(ax: plt.Axes) -> bool:
 
 def _finish_top(ax: plt.Axes, ylabel: str, log: bool, title: str | None, note: str | None = None,
                 items: Sequence[Series] = ()) -> None:
-    """Labels, legend, CMS label; y range with head-room for the legend (log: half the smallest
+    """Labels, legend, project label; y range with head-room for the legend (log: half the smallest
     positive content to 50× the largest; linear: 0 to 1.4× the largest)."""
     ax.set_ylabel(ylabel)
     tops = [s.values + (s.errors if s.errors is not None else 0) for s in items]
@@ -227,7 +237,7 @@ def _finish_top(ax: plt.Axes, ylabel: str, log: bool, title: str | None, note: s
     elif tops and np.isfinite(np.concatenate(tops)).any() and np.nanmax(np.concatenate(tops)) > 0:
         ax.set_ylim(0, 1.4 * np.nanmax(np.concatenate(tops)))
     ax.legend(fontsize=12, title=note, title_fontsize=11)
-    cms_label(ax, title)
+    project_label(ax, title)
     ax.set_xlabel("")
 
 

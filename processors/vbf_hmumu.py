@@ -3,48 +3,55 @@
 Modes (where the analysis' ``Muon`` and ``Jet`` come from):
 
 * ``"fullsim"`` — the file's reconstructed Jet/Muon (reference simulation or real CMS NanoAOD);
-* ``"flashsim"`` — FlashSim jets and muons injected from GenJet/GenPart by
-  ``self.flashsim`` (a :class:`flashsim_coffea.inject.FlashSim`, which carries only model paths
-  and loads the models lazily on each worker);
-* ``"gen"`` — Gen-level muons and jets (see :mod:`flashsim_coffea.analysis.objects`).
+* ``"flashsim"`` — FlashSim muons and jets simulated from GenPart/GenJet by ``self.flashsim``
+  (a :class:`flashsim_coffea.inject.FlashSim`, which carries only model paths and loads the
+  models lazily on each worker);
+* ``"gen"`` — Gen-level muons and jets (see :mod:`flashsim_coffea.analysis`).
 
-``process()`` runs: objects → muon selection → jet selection and cleaning → VBF cuts →
-SR/SB → variables → DNN (``DNN18Atan`` = atanh(score), histogram ``dnn_atanh``) → fill.
+``process()`` reads like the analysis, per fold batch of (event, fold) pairs
+(:func:`flashsim_coffea.folds.fold_batches`; one batch of one fold outside flashsim mode):
+muons → dimuon selection → jets, only for the dimuon pairs (FlashSim simulates nothing the
+analysis does not read; histograms are bit-identical to simulating everything, ``staged=False``)
+→ jet selection and cleaning → VBF cuts → SR/SB → variables → DNN (``DNN18Atan`` =
+atanh(score), histogram ``dnn_atanh``) → :class:`~flashsim_coffea.hists.FoldFiller` → fill.
 
 Output (per dataset name, from ``events.metadata["dataset"]``)::
 
     {"hists":   {"presel"|"SR"|"SB": {variable: hist.Hist | FoldHist}},
-     "cutflow": {step: entries (int)},  "cutflow_weighted": {step: Σ genWeight},
-     "sumw": Σ genWeight,  "nevents": events read,  "files": {filename: events read},
-     "chunks": n,  "empty_chunks": n}
+     "cutflow": {step: entries (int)},  "cutflow_weighted": {step: Σ w},
+     "sumw": Σ w,  "nevents": events read,  "files": {filename: events read},
+     "chunks": n,  "empty_chunks": n,  "nonfinite_genweight": n,
+     "flashsim": {"Jet"|"Muon": {count: n}}   (flashsim mode: flashsim_coffea.inject.INFO_COUNTS)}
 
 With ``folds = N > 1`` (flashsim only) each Gen event is simulated N times; histograms are
 :class:`flashsim_coffea.hists.FoldHist` keyed by (run, luminosityBlock, event), and the
 cutflow counts fold entries (N per Gen event: divide by N for Gen events; kept undivided so
 that the sums are exact and identical for every chunking and executor). ``sumw`` and
-``nevents`` count the Gen events read. Event weights are ``genWeight`` (1 for data).
+``nevents`` count the Gen events read. Event weights w = genWeight · norm_weight (coffea
+``Weights``; :func:`event_weights`), 1 for data.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 import awkward as ak
 import numpy as np
 from coffea import processor
+from coffea.analysis_tools import Weights
 
 from flashsim_coffea.analysis import objects as obj
-from flashsim_coffea.analysis.events import CUTFLOW_STEPS, REGIONS
-from flashsim_coffea.analysis.pipeline import analyse
-from flashsim_coffea.analysis.variables import VARIABLES, axis_for
-from flashsim_coffea.errors import UserError
-from flashsim_coffea.hists import fill_any, fold_hist_or_hist
+from flashsim_coffea.analysis import CUTFLOW_STEPS, REGIONS, VARIABLES, analyse, axis_for, dimuon_mask, select_muons
+from flashsim_coffea.errors import MissingBranchesError, UserError
+from flashsim_coffea.folds import FoldBatch, check_folds, fold_batches
+from flashsim_coffea.hists import FoldFiller, fold_hist_or_hist
+from flashsim_coffea.nanoaod.conventions import EVENT_ID
 
 __all__ = ["VBFHmmProcessor", "MODES"]
 
 MODES = ("fullsim", "flashsim", "gen")
-EVENT_KEY = ("run", "luminosityBlock", "event")
 
 
 class VBFHmmProcessor(processor.ProcessorABC):
@@ -61,19 +68,22 @@ class VBFHmmProcessor(processor.ProcessorABC):
         at a time (``FlashSim.inject_batches``; the conditioning is still computed once per
         chunk): bounds the memory at large ``folds``; ``None``: all folds at once. The
         histograms do not depend on it.
+    staged: flashsim mode simulates jets only for the (event, fold) pairs that pass the dimuon
+        selection (default); ``False`` simulates jets for every pair and selects afterwards — the
+        same histograms bit for bit (the noise is keyed on object identity), slower.
     """
 
     def __init__(self, mode: str = "fullsim", folds: int = 1, dnn: bool | str | Path = True, flashsim: Any = None,
-                 max_fold_events: int | None = 200_000):
+                 max_fold_events: int | None = 200_000, staged: bool = True):
         if mode not in MODES:
             raise UserError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
-        if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 1:
-            raise UserError(f"folds must be an integer ≥ 1, got {folds!r}")
+        folds = check_folds(folds)
         if folds > 1 and mode != "flashsim":
             raise UserError(f"folds = {folds} needs mode 'flashsim' (only FlashSim can reconstruct an event several times)")
         self.mode, self.folds = mode, int(folds)
         self.dnn = str(dnn) if isinstance(dnn, Path) else dnn
         self.max_fold_events = max_fold_events
+        self.staged = bool(staged)
         if flashsim is not None and mode != "flashsim":
             raise UserError(f"a FlashSim was given but mode is {mode!r}; use mode 'flashsim'")
         if mode == "flashsim" and flashsim is None:
@@ -83,16 +93,20 @@ class VBFHmmProcessor(processor.ProcessorABC):
         self.flashsim = flashsim
 
     # -- input requirements ---------------------------------------------------------------------
-    def required_branches(self) -> list[str]:
-        """Flat NanoAOD branch names the mode reads (checked up front by ``flashsim run``)."""
+    def required_branches(self, available: set[str] | None = None) -> list[str]:
+        """Flat NanoAOD branch names the mode reads (checked up front by ``flashsim run``); in
+        fullsim mode they depend on the NanoAOD version, decided from the ``available`` branches
+        (:func:`flashsim_coffea.analysis.reco_branches`; Run-2 names when not given)."""
         if self.mode == "fullsim":
+            if available is not None:
+                return obj.reco_branches(available)
             cols = {"Muon": obj.MUON_FIELDS, "Jet": obj.JET_FIELDS}
         elif self.mode == "gen":
             cols = obj.GEN_FIELDS
         else:
             sim = self.flashsim
             gen = list(sim.required_branches()) if hasattr(sim, "required_branches") else []
-            return gen + list(EVENT_KEY) if self.folds > 1 else gen
+            return gen + list(EVENT_ID) if self.folds > 1 else gen
         return [f"{c}_{f}" for c, fields in cols.items() for f in fields]
 
     def check(self) -> None:
@@ -107,7 +121,11 @@ class VBFHmmProcessor(processor.ProcessorABC):
 
     def missing_branches(self, available: set[str]) -> list[str]:
         """The :meth:`required_branches` absent from ``available``."""
-        return [b for b in self.required_branches() if b not in available]
+        try:
+            needed = self.required_branches(set(available))
+        except MissingBranchesError as err:
+            return list(err.missing)
+        return [b for b in needed if b not in available]
 
     # -- output skeleton ----------------------------------------------------------------------
     def empty_output(self) -> dict:
@@ -131,30 +149,9 @@ class VBFHmmProcessor(processor.ProcessorABC):
         }
 
     # -- the analysis ---------------------------------------------------------------------------
-    def _collections(self, events):
-        """(events, muons, jets) for the mode; flashsim may return N× more (folded) events."""
-        if self.mode == "fullsim":
-            return events, obj.reco_muons(events), obj.reco_jets(events)
-        if self.mode == "gen":
-            return events, obj.gen_muons(events), obj.gen_jets(events)
-        events = self.flashsim.inject(events, folds=self.folds)
-        return events, obj.reco_muons(events), obj.reco_jets(events)
-
-    def _collection_batches(self, events):
-        """Yield (events, muons, jets) per fold batch (one batch unless flashsim with many folds)."""
-        if self.mode != "flashsim" or not hasattr(self.flashsim, "inject_batches"):
-            yield self._collections(events)
-            return
-        for events_b, _ in self.flashsim.inject_batches(events, folds=self.folds, max_events=self.max_fold_events):
-            yield events_b, obj.reco_muons(events_b), obj.reco_jets(events_b)
-
-    @staticmethod
-    def _weights(events) -> np.ndarray:
-        if "genWeight" in events.fields:
-            return ak.to_numpy(events.genWeight).astype(np.float64)
-        return np.ones(len(events))
-
     def process(self, events) -> dict:
+        """One chunk: muons → dimuon selection → jets only for the dimuon (event, fold) pairs →
+        jet and VBF selection, variables, DNN → histograms (module docstring)."""
         meta = getattr(events, "metadata", None) or {}
         dataset = str(meta.get("dataset", "unknown"))
         out = self.empty_output()
@@ -164,38 +161,85 @@ class VBFHmmProcessor(processor.ProcessorABC):
         if n == 0:
             out["empty_chunks"] = 1
             return {dataset: out}
-        out["sumw"] = float(np.sum(self._weights(events)))
-
-        # per region: the selected entries of every fold batch, filled once at the end (a
-        # FoldHist needs all folds of an event in one fill)
-        selected: dict[str, list[dict[str, np.ndarray]]] = {region: [] for region in out["hists"]}
-        for events_b, muons, jets in self._collection_batches(events):
-            weight = self._weights(events_b)
-            res = analyse(muons, jets, dnn=self.dnn)
-            for step, mask in res.cutflow.items():
+        weight, n_bad_weights = event_weights(events)
+        out["sumw"] = float(np.sum(weight))
+        out["nonfinite_genweight"] = n_bad_weights
+        source = _ObjectSource(self, events)
+        filler = FoldFiller(self.folds)
+        max_pairs = self.max_fold_events if self.mode == "flashsim" else None
+        for batch in fold_batches(n, self.folds, max_pairs):
+            muons = source.muons(batch)
+            steps = dimuon_steps(muons)
+            dimuon = steps["opposite_charge"]
+            pairs = batch.subset(dimuon)
+            jets = source.jets(pairs) if self.staged else source.jets(batch)[dimuon]
+            res = analyse(muons[dimuon], jets, dnn=self.dnn)
+            w_all, w = weight[batch.entry], weight[pairs.entry]
+            for step in CUTFLOW_STEPS:
+                mask, w_step = (steps[step], w_all) if step in ("all", "two_muons") else (res.cutflow[step], w)
                 out["cutflow"][step] += int(mask.sum())
-                out["cutflow_weighted"][step] += float(weight[mask].sum())
+                out["cutflow_weighted"][step] += float(w_step[mask].sum())
+            key = pairs.key(events) if self.folds > 1 else ()
             for region, mask in res.regions.items():
                 if mask.any():
-                    part = {var: res.variables[var][mask] for var in out["hists"][region]}
-                    part["weight"] = weight[mask]
-                    if self.folds > 1:
-                        part.update({k: ak.to_numpy(events_b[k][mask]).astype(np.int64) for k in (*EVENT_KEY, "fold")})
-                        part["entry"] = np.repeat(np.arange(n), len(events_b) // n)[mask]
-                    selected[region].append(part)
-
-        for region, parts in selected.items():
-            if not parts:
-                continue
-            cols = {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
-            key = None
-            if self.folds > 1:  # back to the event-major order of a single batch (exact sums)
-                order = np.lexsort((cols["fold"], cols["entry"]))
-                cols = {c: v[order] for c, v in cols.items()}
-                key = tuple(cols[k] for k in EVENT_KEY)
-            for var, h in out["hists"][region].items():
-                fill_any(h, key=key, weight=cols["weight"], **{var: cols[var]})
+                    filler.add(region, pairs.entry[mask], pairs.fold[mask], tuple(k[mask] for k in key), w[mask],
+                               **{var: res.variables[var][mask] for var in out["hists"][region]})
+        for region, hists in out["hists"].items():
+            filler.fill(region, hists)
+        if source.chunk is not None:
+            out["flashsim"] = source.chunk.info
         return {dataset: out}
 
     def postprocess(self, accumulator):
         return accumulator
+
+
+def event_weights(events) -> tuple[np.ndarray, int]:
+    """Per-event weights w = genWeight · norm_weight (coffea ``Weights``; 1 for data), and the
+    number of events whose genWeight is not finite — they get weight 0 (warned), so one bad
+    value never turns every sum into NaN. ``norm_weight`` = σ·L/Σw comes from the dataset's
+    metadata when the run is normalised (:mod:`flashsim_coffea.runner`), else 1."""
+    n = len(events)
+    weights = Weights(n, storeIndividual=False)
+    n_bad = 0
+    if "genWeight" in events.fields:
+        gw = ak.to_numpy(events.genWeight).astype(np.float64)
+        bad = ~np.isfinite(gw)
+        n_bad = int(bad.sum())
+        if n_bad:
+            meta = getattr(events, "metadata", None) or {}
+            warnings.warn(f"{meta.get('filename', '<events>')}: {n_bad} events with non-finite genWeight get weight 0 "
+                          "(counted in the output's 'nonfinite_genweight')", stacklevel=2)
+            gw = np.where(bad, 0.0, gw)
+        weights.add("genWeight", gw)
+    norm = float((getattr(events, "metadata", None) or {}).get("norm_weight", 1.0))
+    if norm != 1.0:
+        weights.add("norm", np.full(n, norm))
+    return (weights.weight() if weights.weightStatistics else np.ones(n)), n_bad
+
+
+def dimuon_steps(muons) -> dict[str, np.ndarray]:
+    """The cutflow steps decided by the muons alone: all, two_muons (≥ 2 selected muons),
+    opposite_charge (:func:`flashsim_coffea.analysis.dimuon_mask`)."""
+    two = ak.to_numpy(ak.sum(select_muons(muons), axis=1)) >= 2
+    return {"all": np.ones(len(two), dtype=bool), "two_muons": two, "opposite_charge": dimuon_mask(muons)}
+
+
+class _ObjectSource:
+    """Where the analysis' muons and jets come from, per (event, fold) pair: the file's reco
+    collections (fullsim), Gen-level stand-ins (gen), or FlashSim (simulated per pair: jets only
+    for the pairs asked for)."""
+
+    def __init__(self, proc: VBFHmmProcessor, events):
+        self.mode, self.events = proc.mode, events
+        self.chunk = proc.flashsim.prepare(events) if proc.mode == "flashsim" else None
+
+    def muons(self, batch: FoldBatch):
+        if self.chunk is not None:
+            return self.chunk.simulate("Muon", batch)
+        return batch.take(obj.reco_muons(self.events) if self.mode == "fullsim" else obj.gen_muons(self.events))
+
+    def jets(self, batch: FoldBatch):
+        if self.chunk is not None:
+            return self.chunk.simulate("Jet", batch)
+        return batch.take(obj.reco_jets(self.events) if self.mode == "fullsim" else obj.gen_jets(self.events))

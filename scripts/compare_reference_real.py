@@ -24,6 +24,7 @@ import awkward as ak
 import numpy as np
 from scipy.stats import wasserstein_distance
 
+from flashsim_coffea.plotting import project_label
 from flashsim_coffea.reference import respond
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -218,7 +219,7 @@ def make_figures(samples, outdir: Path) -> None:
             if logy:
                 ax.set_yscale("log")
             ax.legend(fontsize=16, title=f"W1 = {w1(x, y):.3g}", title_fontsize=16)
-            hep.cms.label("Private Work", data=False, rlabel=lb, ax=ax, fontsize=18)
+            project_label(ax, lb, fontsize=18, com=None)
         fig.tight_layout()
         fig.savefig(outdir / f"reference_{k.replace('<', 'lt')}.png", dpi=60)
         plt.close(fig)

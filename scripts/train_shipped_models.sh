@@ -40,6 +40,14 @@
 #          stages).
 #   both:  a discrete head (flows/head.py) for the classified targets (jets: puId, jetId; muons:
 #          the six ID booleans) trained on top of the final flow (--head-only, 12 epochs).
+#   pileup_jets (Jet_genJetIdx = -1; objects/pileup_jets.py): needs no input file — 1M pile-up-only
+#          events (the generator's Pileup_* profile, gen seeds 1000-1009, no Gen objects: the
+#          reference's pile-up jets depend on nothing else) through the reference response (seed
+#          11): 1.4M pile-up jets; the count model P(n | nTrueInt) (count.json) from all 1M events,
+#          the flow ("small", 90k parameters) on 400k of the jets: 24 epochs of 60k, LR 2e-3, then
+#          the discrete head (puId, jetId), 6 epochs; ~6-10 min on one thread. Alone:
+#            ONLY=pileup_jets scripts/train_shipped_models.sh [TRAIN_DIR] [DY_DIR] [WORK_DIR]
+#          (also writes its validation report, flashsim_coffea/models/pileup_jets/validation/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TRAIN_DIR=${1:-train-data/train}
@@ -48,6 +56,35 @@ WORK=${3:-train-data/flows}
 mkdir -p "$WORK"
 export OMP_NUM_THREADS=1
 T="--threads 1 --no-progress"
+
+pileup_jets() {
+  python - "$WORK" <<'PY'
+import sys
+from flashsim_coffea.flows.count import fit_unmatched
+from flashsim_coffea.flows.data import save_data
+from flashsim_coffea.objects import get_spec
+from flashsim_coffea.objects.extract import extract_pileup_synthetic
+from flashsim_coffea.objects.pileup_jets import COUNT_EDGES, COUNT_FEATURE
+work, spec = sys.argv[1], get_spec("pileup_jets")
+data, prov = extract_pileup_synthetic(spec, 1_000_000, gen_seed=1, ref_seeds=[11])
+o = data.objects
+save_data(f"{work}/pileup_jets.npz", o.cond, o.targets, o.keys, o.gen, prov)
+fit_unmatched(spec, data, COUNT_FEATURE, COUNT_EDGES).save(f"{work}/pileup_jets_count")
+print(f"pileup_jets: {len(o)} pile-up jets of {len(data.counts)} events")
+PY
+  flashsim train pileup_jets "$WORK/pileup_jets.npz" -o "$WORK/pileup_jets" --arch small --max-objects 400000 \
+    --epochs 24 --epoch-size 60000 --patience 8 --lr 2e-3 --head-epochs 6 --seed 1 $T
+  mkdir -p flashsim_coffea/models/pileup_jets
+  cp "$WORK/pileup_jets/card.json" "$WORK/pileup_jets/model.safetensors" "$WORK/pileup_jets_count/count.json" \
+    flashsim_coffea/models/pileup_jets/
+  # validation: 200k held-out pile-up events (gen seed 2000), reference R and R' seeds 201, 202
+  python -m flashsim_coffea.validation.pileup flashsim_coffea/models/pileup_jets \
+    -o flashsim_coffea/models/pileup_jets/validation --events 200000 --gen-seed 2 --ref-seed 201 --ref-seed2 202
+}
+if [[ "${ONLY:-}" == pileup_jets ]]; then
+  pileup_jets
+  exit 0
+fi
 TT=("$TRAIN_DIR/ttbar.root")
 MU=("$TRAIN_DIR/ttbar.root" "$TRAIN_DIR/ttbar2.root" "$DY_DIR/dy.root" "$DY_DIR/dy2.root")
 MU6=("${MU[@]}" "$DY_DIR/dy3.root")
@@ -119,58 +156,59 @@ flashsim extract "$MR2"  "${MU6[@]}" --resimulate 101 102 103 104 105 106 -o "$W
 flashsim extract muons   "${MU6[@]}" --resimulate 101 102 103 104 105 106 -o "$WORK/ttdy_muons_x6r.npz" --no-progress
 
 jets() {
-  flashsim train "$REV1" --data "$WORK/synth_jets.npz" -o "$WORK/pre_jets" --epochs 40 --epoch-size 150000 \
+  flashsim train "$REV1" "$WORK/synth_jets.npz" -o "$WORK/pre_jets" --epochs 40 --epoch-size 150000 \
     --patience 8 --seed 1 --split row --stop-after 6 $T
-  flashsim train "$REV1" --data "$WORK/tt_jets.npz" -o "$WORK/ft_jets" --init "$WORK/pre_jets" --epochs 24 \
+  flashsim train "$REV1" "$WORK/tt_jets.npz" -o "$WORK/ft_jets" --init "$WORK/pre_jets" --epochs 24 \
     --epoch-size 150000 --patience 6 --lr 1.5e-3 --seed 2 --split row $T
-  flashsim train "$REV1" --data "$WORK/tt_jets.npz" -o "$WORK/ft2_jets" --init "$WORK/ft_jets" --epochs 24 \
+  flashsim train "$REV1" "$WORK/tt_jets.npz" -o "$WORK/ft2_jets" --init "$WORK/ft_jets" --epochs 24 \
     --epoch-size 150000 --patience 6 --lr 6e-4 --seed 3 --split row --stop-after 9 $T
-  flashsim train "$JU" --data "$WORK/tt_jets_v2.npz" -o "$WORK/ft3_jets" --init "$WORK/ft2_jets" --epochs 40 \
+  flashsim train "$JU" "$WORK/tt_jets_v2.npz" -o "$WORK/ft3_jets" --init "$WORK/ft2_jets" --epochs 40 \
     --epoch-size 150000 --patience 8 --lr 1e-3 --seed 4 --split row $T
   # current spec (puId, jetId quantile-dequantized) from those weights, then tt + DY jets
-  flashsim train "$JR2" --data "$WORK/tt_jets_v2.npz" -o "$WORK/ft5_jets" --init "$WORK/ft3_jets" --epochs 30 \
+  flashsim train "$JR2" "$WORK/tt_jets_v2.npz" -o "$WORK/ft5_jets" --init "$WORK/ft3_jets" --epochs 30 \
     --epoch-size 300000 --patience 8 --lr 3e-4 --seed 9 --split row $T
-  flashsim train "$JR2" --data "$WORK/ttdy_jets.npz" -o "$WORK/ft6_jets" --init "$WORK/ft5_jets" --epochs 20 \
+  flashsim train "$JR2" "$WORK/ttdy_jets.npz" -o "$WORK/ft6_jets" --init "$WORK/ft5_jets" --epochs 20 \
     --epoch-size 300000 --patience 8 --lr 2e-4 --seed 11 --split row --threads 2 --no-progress
-  flashsim train "$JR2" --data "$WORK/ttdy_jets.npz" -o "$WORK/ft7_jets" --init "$WORK/ft6_jets" --epochs 30 \
+  flashsim train "$JR2" "$WORK/ttdy_jets.npz" -o "$WORK/ft7_jets" --init "$WORK/ft6_jets" --epochs 30 \
     --epoch-size 300000 --patience 8 --lr 5e-5 --seed 11 --split row $T
-  flashsim train "$JR2" --data "$WORK/ttdy_jets.npz" -o "$WORK/ft8_jets" --init "$WORK/ft7_jets" --epochs 30 \
+  flashsim train "$JR2" "$WORK/ttdy_jets.npz" -o "$WORK/ft8_jets" --init "$WORK/ft7_jets" --epochs 30 \
     --epoch-size 300000 --patience 8 --lr 5e-5 --seed 11 --split row $T
   # current spec (taggers and qgl as logits; preprocessing of the other columns kept), 2 threads
-  flashsim train "$JF" --data "$WORK/ttdy_jets_lg.npz" -o "$WORK/lg1_jets" --init "$WORK/ft8_jets" --epochs 60 \
+  flashsim train "$JF" "$WORK/ttdy_jets_lg.npz" -o "$WORK/lg1_jets" --init "$WORK/ft8_jets" --epochs 60 \
     --epoch-size 300000 --patience 15 --lr 5e-4 --seed 21 --split row --split-seed 11 --threads 2 --no-progress
-  flashsim train "$JF" --data "$WORK/ttdy_jets_lg.npz" -o "$WORK/lg2_jets" --init "$WORK/lg1_jets" --epochs 40 \
+  flashsim train "$JF" "$WORK/ttdy_jets_lg.npz" -o "$WORK/lg2_jets" --init "$WORK/lg1_jets" --epochs 40 \
     --epoch-size 300000 --patience 40 --lr 1.5e-4 --seed 22 --split row --split-seed 11 --threads 2 --no-progress
-  flashsim train "$JF" --data "$WORK/ttdy_jets_lg.npz" -o "$WORK/lg3_jets" --init "$WORK/lg2_jets" --epochs 30 \
+  flashsim train "$JF" "$WORK/ttdy_jets_lg.npz" -o "$WORK/lg3_jets" --init "$WORK/lg2_jets" --epochs 30 \
     --epoch-size 300000 --patience 30 --lr 1e-4 --seed 23 --split row --split-seed 11 --threads 2 --no-progress
   # 1c. discrete head (puId, jetId) on top of that flow: 12 epochs of all 1.63M jets
-  flashsim train jets --data "$WORK/ttdy_jets_lg.npz" -o "$WORK/head_jets" --init "$WORK/lg3_jets" --head-only \
+  flashsim train jets "$WORK/ttdy_jets_lg.npz" -o "$WORK/head_jets" --init "$WORK/lg3_jets" --head-only \
     --head-epochs 12 --seed 1 --split row $T
 }
 muons() {
-  flashsim train "$MV1" --data "$WORK/synth_muons.npz" -o "$WORK/pre_muons" --epochs 40 --epoch-size 150000 \
+  flashsim train "$MV1" "$WORK/synth_muons.npz" -o "$WORK/pre_muons" --epochs 40 --epoch-size 150000 \
     --patience 8 --seed 1 --split row --stop-after 8 $T
-  flashsim train "$MV1" --data "$WORK/ttdy_muons.npz" -o "$WORK/ft_muons" --init "$WORK/pre_muons" --epochs 28 \
+  flashsim train "$MV1" "$WORK/ttdy_muons.npz" -o "$WORK/ft_muons" --init "$WORK/pre_muons" --epochs 28 \
     --epoch-size 150000 --patience 6 --lr 1.5e-3 --seed 2 --split row $T
   # current spec (ip3d, sip3d scaled; preprocessing of the unchanged columns kept), 6 draws
-  flashsim train "$MR2" --data "$WORK/ttdy_muons_x6.npz" -o "$WORK/r2_muons" --init "$WORK/ft_muons" --epochs 30 \
+  flashsim train "$MR2" "$WORK/ttdy_muons_x6.npz" -o "$WORK/r2_muons" --init "$WORK/ft_muons" --epochs 30 \
     --epoch-size 300000 --patience 8 --lr 1e-3 --seed 31 $T
-  flashsim train "$MR2" --data "$WORK/ttdy_muons_x6.npz" -o "$WORK/r3_muons" --init "$WORK/r2_muons" --epochs 30 \
+  flashsim train "$MR2" "$WORK/ttdy_muons_x6.npz" -o "$WORK/r3_muons" --init "$WORK/r2_muons" --epochs 30 \
     --epoch-size 300000 --patience 8 --lr 3e-4 --seed 32 $T
   # current spec (Δη, Δφ filling the 12-bit rounding cells of η, φ) from those weights
-  flashsim train "$MF" --data "$WORK/ttdy_muons_x6r.npz" -o "$WORK/r4_muons" --init "$WORK/r3_muons" --epochs 30 \
+  flashsim train "$MF" "$WORK/ttdy_muons_x6r.npz" -o "$WORK/r4_muons" --init "$WORK/r3_muons" --epochs 30 \
     --epoch-size 300000 --patience 8 --lr 5e-4 --seed 41 --threads 2 --no-progress
-  flashsim train "$MF" --data "$WORK/ttdy_muons_x6r.npz" -o "$WORK/r5_muons" --init "$WORK/r4_muons" --epochs 30 \
+  flashsim train "$MF" "$WORK/ttdy_muons_x6r.npz" -o "$WORK/r5_muons" --init "$WORK/r4_muons" --epochs 30 \
     --epoch-size 300000 --patience 8 --lr 2e-4 --seed 42 $T
-  flashsim train "$MF" --data "$WORK/ttdy_muons_x6r.npz" -o "$WORK/r6_muons" --init "$WORK/r5_muons" --epochs 30 \
+  flashsim train "$MF" "$WORK/ttdy_muons_x6r.npz" -o "$WORK/r6_muons" --init "$WORK/r5_muons" --epochs 30 \
     --epoch-size 300000 --patience 8 --lr 1e-4 --seed 42 $T
   # 1c. discrete head (the six ID booleans) on top of that flow
-  flashsim train muons --data "$WORK/ttdy_muons_x6r.npz" -o "$WORK/head_muons" --init "$WORK/r6_muons" --head-only \
+  flashsim train muons "$WORK/ttdy_muons_x6r.npz" -o "$WORK/head_muons" --init "$WORK/r6_muons" --head-only \
     --head-epochs 12 --seed 1 $T
 }
 jets > "$WORK/train_jets.log" 2>&1 &
 muons > "$WORK/train_muons.log" 2>&1 &
 wait
+pileup_jets > "$WORK/train_pileup_jets.log" 2>&1  # ships and validates itself
 
 # 2. ship the best epoch of the last stage (card.json + model.safetensors)
 for s in jets:head_jets muons:head_muons; do
@@ -186,7 +224,7 @@ flashsim efficiency muons "$TRAIN_DIR/ttbar.root" "$DY_DIR/dy.root" -o flashsim_
 for spec in jets muons; do
   for p in tt:ttbar dy:dy vbf:vbf_hmm; do
     H="${HELDOUT_DIR:-train-data/heldout}/${p##*:}"
-    flashsim validate $spec --input "$H.root" "${H}_b.root" --model $spec --resimulate 201 --ref-seed 202 \
+    flashsim validate $spec "$H.root" "${H}_b.root" --model $spec --resimulate 201 --ref-seed 202 \
       --max-events 30000 --title "${p%%:*} held-out" -o "flashsim_coffea/models/$spec/validation/${p%%:*}"
   done
 done

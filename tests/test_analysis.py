@@ -1,4 +1,5 @@
-"""VBF H→μμ analysis: hand-computed kinematics, Collins–Soper against a direct boost, selections."""
+"""VBF H→μμ analysis: hand-computed kinematics, Collins–Soper against a direct boost, object cuts
+on coffea collections, the PackedSelection cutflow and regions, Gen objects."""
 
 from __future__ import annotations
 
@@ -9,13 +10,31 @@ import numpy as np
 import pytest
 import vector
 
+from coffea.analysis_tools import PackedSelection
+from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
+from coffea.nanoevents.methods import nanoaod
+
 from flashsim_coffea.analysis import kinematics as kin
 from flashsim_coffea.analysis.candidates import build_candidates
-from flashsim_coffea.analysis.events import CUTFLOW_STEPS, cutflow_masks, region_masks
-from flashsim_coffea.analysis.selection import clean_mask, in_window, select_jets, select_muons
+from flashsim_coffea.analysis.selection import (
+    CUTFLOW_STEPS,
+    REGION_CUTS,
+    REGIONS,
+    SELECTION_STEPS,
+    clean_mask,
+    cutflow_masks,
+    dimuon_mask,
+    event_selection,
+    in_window,
+    region_masks,
+    select_jets,
+    select_muons,
+)
 from flashsim_coffea.analysis.variables import VARIABLES, compute_variables
 
 REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-nanoaod"
+SAMPLES = Path(__file__).resolve().parents[1] / "flashsim_coffea" / "samples"
+NanoAODSchema.warn_missing_crossrefs = False
 
 
 def _xyzt(px, py, pz, e):
@@ -108,12 +127,19 @@ def test_zstar_rpt_mass_resolution_min_deta_by_hand():
     assert kin.mass_resolution(125.0, 50.0, 1.0, 40.0, 0.8) == pytest.approx(1.25 * np.sqrt(2))
 
 
-# --------------------------------------------------------------------------- selections
+# --------------------------------------------------------------------------- object cuts
+def _collection(name: str, **cols) -> ak.Array:
+    """Jagged coffea NanoAOD collection ``name`` from per-field lists (jets get NanoEvents' charge 0)."""
+    if name == "Jet" and "charge" not in cols:
+        cols["charge"] = ak.zeros_like(ak.Array(cols["pt"]))
+    return ak.zip({k: ak.Array(v) for k, v in cols.items()}, with_name=name, behavior=nanoaod.behavior)
+
+
 def _muons(**cols):
     base = dict(mass=0.10566, charge=-1, mediumId=True, pfRelIso04_all=0.05, ptErr=1.0)
     n = len(cols["pt"])
     rec = {**{k: [v] * n for k, v in base.items()}, **cols}
-    return ak.zip({k: ak.Array([v]) for k, v in rec.items()})
+    return _collection("Muon", **{k: [v] for k, v in rec.items()})
 
 
 def test_muon_selection_cuts():
@@ -123,23 +149,37 @@ def test_muon_selection_cuts():
 
 
 def test_jet_selection_and_cleaning():
-    jets = ak.zip({
-        "pt": [[60.0, 40.0, 40.0, 30.0, 30.0, 24.0, 80.0]],
-        "eta": [[0.0, 1.0, 1.0, 4.8, -3.0, 0.0, 0.21]],
-        "phi": [[2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 0.1]],
-        "mass": [[5.0] * 7],
-        "puId": [[0, 0, 4, 7, 6, 7, 7]],
-        "jetId": [[6, 6, 2, 6, 0, 6, 6]],
-    })  # fmt: skip
+    jets = _collection(
+        "Jet",
+        pt=[[60.0, 40.0, 40.0, 30.0, 30.0, 24.0, 80.0]],
+        eta=[[0.0, 1.0, 1.0, 4.8, -3.0, 0.0, 0.21]],
+        phi=[[2.0, 2.0, 2.0, 2.0, 2.0, 2.0, 0.1]],
+        mass=[[5.0] * 7],
+        puId=[[0, 0, 4, 7, 6, 7, 7]],
+        jetId=[[6, 6, 2, 6, 0, 6, 6]],
+        qgl=[[0.5] * 7],
+    )
     muons = _muons(pt=[40.0], eta=[0.0], phi=[0.0])
     # 60: puId not needed above 50 -> pass; 40/puId 0 -> fail; 40/puId 4/jetId 2 -> pass;
     # |η| 4.8 -> fail; jetId 0 -> fail; pt 24 -> fail; 80 at ΔR = 0.23 from the muon -> cleaned
     assert ak.to_list(select_jets(jets, muons)) == [[True, False, True, False, False, False, False]]
     assert ak.to_list(clean_mask(jets, muons)) == [[True] * 6 + [False]]
-    # Δφ wraps around ±π
-    j = ak.zip({"eta": [[0.0]], "phi": [[3.1]]})
-    m = ak.zip({"eta": [[0.0]], "phi": [[-3.1]]})
+    # coffea's Jet.isTight is the jetId tight bit (bit 1, mask 2): jetId 2 and 6 are tight
+    assert ak.to_list(jets.isTight) == [[True, True, True, True, False, True, True]]
+    # Δφ wraps around ±π; no muons -> every jet is clean
+    j = _collection("Jet", pt=[[50.0]], eta=[[0.0]], phi=[[3.1]], mass=[[0.0]])
+    m = _collection("Muon", pt=[[50.0]], eta=[[0.0]], phi=[[-3.1]], mass=[[0.1]], charge=[[1]])
     assert ak.to_list(clean_mask(j, m)) == [[False]]
+    assert ak.to_list(clean_mask(j, m[:, :0])) == [[True]]
+
+
+def test_cleaning_boundary_is_delta_r_squared():
+    """ΔR² > 0.4² on coffea's delta_r2 (Δη² + Δφ²): a pair at ΔR just above/below 0.4."""
+    jets = _collection("Jet", pt=[[50.0, 50.0]], eta=[[0.4 + 1e-6, 0.4 - 1e-6]], phi=[[0.0, 0.0]], mass=[[0.0, 0.0]])
+    muons = _collection("Muon", pt=[[30.0]], eta=[[0.0]], phi=[[0.0]], mass=[[0.1]], charge=[[1]])
+    assert ak.to_list(clean_mask(jets, muons)) == [[True, False]]
+    dr2 = jets.metric_table(muons, metric=lambda a, b: a.delta_r2(b))
+    np.testing.assert_allclose(ak.to_numpy(ak.flatten(dr2, axis=None)), [(0.4 + 1e-6) ** 2, (0.4 - 1e-6) ** 2], rtol=1e-12)
 
 
 def test_mass_windows_partition():
@@ -152,20 +192,21 @@ def test_mass_windows_partition():
     assert not np.any(sr & sb)
 
 
+# --------------------------------------------------------------------------- event selection
 def _event_record(mu_pt, mu_eta, mu_phi, mu_charge, jet_pt, jet_eta, jet_phi):
-    muons = ak.zip({"pt": mu_pt, "eta": mu_eta, "phi": mu_phi, "mass": ak.zeros_like(ak.Array(mu_pt)) + 0.10566,
-                    "charge": mu_charge, "mediumId": ak.ones_like(ak.Array(mu_pt), dtype=bool),
-                    "pfRelIso04_all": ak.zeros_like(ak.Array(mu_pt)), "ptErr": ak.ones_like(ak.Array(mu_pt))})  # fmt: skip
-    jets = ak.zip({"pt": jet_pt, "eta": jet_eta, "phi": jet_phi, "mass": ak.zeros_like(ak.Array(jet_pt)) + 5.0,
-                   "jetId": ak.values_astype(ak.ones_like(ak.Array(jet_pt)) * 6, np.int32),
-                   "puId": ak.values_astype(ak.ones_like(ak.Array(jet_pt)) * 7, np.int32),
-                   "qgl": ak.ones_like(ak.Array(jet_pt)) * 0.5})  # fmt: skip
+    ones = lambda a, dtype=None: ak.ones_like(ak.Array(a), dtype=dtype)  # noqa: E731
+    muons = ak.zip({"pt": mu_pt, "eta": mu_eta, "phi": mu_phi, "mass": ones(mu_pt) * 0.10566, "charge": mu_charge,
+                    "mediumId": ones(mu_pt, bool), "pfRelIso04_all": ones(mu_pt) * 0.0, "ptErr": ones(mu_pt)},
+                   with_name="Muon", behavior=nanoaod.behavior)  # fmt: skip
+    jets = ak.zip({"pt": jet_pt, "eta": jet_eta, "phi": jet_phi, "mass": ones(jet_pt) * 5.0,
+                   "jetId": ak.values_astype(ones(jet_pt) * 6, np.int32), "puId": ak.values_astype(ones(jet_pt) * 7, np.int32),
+                   "qgl": ones(jet_pt) * 0.5, "charge": ones(jet_pt) * 0.0}, with_name="Jet", behavior=nanoaod.behavior)  # fmt: skip
     return muons, jets
 
 
-def test_candidates_cutflow_and_regions():
-    # ev0: VBF SR event; ev1: same-sign muons; ev2: one jet; ev3: low m_jj; ev4: empty
-    muons, jets = _event_record(
+def _five_events():
+    # ev0: VBF SR event; ev1: same-sign muons; ev2: one jet; ev3: low m_jj; ev4: no muons
+    return _event_record(
         mu_pt=[[62.0, 61.0], [60.0, 50.0], [60.0, 50.0], [62.0, 61.0], []],
         mu_eta=[[0.0, 0.0], [0.0, 0.1], [0.0, 0.1], [0.0, 0.0], []],
         mu_phi=[[0.0, 3.0], [0.0, 2.0], [0.0, 2.0], [0.0, 3.0], []],
@@ -174,6 +215,10 @@ def test_candidates_cutflow_and_regions():
         jet_eta=[[0.0, -2.5, 2.5], [-2.5, 2.5], [2.0], [0.5, -0.5], [1.0, -1.0]],
         jet_phi=[[1.5, 1.5, -1.5], [1.5, -1.5], [1.5], [1.5, -1.5], [0.0, 1.0]],
     )
+
+
+def test_candidates_cutflow_and_regions():
+    muons, jets = _five_events()
     cand = build_candidates(muons, jets)
     assert list(cand.n_muons) == [2, 2, 2, 2, 0]
     assert list(cand.n_jets) == [3, 2, 1, 2, 2]
@@ -182,14 +227,21 @@ def test_candidates_cutflow_and_regions():
     v = compute_variables(cand)
     assert set(VARIABLES) - {"dnn_atanh"} == set(v)
     assert np.isnan(v["mass"][4]) and np.isnan(v["mjj"][2])
-    cf = cutflow_masks(cand, v)
+    sel = event_selection(cand, v)
+    assert isinstance(sel, PackedSelection)
+    assert tuple(sel.names) == (*SELECTION_STEPS, "signal_window", "sideband_window")
+    cf = cutflow_masks(sel)
     assert list(cf) == list(CUTFLOW_STEPS)
     counts = [int(cf[s].sum()) for s in CUTFLOW_STEPS]
     assert counts == sorted(counts, reverse=True)  # monotone
     m0 = v["mass"][0]  # ≈ 122 GeV: μμ back-to-back-ish at 62/61 GeV
     assert 115 < m0 < 135
     assert cf["mass_window"].tolist() == [True, False, False, False, False]
-    reg = region_masks(cand, v, cf)
+    # each PackedSelection entry is its criterion alone: ev1 (same-sign) passes the jet cuts
+    assert sel.all("mjj").tolist() == [True, True, False, False, False]
+    assert not sel.all("mjj")[3]  # ev3: m_jj below 400 GeV
+    reg = region_masks(sel)
+    assert list(reg) == list(REGIONS)
     assert reg["SR"].tolist() == [True, False, False, False, False]
     assert not reg["SB"].any()
     assert reg["presel"].tolist() == [True, False, False, True, False]  # ev3 fails only m_jj
@@ -199,10 +251,68 @@ def test_candidates_cutflow_and_regions():
     assert v["cos_theta_cs"][0] == pytest.approx(kin.cos_theta_cs_analytic(mu_m, mu_p)[0])
 
 
+def test_cutflow_is_cumulative_and_regions_follow_their_cuts():
+    """Cutflow step k = AND of the first k PackedSelection entries; regions = AND of REGION_CUTS;
+    coffea's Cutflow gives the same counts; dimuon_mask is the opposite_charge step."""
+    from flashsim_coffea.analysis import analyse
+
+    muons, jets = _five_events()
+    res = analyse(muons, jets, dnn=False)
+    sel = res.selection
+    acc = np.ones(5, dtype=bool)
+    for step in SELECTION_STEPS:
+        acc = acc & sel.any(step)  # the entry on its own
+        np.testing.assert_array_equal(res.cutflow[step], acc)
+    for region, cuts in REGION_CUTS.items():
+        expected = np.logical_and.reduce([sel.any(c) for c in cuts])
+        np.testing.assert_array_equal(res.regions[region], expected)
+    np.testing.assert_array_equal(res.regions["SR"] | res.regions["SB"], res.cutflow["mass_window"])
+    counts = [int(n) for n in res.coffea_cutflow().result().nevcutflow]
+    assert counts == [int(res.cutflow[s].sum()) for s in CUTFLOW_STEPS]
+    np.testing.assert_array_equal(dimuon_mask(muons), res.cutflow["opposite_charge"])
+
+
+# --------------------------------------------------------------------------- coffea collections
+def _sample_events(name: str):
+    return NanoEventsFactory.from_root({str(SAMPLES / name): "Events"}, schemaclass=NanoAODSchema, mode="virtual").events()
+
+
+def test_collections_keep_coffea_behaviour():
+    from flashsim_coffea.analysis import gen_jets, gen_muons, reco_jets, reco_muons
+    from flashsim_coffea.analysis.selection import selected_jets, selected_muons
+
+    ev = _sample_events("vbf_hmm.root")
+    mu, jets = reco_muons(ev), reco_jets(ev)
+    assert isinstance(mu, nanoaod.MuonArray) and isinstance(jets, nanoaod.JetArray)
+    sel_mu = selected_muons(mu)
+    sel_jets = selected_jets(jets, sel_mu)
+    assert isinstance(sel_mu, nanoaod.MuonArray) and isinstance(sel_jets, nanoaod.JetArray)
+    # Run-2 policy: the tight ID is coffea's Jet.isTight, the pile-up ID puId ≥ 4, qgScore = qgl
+    assert ak.all(jets.passJetIdTight == jets.isTight)
+    assert ak.all(jets.passPuId == (jets.puId >= 4))
+    assert ak.all(jets.qgScore == jets.qgl)
+    gmu = gen_muons(ev)
+    assert isinstance(gmu, nanoaod.GenParticleArray)
+    assert hasattr(gen_jets(ev), "metric_table")
+
+
+def test_gen_muons_are_prompt_status1_muons():
+    from flashsim_coffea.analysis import gen_muons
+
+    ev = _sample_events("vbf_hmm.root")
+    g = ev.GenPart
+    # hasFlags("isPrompt") is statusFlags bit 0
+    np.testing.assert_array_equal(ak.to_numpy(ak.flatten(g.hasFlags("isPrompt"))), ak.to_numpy(ak.flatten(g.statusFlags & 1)) == 1)
+    mu = gen_muons(ev)
+    expected = (g.status == 1) & (abs(g.pdgId) == 13) & ((g.statusFlags & 1) == 1)
+    assert ak.to_list(ak.num(mu)) == ak.to_list(ak.sum(expected, axis=1))
+    assert ak.all(mu.charge == -np.sign(mu.pdgId))
+    assert ak.all(mu.pt[:, 1:] <= mu.pt[:, :-1])  # pT-ordered
+    assert ak.all(mu.mediumId) and ak.all(mu.pfRelIso04_all == 0) and ak.all(mu.ptErr == 0)
+
+
 @pytest.mark.skipif(not (REAL / "nano_dy.root").is_file(), reason="real CMS NanoAOD not available")
 def test_real_nanoaod_reco_and_gen():
-    from coffea.nanoevents import NanoEventsFactory
-
     from flashsim_coffea.analysis import analyse, gen_jets, gen_muons, reco_jets, reco_muons
 
     ev = NanoEventsFactory.from_root({str(REAL / "nano_dy.root"): "Events"}, mode="virtual").events()
@@ -216,8 +326,6 @@ def test_real_nanoaod_reco_and_gen():
 
 @pytest.mark.skipif(not (REAL / "nano_dimuon.root").is_file(), reason="real CMS NanoAOD not available")
 def test_gen_mode_on_data_names_missing_branches():
-    from coffea.nanoevents import NanoEventsFactory
-
     from flashsim_coffea.analysis import gen_jets, gen_muons
     from flashsim_coffea.errors import MissingBranchesError
 

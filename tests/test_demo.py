@@ -12,7 +12,7 @@ import pytest
 from flashsim_coffea.cli import main
 from flashsim_coffea.demo import DemoConfig, run_demo
 from flashsim_coffea.demo.inputs import check_models, prepare_output, resolve_samples
-from flashsim_coffea.demo.stats import Hist1D, chi2_ndf, closure_prediction, mean_rel_error
+from flashsim_coffea.stats import Hist1D, chi2_ndf, closure_prediction, mean_rel_error
 from flashsim_coffea.errors import UserError
 
 MODELS = Path(__file__).resolve().parents[1] / "flashsim_coffea" / "models"

@@ -296,13 +296,14 @@ def test_cli_extract_and_train_tiny(tmp_path, capsys):
     data = tmp_path / "jets.npz"
     assert main(["extract", "jets", str(REAL / "nano_dy.root"), "-o", str(data), "--no-progress"]) == 0
     assert "dropped: unmatched 91, gen_not_stored 2" in capsys.readouterr().out
-    assert main(["train", "jets", "--data", str(data), "-o", str(tmp_path / "m"), "--tiny", "--no-progress"]) == 0
+    assert main(["train", "jets", str(data), "-o", str(tmp_path / "m"), "--tiny", "--no-progress"]) == 0
     assert (tmp_path / "m" / "card.json").is_file()
-    assert main(["train", "muons", "--data", str(data), "-o", str(tmp_path / "m2"), "--tiny"]) == 2
+    assert main(["train", "muons", str(data), "-o", str(tmp_path / "m2"), "--tiny"]) == 2
 
 
-def test_fast_inverse_matches_nflows():
-    from flashsim_coffea.flows.fast_inverse import FastInverse
+def test_fast_inverse_matches_nflows(monkeypatch):
+    from flashsim_coffea.flows.fast_inverse import FastInverse, reset_kernel_choice
+    from flashsim_coffea.sampling_precision import PORTABLE_KERNELS_ENV
     from flashsim_coffea.flows.model import ARCHITECTURES, build_flow
 
     torch.manual_seed(0)
@@ -326,14 +327,19 @@ def test_fast_inverse_matches_nflows():
         diff = (low - ref).abs() / ref.std(0)
         assert torch.isfinite(low).all() and diff.median() < 5e-3 and torch.quantile(diff, 0.99) < 0.1
         torch.testing.assert_close(inv.set_precision("float32")(z, c), fast, atol=0, rtol=0)
-        # without oneDNN's fused linear (other builds, GPUs) the bfloat16 path uses F.linear
-        import flashsim_coffea.flows.fast_inverse as fi
-
-        fused, fi._FUSED_LINEAR = fi._FUSED_LINEAR, None
+        # the portable CPU kernel (forced; what CPUs without oneDNN bfloat16 support use) is the
+        # same model to bfloat16 rounding (tests/test_cpu_paths.py checks both kernels in depth)
+        monkeypatch.setenv(PORTABLE_KERNELS_ENV, "1")
+        reset_kernel_choice()
         try:
-            plain = inv.set_precision("bfloat16")(z, c)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                plain = inv.set_precision("bfloat16")
+            assert plain.kernel == "portable"
+            plain = plain(z, c)
         finally:
-            fi._FUSED_LINEAR = fused
+            monkeypatch.delenv(PORTABLE_KERNELS_ENV)
+            reset_kernel_choice()
         assert ((plain - low).abs() / ref.std(0)).median() < 5e-3
 
 

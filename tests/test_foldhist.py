@@ -136,3 +136,50 @@ def test_fill_any_helpers():
         fill_any(h, key=np.arange(4), weight=np.ones(4), x=np.full(4, 0.3))
     assert plain.values()[1] == 4.0
     assert folded.values()[1] == 1.0
+
+
+def test_second_fill_of_an_event_is_refused_and_changes_nothing():
+    """Filling the folds of an event in two calls would halve its variance: refused, histogram unchanged."""
+    h = FoldHist(hist.axis.Regular(4, 0, 1, name="x"), folds=2)
+    h.fill(x=np.array([0.1, 0.2]), key=(np.array([1, 1]), np.array([7, 7])))
+    before = (h.values(flow=True).copy(), h.variances(flow=True).copy())
+    with pytest.raises(ValueError, match="already filled"):
+        h.fill(x=np.array([0.3, 0.9]), key=(np.array([1, 2]), np.array([7, 8])))
+    np.testing.assert_array_equal(h.values(flow=True), before[0])
+    np.testing.assert_array_equal(h.variances(flow=True), before[1])
+    h.fill(x=np.array([0.9]), key=(np.array([2]), np.array([8])))  # another event is fine
+    assert h.values(flow=True).sum() == pytest.approx(1.5)
+
+
+def test_sum_of_foldhists():
+    hs = []
+    for ev in (1, 2, 3):
+        h = FoldHist(hist.axis.Regular(4, 0, 1, name="x"), folds=2)
+        h.fill(x=np.array([0.1, 0.6]), key=np.array([ev, ev]), weight=np.array([1.0, 1.0]))
+        hs.append(h)
+    total = sum(hs)
+    assert isinstance(total, FoldHist) and total.values().sum() == pytest.approx(3.0)
+    np.testing.assert_array_equal(total.values(), (hs[0] + hs[1] + hs[2]).values())
+    assert hs[0].values().sum() == pytest.approx(1.0)  # inputs unchanged
+    with pytest.raises(TypeError):
+        hs[0] + 1
+
+
+def test_fold_filler_restores_event_major_order():
+    """Entries collected from fold batches fill exactly as one batch holding every fold."""
+    from flashsim_coffea.hists import FoldFiller
+
+    rng = np.random.default_rng(3)
+    n, folds = 50, 4
+    entry, fold = np.repeat(np.arange(n), folds), np.tile(np.arange(folds), n)
+    x, w = rng.uniform(0, 1, n * folds), rng.normal(1, 0.3, n * folds)
+    key = (np.ones(n * folds, dtype=np.int64), 100 + entry)
+    one = FoldHist(hist.axis.Regular(5, 0, 1, name="x"), folds=folds).fill(x=x, key=key, weight=w)
+    filler = FoldFiller(folds)
+    for lo, hi in ((2, 4), (0, 2)):  # batches in any order
+        m = (fold >= lo) & (fold < hi)
+        filler.add("SR", entry[m], fold[m], tuple(k[m] for k in key), w[m], x=x[m])
+    h = FoldHist(hist.axis.Regular(5, 0, 1, name="x"), folds=folds)
+    filler.fill("SR", {"x": h})
+    np.testing.assert_array_equal(h.values(flow=True), one.values(flow=True))
+    np.testing.assert_array_equal(h.variances(flow=True), one.variances(flow=True))

@@ -173,3 +173,20 @@ def test_package_exports_and_picklable_errors():
     assert flashsim_coffea.FoldHist.__name__ == "FoldHist" and flashsim_coffea.FlashSim.__name__ == "FlashSim"
     err = pickle.loads(pickle.dumps(MissingBranchesError("f.root", ["GenJet_pt"], "run FlashSim")))
     assert isinstance(err, MissingBranchesError) and str(err) == "f.root: missing branch(es) GenJet_pt needed to run FlashSim"
+
+
+def test_cli_no_progress(tmp_path, capsys):
+    """`--no-progress` (the one progress switch of every command) silences the progress bar."""
+    out = tmp_path / "q.root"
+    assert main(["generate", "vbf_hmm", "-n", "5", "--seed", "3", "-o", str(out), "--no-progress"]) == 0
+    assert "generate vbf_hmm" not in capsys.readouterr().err
+    assert uproot.open(out)["Events"].num_entries == 5
+
+
+def test_a_rare_filter_is_announced_before_the_run():
+    """`flashsim generate ttbar --filter vbf -n 10` keeps ~6e-4 of the events: say so before minutes of silence."""
+    from flashsim_coffea.generate.filters import expected_cost
+
+    msg = expected_cost("ttbar", "vbf", 10)
+    assert msg is not None and "6.0e-04" in msg and "Pythia events" in msg
+    assert expected_cost("vbf_hmm", None, 10) is None and expected_cost("ewk_mumujj", "vbf", 10) is None

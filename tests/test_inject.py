@@ -11,6 +11,7 @@ from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
 
 from conftest import real_file
 from flashsim_coffea.errors import MissingBranchesError, UserError
+from flashsim_coffea.folds import FoldBatch
 from flashsim_coffea.inject import FlashSim
 
 
@@ -22,7 +23,8 @@ def events_of(path, mode="virtual"):
 
 @pytest.fixture(scope="module")
 def sim(tiny_models):
-    return FlashSim(jets=tiny_models["jets"], muons=tiny_models["muons"])
+    """The Gen-matched machinery alone (pile-up jets: the last tests here and tests/test_pileup_jets.py)."""
+    return FlashSim(jets=tiny_models["jets"], muons=tiny_models["muons"], pileup_jets=False)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +88,8 @@ def test_same_object_same_values_whatever_the_chunking(sim, ev, precision, tiny_
 
 def test_fold_batches_equal_all_folds_at_once(sim, ev):
     whole = sim.inject(ev, folds=5)
-    batches = list(sim.inject_batches(ev, folds=5, max_events=2 * len(ev)))
+    batches = [(b.events, (int(b.batch.fold.min()), int(b.batch.fold.max()) + 1)) for b in
+               sim.inject_batches(ev, folds=5, max_events=2 * len(ev))]
     assert [r for _, r in batches] == [(0, 2), (2, 4), (4, 5)]
     for coll in ("Jet", "Muon"):
         for f in range(5):
@@ -121,3 +124,84 @@ def test_bad_folds(sim, ev):
     for bad in (0, -1, 2.5):
         with pytest.raises(UserError, match="folds"):
             sim.inject(ev, folds=bad)
+
+
+def test_staged_simulation_of_a_subset_equals_simulating_everything(sim, ev):
+    """Jets simulated only for some (event, fold) pairs are exactly those of simulating all pairs."""
+    whole = sim.inject(ev, folds=4)
+    chunk = sim.prepare(ev)
+    batch = FoldBatch.all_folds(len(ev), 4)
+    muons = chunk.simulate("Muon", batch)
+    assert ak.all(ak.flatten(muons.pt) == ak.flatten(whole.Muon.pt))
+    keep = ak.to_numpy(ak.num(muons) >= 1) & (batch.fold % 2 == 1)
+    jets = chunk.simulate("Jet", batch.subset(keep))
+    assert len(jets) == keep.sum() > 0
+    for field in ("pt", "eta", "btagDeepFlavB", "genJetIdx", "jetId"):
+        assert ak.all(ak.flatten(jets[field]) == ak.flatten(whole.Jet[field][keep]))
+    assert ak.all(jets.matched_gen.pt == whole.Jet.matched_gen.pt[keep])
+    # counts accumulate per collection over the calls, per (object, fold) pair
+    assert chunk.info["Muon"]["n_gen"] == 4 * ak.sum(ak.num(ev.GenPart[(abs(ev.GenPart.pdgId) == 13) & (ev.GenPart.status == 1)]))
+    assert chunk.info["Jet"]["n_reco"] == ak.sum(ak.num(jets))
+
+
+def test_non_finite_gen_inputs_are_dropped_counted_and_warned(sim, generated):
+    path, _ = generated("vbf_hmm", 100)
+    ev = events_of(path, mode="eager")
+    pt = ak.to_numpy(ak.flatten(ev.GenJet.pt)).copy()
+    pt[[0, 5, 9]] = [np.inf, np.nan, 1e6]  # two non-finite, one far outside the training range
+    ev["GenJet", "pt"] = ak.unflatten(pt, ak.num(ev.GenJet))
+    with pytest.warns(UserWarning, match=r"2 Gen objects with non-finite inputs not simulated") as rec:
+        chunk = sim.prepare(ev)
+        jets = chunk.simulate("Jet", FoldBatch.all_folds(len(ev)))
+    assert any("outside the training range" in str(w.message) for w in rec)
+    assert ak.all(np.isfinite(jets.pt))
+    info = chunk.info["Jet"]
+    assert info["n_gen_nonfinite"] == 2 and info["n_out_of_range_cond"] >= 1
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"jets": 1}, "model directory"),
+    ({"jets": "no/such/model"}, "model card not found"),
+    ({"threads": -2}, "threads"),
+    ({"threads": True}, "threads"),
+    ({"precision": "fp8"}, "precision"),
+])
+def test_flashsim_arguments_checked_up_front(kwargs, match):
+    with pytest.raises(UserError, match=match):
+        FlashSim(**kwargs)
+
+
+def test_flashsim_true_means_the_shipped_model():
+    assert repr(FlashSim(jets=True, muons=False)) == repr(FlashSim(jets="default", muons=False))
+
+
+# --------------------------------------------------------------------------- pile-up jets (shipped model)
+def test_jets_include_the_shipped_pileup_jets_by_default(tiny_models, ev, sim):
+    """FlashSim(jets=..., muons=...) adds the shipped pile-up jets (genJetIdx −1) to Jet, pT-sorted with the
+    matched ones, which stay exactly those without pile-up jets."""
+    on = FlashSim(jets=tiny_models["jets"], muons=tiny_models["muons"])
+    assert [m.spec.name for m in on.collection_models()["Jet"]] == ["jets", "pileup_jets"]
+    assert on.models()["Jet"].spec.name == "jets" and set(on.models()) == {"Jet", "Muon"}
+    assert {"Pileup_nTrueInt", "Pileup_sumLOOT"} <= set(on.required_branches())
+    out, off = on.inject(ev, folds=2), sim.inject(ev, folds=2)
+    jets = out.Jet
+    pu = jets[jets.genJetIdx == -1]
+    assert ak.sum(ak.num(pu)) > 0 and ak.all(pu.pt > 15) and ak.all(ak.is_none(pu.matched_gen, axis=1))
+    assert ak.all((jets.genJetIdx == -1) | ((jets.genJetIdx >= 0) & (jets.genJetIdx < ak.num(out.GenJet))))
+    assert ak.all(jets.pt[:, :-1] >= jets.pt[:, 1:])
+    matched = jets[jets.genJetIdx >= 0]
+    assert ak.all(matched.pt == off.Jet.pt) and ak.all(matched.matched_gen.pt == off.Jet.matched_gen.pt)
+    assert ak.all(out.Muon.pt == off.Muon.pt)
+    chunk = on.prepare(ev)
+    chunk.simulate("Jet", FoldBatch.all_folds(len(ev), 2))
+    assert chunk.info["Jet"]["n_unmatched"] >= ak.sum(ak.num(pu))
+    assert chunk.info["Jet"]["n_gen"] == 2 * ak.sum(ak.num(ev.GenJet))  # Gen objects only
+
+
+def test_pileup_jets_need_flashsim_jets(tiny_models):
+    assert "pileup_jets" not in repr(FlashSim(jets=False, muons=tiny_models["muons"]))
+    assert "pileup_jets" not in repr(FlashSim(jets=False, muons=False, pileup_jets="default"))
+    with pytest.raises(UserError, match="needs FlashSim jets"):
+        FlashSim(jets=False, pileup_jets=tiny_models["jets"])
+    with pytest.raises(UserError, match="model card not found"):
+        FlashSim(pileup_jets="no/such/model")

@@ -86,3 +86,115 @@ def test_histogram_from_values_clips_tails_and_drops_nan():
     assert s.color == pl.COLORS["FlashSim"]
     s = pl.histogram([-3.0, 0.5], [0, 1], "x", clip=False)
     np.testing.assert_allclose(s.values, [1.0])
+
+
+# --------------------------------------------------------------------------- labels
+def _texts(fig) -> list[str]:
+    """Every text of a figure: labels, titles, legends, tick labels, annotations."""
+    import matplotlib.text
+
+    return [t.get_text() for t in fig.findobj(matplotlib.text.Text)]
+
+
+@pytest.fixture
+def figure_texts(monkeypatch):
+    """Collects the texts of every figure saved while the test runs."""
+    import matplotlib.figure
+
+    seen: list[list[str]] = []
+    savefig = matplotlib.figure.Figure.savefig
+
+    def recording(fig, *args, **kwargs):
+        seen.append(_texts(fig))
+        return savefig(fig, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", recording)
+    return seen
+
+
+def _assert_project_label(texts: list[str]) -> None:
+    joined = " | ".join(texts)
+    assert "CMS" not in joined.upper(), joined
+    assert pl.LABEL_NAME in texts and pl.LABEL_TEXT in texts, joined
+
+
+def test_project_label_names_the_project_not_an_experiment():
+    import matplotlib.pyplot as plt
+
+    pl.use_style()
+    for kwargs, right in (({"title": "signal region"}, "signal region (13 TeV)"), ({}, "(13 TeV)"),
+                          ({"title": "nano_dy", "com": None}, "nano_dy")):
+        fig, ax = plt.subplots()
+        pl.project_label(ax, **kwargs)
+        texts = _texts(fig)
+        _assert_project_label(texts)
+        assert right in texts and (kwargs.get("com", 13) is not None or "(13 TeV)" not in " ".join(texts))
+        plt.close(fig)
+    assert not hasattr(pl, "cms_label")
+
+
+def test_no_figure_says_cms(tmp_path, figure_texts):
+    """The plotting helpers, the validation plots and every demo figure: the project's label,
+    never "CMS" (nothing here is the collaboration's simulation)."""
+    from flashsim_coffea.validation import plots as vp
+
+    full, flash = _h(2000, 1), _h(2000, 2)
+    pl.compare([pl.series(full, "FullSim", histtype="errorbar"), pl.series(flash, "FlashSim")], title="t",
+               path=tmp_path / "a.png")
+    pl.relative_error_plot([pl.series(full, "FlashSim folds 1"), pl.series(flash, "FlashSim folds 25")], path=tmp_path / "b.png")
+    rng = np.random.default_rng(0)
+    n = 3000
+    x, y = rng.normal(size=n), rng.normal(size=n)
+    flav = rng.choice([0, 4, 5], size=n)
+    tag_f, tag_r = rng.random(n), rng.random(n)
+    vp.style()
+    vp.hist1d(tmp_path / "h.png", "ptRatio", x, y, rng.normal(size=n), "nano_dy")
+    vp.contours(tmp_path / "c.png", "x", "y", x, y, y, x, "nano_dy")
+    vp.profile(tmp_path / "p.png", "pt", "ptRatio", np.exp(x) + 20, y, x, "nano_dy")
+    vp.flavour_hist(tmp_path / "f.png", "btagDeepB", flav, tag_f, tag_r, "nano_dy")
+    vp.roc(tmp_path / "r.png", "btagDeepB", flav, tag_f, tag_r, "nano_dy")
+    n_plain = len(figure_texts)
+    assert n_plain == 7
+
+    _demo_figures(tmp_path / "demo")
+    assert len(figure_texts) > n_plain + 10
+    for texts in figure_texts:
+        _assert_project_label(texts)
+
+
+def _demo_figures(folder):
+    """all_figures of the demo on made-up histograms of every process, region and variable shown."""
+    from flashsim_coffea.analysis.variables import axis_for
+    from flashsim_coffea.demo import config
+    from flashsim_coffea.demo.figures import all_figures
+    from flashsim_coffea.demo.results import ClosureResult
+    from flashsim_coffea.demo.runs import DemoOutputs, SingleEvent
+    from flashsim_coffea.stats import Chi2, as_arrays
+
+    rng = np.random.default_rng(5)
+    keys = {(c.region, c.var) for c in config.COMPARISONS} | set(config.SIGNAL_VS_DY) | {
+        (r, v) for r, v, _ in config.UPSAMPLING_HISTS} | set(config.CLOSURE_HISTS)
+
+    def filled(region, var):
+        ax = axis_for(var)
+        h = hist.Hist(ax, storage=hist.storage.Weight())
+        lo, hi = ax.edges[0], ax.edges[-1]
+        h.fill(rng.uniform(lo, hi, size=500), weight=rng.uniform(0.5, 1.5, size=500))
+        return h
+
+    def output():
+        hists: dict = {}
+        for region, var in keys:
+            hists.setdefault(region, {})[var] = filled(region, var)
+        return {p: {"hists": hists} for p in config.PROCESSES}
+
+    single = SingleEvent(process=config.SIGNAL, entry=0, event_id={"run": 1, "luminosityBlock": 2, "event": 3}, folds=100,
+                         output={"hists": {"SR": {"dnn_atanh": filled("SR", "dnn_atanh")}}, "sumw": 100.0},
+                         fraction_selected=0.5, fraction_sr=0.3, fullsim_dnn=1.2, gen_dnn=1.4)
+    outputs = DemoOutputs(fullsim=output(), gen=output(), flashsim=output(), flashsim_folds=output(), single=single)
+    closures = {}
+    for region, var in config.CLOSURE_HISTS:
+        h = as_arrays(filled(region, var))
+        closures[f"{region}/{var}"] = ClosureResult(region, var, h, h, h, Chi2(3.0, 4))
+    figs = all_figures(outputs, {"upsampling": {}}, closures, 25, folder)
+    assert figs["single_event"] and figs["closure"] and figs["upsampling"] and figs["signal_vs_dy"]

@@ -14,8 +14,9 @@ from coffea import processor
 from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
 
 from flashsim_coffea.analysis import analyse, reco_jets, reco_muons
-from flashsim_coffea.analysis.events import CUTFLOW_STEPS
+from flashsim_coffea.analysis import CUTFLOW_STEPS
 from flashsim_coffea.errors import MissingBranchesError, UserError
+from flashsim_coffea.folds import FoldBatch
 from flashsim_coffea.hists import FoldHist
 from flashsim_coffea.noise import normal
 from processors import VBFHmmProcessor
@@ -135,21 +136,34 @@ def test_gen_mode_on_collision_data_names_branches():
 
 # --------------------------------------------------------------------------- folds via the hook
 class FakeFlashSim:
-    """Stand-in for FlashSim: repeats every event N times with a ``fold`` field and smears
-    muon/jet pT per fold (keyed noise), keeping the event identity."""
+    """Stand-in for FlashSim (its ``prepare(events).simulate(collection, batch)`` protocol): the
+    file's muons/jets with pT smeared per (event, object, fold) by keyed noise."""
+
+    def prepare(self, events):
+        return _FakeChunk(events)
 
     def inject(self, events, folds: int = 1):
-        n = len(events)
-        ev = events[np.repeat(np.arange(n), folds)]
-        fold = np.tile(np.arange(folds), n)
-        ev["fold"] = fold
-        for coll, sigma in (("Muon", 0.01), ("Jet", 0.15)):
-            c = ev[coll]
-            counts = ak.to_numpy(ak.num(c, axis=1))
-            keys = (np.repeat(ak.to_numpy(ev.event), counts), ak.to_numpy(ak.flatten(ak.local_index(c, axis=1))), np.repeat(fold, counts))
-            smear = ak.unflatten(1.0 + sigma * normal(3, coll, *keys), counts)
-            ev[coll] = ak.with_field(c, c.pt * smear, "pt")
+        chunk, batch = _FakeChunk(events), FoldBatch.all_folds(len(events), folds)
+        ev = ak.with_field(batch.take(events), batch.fold, "fold")
+        for coll in ("Muon", "Jet"):
+            ev = ak.with_field(ev, chunk.simulate(coll, batch), coll)
         return ev
+
+
+class _FakeChunk:
+    info: dict = {}
+
+    def __init__(self, events):
+        self.events = events
+
+    def simulate(self, coll, batch):
+        sigma = {"Muon": 0.01, "Jet": 0.15}[coll]
+        c = batch.take(self.events[coll])
+        counts = ak.to_numpy(ak.num(c, axis=1))
+        keys = (np.repeat(ak.to_numpy(self.events.event)[batch.entry], counts),
+                ak.to_numpy(ak.flatten(ak.local_index(c, axis=1))), np.repeat(batch.fold, counts))
+        smear = ak.unflatten(1.0 + sigma * normal(3, coll, *keys), counts)
+        return ak.with_field(c, c.pt * smear, "pt")
 
 
 def test_folds_through_the_flashsim_hook(vbf_file):
@@ -194,3 +208,51 @@ def test_processor_is_a_small_stateless_bundle():
     assert clone.folds == 3 and repr(clone.flashsim) == repr(proc.flashsim)
     with pytest.raises(UserError, match="mode 'flashsim'"):
         VBFHmmProcessor(mode="fullsim", flashsim=proc.flashsim)
+
+
+def _assert_same_output(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for ds in a:
+        for key in ("cutflow", "cutflow_weighted", "sumw", "nevents"):
+            assert a[ds][key] == b[ds][key], (ds, key)
+        for region, hs in a[ds]["hists"].items():
+            for var, h in hs.items():
+                other = b[ds]["hists"][region][var]
+                np.testing.assert_array_equal(h.values(flow=True), other.values(flow=True), err_msg=f"{region}/{var}")
+                np.testing.assert_array_equal(h.variances(flow=True), other.variances(flow=True), err_msg=f"{region}/{var}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("folds", [1, 5])
+def test_staged_injection_is_bit_identical_to_simulating_everything(vbf_file, tiny_models, folds):
+    """Jets simulated only for the dimuon (event, fold) pairs give the histograms of simulating
+    every pair, for every chunking, fold batching and executor (the noise is keyed on identity)."""
+    from flashsim_coffea.inject import FlashSim
+    from flashsim_coffea.runner import run_processor
+
+    sim = FlashSim(jets=tiny_models["jets"], muons=tiny_models["muons"])
+    fileset = {"vbf": {"files": {vbf_file: "Events"}}}
+    everything = run_processor(fileset, VBFHmmProcessor(mode="flashsim", folds=folds, flashsim=sim, staged=False), chunksize=1000)
+    staged = run_processor(fileset, VBFHmmProcessor(mode="flashsim", folds=folds, flashsim=sim), chunksize=1000)
+    info = staged["vbf"]["flashsim"]
+    # fewer jets were simulated than Gen jets exist, and the histograms do not notice
+    assert info["Jet"]["n_gen"] < everything["vbf"]["flashsim"]["Jet"]["n_gen"]
+    assert info["Muon"]["n_gen"] == everything["vbf"]["flashsim"]["Muon"]["n_gen"]
+    _assert_same_output(everything, staged)
+    _assert_same_output(everything, run_processor(fileset, VBFHmmProcessor(mode="flashsim", folds=folds, flashsim=sim),
+                                                  chunksize=37))
+    _assert_same_output(everything, run_processor(fileset, VBFHmmProcessor(mode="flashsim", folds=folds, flashsim=sim,
+                                                                          max_fold_events=150), chunksize=60))
+    _assert_same_output(everything, run_processor(fileset, VBFHmmProcessor(mode="flashsim", folds=folds, flashsim=sim),
+                                                  "futures", workers=2, chunksize=50))
+
+
+def test_non_finite_genweight_is_counted_not_propagated(vbf_file):
+    ev = NanoEventsFactory.from_root({vbf_file: "Events"}, mode="eager", metadata={"dataset": "ds", "filename": vbf_file}).events()
+    gw = ak.to_numpy(ev.genWeight).copy()
+    gw[[3, 10]] = np.nan
+    ev["genWeight"] = gw
+    with pytest.warns(UserWarning, match="2 events with non-finite genWeight"):
+        out = VBFHmmProcessor(mode="fullsim", dnn=False).process(ev)["ds"]
+    assert out["nonfinite_genweight"] == 2 and np.isfinite(out["sumw"])
+    assert np.isfinite(out["cutflow_weighted"]["all"])

@@ -89,3 +89,12 @@ def test_resimulate_bad_paths(tmp_path, capsys):
     junk.write_bytes(b"not a root file")
     assert main(["resimulate", str(junk), "-o", str(tmp_path / "o.root"), "--seed", "1"]) == 2
     assert "not a readable ROOT file" in capsys.readouterr().err
+
+
+def test_resimulate_cli_no_progress(tmp_path, capsys):
+    """`--no-progress` (the one progress switch of every command) silences the progress bar."""
+    src = real_file("nano_tt_v12.root")
+    assert main(["resimulate", str(src), "-o", str(tmp_path / "a.root"), "--seed", "5", "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    assert "wrote" in out and "resimulate" not in err
+    assert uproot.open(tmp_path / "a.root")["Events"].num_entries == uproot.open(src)["Events"].num_entries

@@ -12,7 +12,7 @@ import pytest
 import uproot
 
 from flashsim_coffea.cli import main
-from flashsim_coffea.commands.run import load_fileset, run_processor
+from flashsim_coffea.runner import load_fileset, run_processor
 from flashsim_coffea.errors import UserError
 from processors import VBFHmmProcessor
 
@@ -78,11 +78,19 @@ def test_cli_fileset_json_coffea_and_root_outputs(files, reference, tmp_path):
     np.testing.assert_array_equal(h.variances(), res["vbf"]["hists"]["SR"]["mass"].variances())
 
 
-def test_fileset_forms(tmp_path):
-    assert load_fileset(["a/x.root", "b/y.root"]) == {"x": {"files": {"a/x.root": "Events"}}, "y": {"files": {"b/y.root": "Events"}}}
+def test_fileset_forms(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert load_fileset(["a/x.root", "./b/y.root"]) == {"x": {"files": {str(tmp_path / "a/x.root"): "Events"}},
+                                                       "y": {"files": {str(tmp_path / "b/y.root"): "Events"}}}
     fs = tmp_path / "f.json"
     fs.write_text(json.dumps({"d": {"files": {"rel.root": "Events"}}}))
     assert load_fileset([str(fs)]) == {"d": {"files": {str(tmp_path / "rel.root"): "Events"}}}
+    # metadata and a dataset treename are kept
+    fs.write_text(json.dumps({"d": {"files": ["rel.root"], "treename": "T", "metadata": {"xsec": 2.5, "tag": "x"}}}))
+    assert load_fileset([str(fs)]) == {"d": {"files": {str(tmp_path / "rel.root"): "T"}, "metadata": {"xsec": 2.5, "tag": "x"}}}
+    fs.write_text(json.dumps({"d": {"files": ["rel.root"], "metadata": {"dataset": "y"}}}))
+    with pytest.raises(UserError, match="reserved name.*dataset"):
+        load_fileset([str(fs)])
     fs.write_text("{nope")
     with pytest.raises(UserError, match="not valid JSON"):
         load_fileset([str(fs)])
@@ -140,7 +148,7 @@ def test_cli_missing_branches_is_one_clear_line(tmp_path, capsys):
     for executor in ("iterative", "futures"):  # checked up front, whatever the executor
         assert main(["run", str(gen_only), "--mode", "fullsim", "--executor", executor, "-o", str(tmp_path / "o.coffea")]) == 2
         err = capsys.readouterr().err
-        assert "missing branch(es) Muon_pt" in err and "Jet_qgl" in err and "Traceback" not in err
+        assert "missing branch(es) Muon_pt" in err and "Jet_puId" in err and "Traceback" not in err
     assert main(["run", str(gen_only), "--mode", "gen", "--no-dnn", "-o", str(tmp_path / "o.coffea")]) == 0
     assert main(["run", str(gen_only), "--mode", "fullsim", "--folds", "0", "-o", str(tmp_path / "o.coffea")]) == 2
     assert main(["run", str(gen_only), "--mode", "fullsim", "--device", "cuda", "-o", str(tmp_path / "o.coffea")]) == 2

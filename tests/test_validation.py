@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -88,7 +89,7 @@ def test_validate_end_to_end(tmp_path):
     td = TrainingData(data.cond, data.targets, data.keys, data.gen, prov)
     train(spec, td, tmp_path / "model", TrainConfig(**TINY), progress=False)
     heldout = _write_heldout(tmp_path / "heldout.root", 800, gen_seed=77, ref_seed=12)
-    rc = main(["validate", "jets", "--input", str(heldout), "--model", str(tmp_path / "model"), "-o", str(tmp_path / "report"),
+    rc = main(["validate", "jets", str(heldout), "--model", str(tmp_path / "model"), "-o", str(tmp_path / "report"),
                "--floor-draws", "2"])
     assert rc == 0
     m = json.loads((tmp_path / "report" / "metrics.json").read_text())
@@ -101,8 +102,69 @@ def test_validate_end_to_end(tmp_path):
     assert (tmp_path / "report" / "plots" / "nConstituents.png").stat().st_size > 1000
     prov = json.loads((tmp_path / "report" / "provenance.json").read_text())
     assert prov["reference_prime_seeds"] == [90210, 90211] and prov["flashsim_folds"] == [0, 1]
-    # model for another spec -> clear error (exit status 2)
+    # model for another spec -> clear error (exit status 2); the old --input spelling still parses
     assert main(["validate", "muons", "--input", str(heldout), "--model", str(tmp_path / "model"), "-o", str(tmp_path / "r2")]) == 2
+
+
+def test_validate_defaults_to_the_shipped_model_and_says_so(tmp_path, monkeypatch, capsys):
+    """`flashsim validate jets FILE -o D` (no --model) validates the shipped jets model, as
+    `flashsim run` uses it, and prints which model it used."""
+    import flashsim_coffea.validation as validation
+    from flashsim_coffea.cli import main
+    from flashsim_coffea.flows import shipped_model_path
+
+    seen = {}
+
+    def fake_run_validation(spec, model, files, out_dir, **kw):
+        seen.update(spec=spec.name, model=model.path, files=list(files), out=str(out_dir))
+        return {"targets": {"ptRatio": {"w1": 1.0, "w1_floor": 1.0, "ratio": 1.0}}, "c2st_auc": 0.5}
+
+    monkeypatch.setattr(validation, "run_validation", fake_run_validation)
+    heldout = tmp_path / "heldout.root"
+    heldout.touch()
+    assert main(["validate", "jets", str(heldout), "-o", str(tmp_path / "report")]) == 0
+    out = capsys.readouterr().out
+    assert seen["spec"] == "jets" and seen["files"] == [str(heldout)] and seen["out"] == str(tmp_path / "report")
+    assert Path(seen["model"]).resolve() == shipped_model_path("jets").resolve()
+    assert str(shipped_model_path("jets")) in out and "shipped jets model" in out
+    # the old spelling: still accepted, with a deprecation note
+    assert main(["validate", "muons", "--input", str(heldout), "-o", str(tmp_path / "r2")]) == 0
+    assert seen["spec"] == "muons" and seen["files"] == [str(heldout)]
+    assert "--input is deprecated" in capsys.readouterr().err
+    # no input file -> one clear error line, exit status 2
+    assert main(["validate", "jets", "-o", str(tmp_path / "r3")]) == 2
+    assert "input FILE.root" in capsys.readouterr().err
+
+
+def test_validate_without_a_shipped_model_for_the_spec_asks_for_model():
+    from flashsim_coffea.commands.validate import _shipped
+    from flashsim_coffea.errors import UserError
+
+    with pytest.raises(UserError, match="give --model"):
+        _shipped("no_such_spec")
+
+
+def _strings(x):
+    if isinstance(x, dict):
+        for v in x.values():
+            yield from _strings(v)
+    elif isinstance(x, list):
+        for v in x:
+            yield from _strings(v)
+    elif isinstance(x, str):
+        yield x
+
+
+@pytest.mark.parametrize("name", ["jets", "muons", "dnn"])
+def test_shipped_cards_record_no_absolute_paths(name):
+    """A shipped model card names its inputs by file name: no training machine's path."""
+    import re
+
+    from flashsim_coffea.flows import shipped_model_path
+
+    card = json.loads((shipped_model_path(name) / "card.json").read_text())
+    bad = [s for s in _strings(card) if s.startswith(("/", "~", "\\")) or re.match(r"^[A-Za-z]:[\\/]", s)]
+    assert not bad, f"absolute paths in {name}/card.json: {sorted(set(bad))}"
 
 
 def test_reference_and_flashsim_compared_as_stored_nanoaod_values():

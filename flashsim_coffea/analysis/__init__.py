@@ -1,13 +1,14 @@
-"""The VBF H→μμ analysis (CMS, JHEP 01 (2021) 148) as the seed used it.
+"""The VBF H→μμ analysis (CMS, JHEP 01 (2021) 148) as the seed used it (docs/analysis.md).
 
 Modules, one job each:
 
-* :mod:`.selection`  — muon / jet selection (with ΔR cleaning), VBF cuts, mass windows
-* :mod:`.objects`    — the input collections per mode (reco Muon/Jet, or Gen stand-ins)
+* :mod:`.objects`    — the input collections per mode (coffea's Muon/Jet, or Gen stand-ins) and
+  the NanoAOD-version policy (jet ID, pile-up ID, quark–gluon score; :func:`reco_branches`)
+* :mod:`.selection`  — object cuts (muons, jets with ΔR cleaning), dimuon, mass windows, and the
+  event selection as a coffea ``PackedSelection`` (cutflow, regions presel/SR/SB)
 * :mod:`.candidates` — the two leading selected muons and jets as flat per-event arrays
 * :mod:`.kinematics` — Collins–Soper angles, z*, R(pT), mass resolution, min Δη
 * :mod:`.variables`  — all analysis variables and their histogram binning
-* :mod:`.events`     — cutflow and regions (presel, SR, SB)
 * :mod:`.dnn`        — the 25 DNN inputs, network, safetensors + card I/O, numpy inference
 * :mod:`.pipeline`   — :func:`analyse`, the chain used by the processor and the training
 * :mod:`.training`   — ``flashsim train-dnn``
@@ -16,16 +17,27 @@ Modules, one job each:
 from .candidates import Candidates, build_candidates
 from .dnn import INPUTS as DNN_INPUTS
 from .dnn import DNNModel, check_dnn, dnn_atanh, dnn_inputs, load_dnn
-from .events import CUTFLOW_STEPS, REGIONS, cutflow_masks, region_masks
 from .kinematics import collins_soper, cos_theta_cs_analytic, mass_resolution, min_delta_eta, rpt, zstar
-from .objects import gen_jets, gen_muons, reco_jets, reco_muons
+from .objects import JetPolicy, gen_jets, gen_muons, jet_policy, reco_branches, reco_jets, reco_muons
 from .pipeline import AnalysisResult, analyse
-from .selection import select_jets, select_muons
+from .selection import (
+    CUTFLOW_STEPS,
+    REGION_CUTS,
+    REGIONS,
+    SELECTION_STEPS,
+    cutflow_masks,
+    dimuon_mask,
+    event_selection,
+    region_masks,
+    select_jets,
+    select_muons,
+)
 from .variables import VARIABLES, axis_for, compute_variables
 
 __all__ = [
-    "AnalysisResult", "Candidates", "CUTFLOW_STEPS", "DNN_INPUTS", "DNNModel", "REGIONS", "VARIABLES",
-    "analyse", "axis_for", "build_candidates", "collins_soper", "compute_variables", "cos_theta_cs_analytic",
-    "cutflow_masks", "dnn_atanh", "dnn_inputs", "gen_jets", "gen_muons", "load_dnn", "check_dnn", "mass_resolution",
-    "min_delta_eta", "reco_jets", "reco_muons", "region_masks", "rpt", "select_jets", "select_muons", "zstar",
+    "AnalysisResult", "Candidates", "CUTFLOW_STEPS", "DNN_INPUTS", "DNNModel", "JetPolicy", "REGION_CUTS", "REGIONS",
+    "SELECTION_STEPS", "VARIABLES", "analyse", "axis_for", "build_candidates", "check_dnn", "collins_soper",
+    "compute_variables", "cos_theta_cs_analytic", "cutflow_masks", "dimuon_mask", "dnn_atanh", "dnn_inputs",
+    "event_selection", "gen_jets", "gen_muons", "jet_policy", "load_dnn", "mass_resolution", "min_delta_eta",
+    "reco_branches", "reco_jets", "reco_muons", "region_masks", "rpt", "select_jets", "select_muons", "zstar",
 ]  # fmt: skip

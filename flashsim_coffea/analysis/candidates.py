@@ -1,10 +1,11 @@
 """Per-event analysis candidates: the selected objects as flat (one row per event) arrays.
 
 ``build_candidates(muons, jets)`` applies the object selection of
-:mod:`flashsim_coffea.analysis.selection`, orders the selected objects by pT and keeps, for
-every event, the two leading selected muons (μ1, μ2) and jets (j1, j2) as flat numpy arrays
-(NaN where an event has fewer), plus the counts needed by the event selection. Everything
-downstream (variables, DNN, histogram filling) works on these flat arrays.
+:mod:`flashsim_coffea.analysis.selection` (masks on the coffea collections, pT-ordered) and
+keeps, for every event, the two leading selected muons (μ1, μ2) and jets (j1, j2) as flat
+float64 numpy arrays (NaN where an event has fewer), plus the counts needed by the event
+selection. Everything downstream (variables, DNN, histogram filling) works on these flat
+arrays. The jets' quark–gluon score is the version policy's ``qgScore`` (:mod:`.objects`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 import awkward as ak
 import numpy as np
 
-from .selection import select_jets, select_muons
+from .selection import opposite_charge, selected_jets, selected_muons
 
 __all__ = ["Candidates", "build_candidates"]
 
@@ -43,7 +44,7 @@ class Candidates:
     @property
     def opposite_charge(self) -> np.ndarray:
         """μ1 and μ2 exist and have opposite charges."""
-        return (self.n_muons >= 2) & (self.mu1["charge"] * self.mu2["charge"] < 0)
+        return opposite_charge(self.n_muons, self.mu1["charge"], self.mu2["charge"])
 
     def __len__(self) -> int:
         return len(self.n_muons)
@@ -51,12 +52,10 @@ class Candidates:
 
 def build_candidates(muons: ak.Array, jets: ak.Array) -> Candidates:
     """Select muons and jets (jets cleaned against *selected* muons) and keep the two leading of each."""
-    sel_mu = muons[select_muons(muons)]
-    sel_mu = sel_mu[ak.argsort(sel_mu.pt, axis=1, ascending=False)]
-    sel_jet = jets[select_jets(jets, sel_mu)]
-    sel_jet = sel_jet[ak.argsort(sel_jet.pt, axis=1, ascending=False)]
+    sel_mu = selected_muons(muons)
+    sel_jet = selected_jets(jets, sel_mu)
     mu1, mu2 = _leading(sel_mu, 2, ("pt", "eta", "phi", "mass", "charge", "ptErr", "pfRelIso04_all"))
-    j1, j2 = _leading(sel_jet, 2, ("pt", "eta", "phi", "mass", "qgl"))
+    j1, j2 = _leading(sel_jet, 2, ("pt", "eta", "phi", "mass", "qgScore"))
     return Candidates(
         n_muons=ak.to_numpy(ak.num(sel_mu, axis=1)),
         n_jets=ak.to_numpy(ak.num(sel_jet, axis=1)),

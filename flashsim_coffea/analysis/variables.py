@@ -13,14 +13,17 @@ leading selected jets:
 ``phi_cs``              Collins–Soper φ from the boost to the dimuon rest frame
 ``rpt``                 R(pT) = |p⃗T(μμ)+p⃗T(j1)+p⃗T(j2)| / (pT(μμ)+pT(j1)+pT(j2))
 ``log_zstar``           ln z*,  z* = |(y_μμ − (y_j1+y_j2)/2)/(y_j1 − y_j2)|, floored at 1e-6
-``j1_pt`` … ``j2_phi``  pT, η, φ of j1 and j2; ``j1_qgl``, ``j2_qgl`` their QGL
+``j1_pt`` … ``j2_phi``  pT, η, φ of j1 and j2
+``j1_qgl``, ``j2_qgl``  their quark–gluon score ``qgScore`` (QGL in Run 2; see objects)
 ``mjj``                 m_jj = m(j1 + j2);  ``log_mjj`` = ln m_jj
 ``detajj``              |η_j1 − η_j2|
 ``min_deta``            min(|η_μμ − η_j1|, |η_μμ − η_j2|)
 ``mu1_iso``             pfRelIso04_all of μ1 (the leading selected muon)
 ======================  ===================================================================
 
-:data:`VARIABLES` gives each variable's label and binning for histograms.
+:data:`VARIABLES` gives each variable's label and binning for histograms; ``dnn_atanh``
+(DNN18Atan = atanh(score), filled by :func:`~flashsim_coffea.analysis.pipeline.analyse`) has
+25 bins over [0, 2.5).
 """
 
 from __future__ import annotations
@@ -61,7 +64,9 @@ VARIABLES: dict[str, tuple[str, int, float, float]] = {
     "detajj": (r"$|\Delta\eta_{jj}|$", 40, 0.0, 9.0),
     "min_deta": (r"min $\Delta\eta(\mu\mu, j)$", 40, 0.0, 7.0),
     "mu1_iso": (r"$\mu_1$ pfRelIso04_all", 25, 0.0, 0.25),
-    "dnn_atanh": (r"DNN18Atan = atanh(score)", 40, 0.0, 4.0),
+    # bins of 0.1 over 0–2.5: the shipped DNN's output is bounded by atanh(sigmoid(b + Σ|w|))
+    # ≈ 2.29 (last layer's bias and weights, hidden units in [−1, 1]); see docs/analysis.md
+    "dnn_atanh": (r"DNN18Atan = atanh(score)", 25, 0.0, 2.5),
 }
 
 
@@ -106,6 +111,7 @@ def compute_variables(c: Candidates) -> dict[str, np.ndarray]:
             "mu1_iso": c.mu1["pfRelIso04_all"].copy(),
         }
     for j, src in (("j1", c.j1), ("j2", c.j2)):
-        for f in ("pt", "eta", "phi", "qgl"):
+        for f in ("pt", "eta", "phi"):
             out[f"{j}_{f}"] = src[f].copy()
+        out[f"{j}_qgl"] = src["qgScore"].copy()
     return {k: np.asarray(v, dtype=np.float64) for k, v in out.items()}

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ._options import add_no_progress
+
 NAME = "demo"
 HELP = "the analysis comparison report: FullSim vs FlashSim vs Gen, upsampling, systematics (bundled samples)"
 
@@ -31,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jets-model", help="FlashSim jets model folder (default: the shipped one)")
     p.add_argument("--muons-model", help="FlashSim muons model folder (default: the shipped one)")
     p.add_argument("--force", action="store_true", help="overwrite the report in a non-empty output folder")
-    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_no_progress(p, "no progress lines", deprecated=("--quiet",))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = DemoConfig(
         output=Path(args.output), events=args.events, folds=args.folds, single_event_folds=args.single_event_folds,
         executor=args.executor, workers=args.workers, chunksize=args.chunksize, force=args.force,
-        sample_dir=Path(args.samples) if args.samples else None, models=models or None, progress=not args.quiet,
+        sample_dir=Path(args.samples) if args.samples else None, models=models or None, progress=not args.no_progress,
     )
     s = run_demo(cfg)
     up = s["upsampling"]

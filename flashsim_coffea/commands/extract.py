@@ -1,8 +1,10 @@
-"""``flashsim extract SPEC FILES... -o DATA``: matched (Gen, reco) training pairs from NanoAOD."""
+"""``flashsim extract SPEC FILE.root... -o DATA``: matched (Gen, reco) training pairs from NanoAOD."""
 
 from __future__ import annotations
 
 import argparse
+
+from ._options import add_inputs, add_no_progress, add_output, input_files
 
 NAME = "extract"
 HELP = "build flow training data (conditioning/target matrices) from NanoAOD with matched Gen objects"
@@ -10,7 +12,7 @@ HELP = "build flow training data (conditioning/target matrices) from NanoAOD wit
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", help="object spec: jets, muons, a spec .json file or module:attribute")
-    parser.add_argument("files", nargs="*", help="NanoAOD ROOT files (MC, with Gen collections)")
+    add_inputs(parser, "NanoAOD ROOT files (MC, with Gen collections); none with --synthetic")
     parser.add_argument("--synthetic", type=int, metavar="N_EVENTS", default=None,
                         help="instead of files: N synthetic Gen events through the reference response")
     parser.add_argument("--gen-seed", type=int, default=1, help="seed of the synthetic Gen events")
@@ -18,10 +20,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resimulate", type=int, nargs="+", metavar="SEED", default=None,
                         help="ignore the files' reco objects: re-run the reference response on their Gen "
                              "(one draw per SEED)")
-    parser.add_argument("-o", "--output", required=True, help="output .npz or .safetensors file")
+    add_output(parser, "output .npz or .safetensors file")
     parser.add_argument("--max-objects", type=int, default=None, help="stop after this many matched objects")
     parser.add_argument("--step-size", type=int, default=20_000, help="events per chunk")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_no_progress(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,13 +35,14 @@ def run(args: argparse.Namespace) -> int:
     from flashsim_coffea.objects.extract import extract_synthetic
 
     spec = get_spec(args.spec)
+    files = input_files(args, required=False)
     if args.synthetic is not None:
         data, prov = extract_synthetic(spec, args.synthetic, args.gen_seed, args.ref_seed, progress=not args.no_progress)
-    elif args.files:
-        data, prov = extract_files(spec, args.files, step_size=args.step_size, progress=not args.no_progress,
+    elif files:
+        data, prov = extract_files(spec, files, step_size=args.step_size, progress=not args.no_progress,
                                    max_objects=args.max_objects, resimulate=args.resimulate)
     else:
-        raise UserError("give NanoAOD FILES or --synthetic N_EVENTS")
+        raise UserError("give NanoAOD input FILE.root files or --synthetic N_EVENTS")
     path = save_data(args.output, data.cond, data.targets, data.keys, data.gen, prov)
     dropped = ", ".join(f"{k} {v}" for k, v in prov["dropped"].items() if v) or "none"
     prov.setdefault("n_events", data.n_events)

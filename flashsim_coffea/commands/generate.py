@@ -1,8 +1,10 @@
-"""``flashsim generate PROCESS -n EVENTS --seed SEED [--workers W] [--filter vbf] -o FILE.root``."""
+"""``flashsim generate PROCESS -n EVENTS --seed SEED [--workers W] [--filter vbf] -o FILE.root [--no-progress]``."""
 
 from __future__ import annotations
 
 import argparse
+
+from ._options import add_no_progress, add_output
 
 NAME = "generate"
 HELP = "generate NanoAOD-format events with Pythia 8 + fastjet and the reference detector response"
@@ -14,10 +16,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="random seed, 1..900000000 (same seed and -n → identical file)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (does not change the events)")
     p.add_argument("--filter", dest="filter_name", choices=["vbf"], help="Gen-level pre-filter; its efficiency is stored")
-    p.add_argument("-o", "--output", help="output .root file")
+    add_output(p, "output .root file", required=False, metavar="FILE.root")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p.add_argument("--no-reference", action="store_true", help="write Gen-level branches only (no Jet/Muon)")
     p.add_argument("--list", action="store_true", help="list the processes and their Pythia settings")
+    add_no_progress(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     summary = generate(
         args.process, args.events, args.seed, args.output, workers=args.workers,
         filter_name=args.filter_name, force=args.force, reference=not args.no_reference,
+        progress=not args.no_progress,
     )
     print(summary)
     return 0

@@ -1,8 +1,10 @@
-"""``flashsim train SPEC --data DATA -o MODEL_DIR``: train a conditional flow for an object spec."""
+"""``flashsim train SPEC DATA -o MODEL_DIR``: train a conditional flow for an object spec."""
 
 from __future__ import annotations
 
 import argparse
+
+from ._options import add_inputs, add_no_progress, add_output, input_files
 
 NAME = "train"
 HELP = "train a FlashSim flow (safetensors + JSON card) on data from `flashsim extract`"
@@ -12,8 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from flashsim_coffea.flows.model import ARCHITECTURES
 
     parser.add_argument("spec", help="object spec: jets, muons, a spec .json file or module:attribute")
-    parser.add_argument("--data", required=True, help="training data (.npz/.safetensors from `flashsim extract`)")
-    parser.add_argument("-o", "--output", required=True, help="model directory (card.json + model.safetensors)")
+    add_inputs(parser, "training data (.npz/.safetensors from `flashsim extract`)", metavar="DATA", one=True,
+               deprecated=("--data",))
+    add_output(parser, "model directory (card.json + model.safetensors)", metavar="MODEL_DIR")
     parser.add_argument("--arch", default="default", choices=sorted(ARCHITECTURES), help="network size")
     parser.add_argument("--tiny", action="store_true", help="tiny configuration for tests (seconds)")
     parser.add_argument("--epochs", type=int, default=None)
@@ -38,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--head-only", action="store_true",
                         help="keep the --init model's flow and train only the discrete head of the spec's classified targets")
     parser.add_argument("--head-epochs", type=int, default=None, help="epochs of the discrete head (default 12)")
-    parser.add_argument("--no-progress", action="store_true")
+    add_no_progress(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from flashsim_coffea.objects import get_spec
 
     spec = get_spec(args.spec)
+    (data,) = input_files(args, one=True, metavar="DATA")
     cfg = dict(TINY) if args.tiny else {"arch": args.arch}
     for key in ("epochs", "batch_size", "lr", "patience", "max_objects", "max_minutes", "threads", "init", "epoch_size", "stop_after",
                 "head_epochs"):
@@ -54,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
             cfg[key] = getattr(args, key)
     config = TrainConfig(**cfg, seed=args.seed, device=args.device, head_only=args.head_only,
                          split=args.split, split_seed=args.split_seed)
-    metrics = train(spec, load_data(args.data), args.output, config, resume=args.resume, progress=not args.no_progress)
+    metrics = train(spec, load_data(data), args.output, config, resume=args.resume, progress=not args.no_progress)
     print(f"{spec.name}: best validation NLL {metrics['best_val_nll']:.4f} at epoch {metrics['best_epoch']} "
           f"({metrics['epochs_run']} epochs, {metrics['n_parameters']} parameters) -> {args.output}")
     if "head" in metrics:

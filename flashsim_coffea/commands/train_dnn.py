@@ -1,4 +1,7 @@
-"""``flashsim train-dnn --signal FILE... --background FILE... [-o DIR] [--seed S] [--epochs E]``.
+"""``flashsim train-dnn --signal FILE.root... --background FILE.root... [-o DIR] [--seed S] [--epochs E]``.
+
+The one command whose input files are options, not positional ``FILE.root...``: they have two
+roles (see :mod:`flashsim_coffea.commands._options`).
 
 Trains the VBF H→μμ DNN (see :mod:`flashsim_coffea.analysis.training`) and writes
 ``model.safetensors`` + ``card.json``; by default into the package's shipped model folder.
@@ -8,14 +11,17 @@ from __future__ import annotations
 
 import argparse
 
+from ._options import add_output
+
 NAME = "train-dnn"
 HELP = "train the VBF H->mumu DNN (signal vs backgrounds, VBF SR + SB) on NanoAOD MC files"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--signal", nargs="+", required=True, metavar="FILE", help="signal NanoAOD files (VBF H->mumu)")
-    p.add_argument("--background", nargs="+", required=True, metavar="FILE", help="background NanoAOD files (DY, EWK mumujj, ttbar)")
-    p.add_argument("-o", "--output", default=None, help="output folder (default: the shipped flashsim_coffea/models/dnn)")
+    p.add_argument("--signal", nargs="+", required=True, metavar="FILE.root", help="signal NanoAOD files (VBF H->mumu)")
+    p.add_argument("--background", nargs="+", required=True, metavar="FILE.root",
+                   help="background NanoAOD files (DY, EWK mumujj, ttbar)")
+    add_output(p, "output folder (default: the shipped flashsim_coffea/models/dnn)", required=False, metavar="DIR")
     p.add_argument("--seed", type=int, default=1, help="seed of the split, initialisation and shuffling")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--batch-size", type=int, default=256)

@@ -30,7 +30,7 @@ __all__ = ["DemoConfig", "run_demo"]
 
 
 def _check_settings(cfg: DemoConfig) -> None:
-    from ..commands.run import EXECUTORS
+    from ..runner import EXECUTORS
     from ..errors import UserError
 
     if cfg.executor not in EXECUTORS:

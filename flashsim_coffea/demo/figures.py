@@ -1,4 +1,5 @@
-"""The demo's figures, all drawn with :mod:`flashsim_coffea.plotting` (CMS style, PNG).
+"""The demo's figures, all drawn with :mod:`flashsim_coffea.plotting` (mplhep style, the
+project's "flashsim-coffea *Simulation*" label, PNG).
 
 * ``<process>_<region>_<var>.png`` — FullSim (points) vs FlashSim (and Gen for m_μμ) with the
   FlashSim/FullSim ratio panel (:data:`.config.COMPARISONS`);
@@ -19,7 +20,7 @@ from ..analysis.variables import VARIABLES
 from .config import COMPARISONS, PROCESS_LABELS, SIGNAL, SIGNAL_VS_DY, UPSAMPLING_HISTS, Comparison
 from .results import ClosureResult
 from .runs import DemoOutputs, SingleEvent
-from .stats import Hist1D
+from ..stats import Hist1D
 
 __all__ = ["all_figures", "closure_figure", "comparison_figure", "single_event_figure", "signal_vs_dy_figure",
            "upsampling_figure"]
@@ -105,7 +106,7 @@ def single_event_figure(single: SingleEvent, folder: Path) -> Path:
     ev = single.event_id
     ax.legend(fontsize=11, title=f"one Gen event (run {ev['run']}, lumi {ev['luminosityBlock']}, event {ev['event']})",
               title_fontsize=10)
-    pl.cms_label(ax, PROCESS_LABELS.get(single.process, single.process))
+    pl.project_label(ax, PROCESS_LABELS.get(single.process, single.process))
     return pl.save(fig, folder / "single_event_dnn.png")
 
 

@@ -20,9 +20,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..analysis.events import CUTFLOW_STEPS, REGIONS
+from ..analysis import CUTFLOW_STEPS, REGIONS
 from .config import CLOSURE, CLOSURE_HISTS, COMPARISONS, SIGNAL, DemoConfig
-from .stats import __doc__ as STATS_DOC
+from ..stats import __doc__ as STATS_DOC
 
 __all__ = ["write_json", "write_markdown"]
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..analysis.events import CUTFLOW_STEPS, REGIONS
+from ..analysis import CUTFLOW_STEPS, REGIONS
 from .config import CLOSURE, CLOSURE_HISTS, COMPARISONS, UPSAMPLING_HISTS
 from .runs import DemoOutputs
-from .stats import Chi2, Hist1D, as_arrays, chi2_ndf, closure_prediction, mean_rel_error
+from ..stats import Chi2, Hist1D, as_arrays, chi2_ndf, closure_prediction, mean_rel_error
 
 __all__ = ["ClosureResult", "MODES", "closure", "cutflows", "flash_vs_full", "hist", "upsampling", "yields"]
 

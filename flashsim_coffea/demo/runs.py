@@ -9,19 +9,18 @@
    (:func:`single_event`): the distribution of its DNN output and the fraction of its folds
    that pass the selection.
 
-Runs 1–4 share one executor (:func:`executor_session`): with ``futures`` one process pool
-whose workers keep their loaded models across the runs (``flashsim run``'s
-:func:`~flashsim_coffea.commands.run.make_executor` makes a fresh pool per call, which costs
-the worker start-up four times), with ``dask`` one client (``make_executor``). The inputs are
-checked before the runs, so no bad-file accounting is needed. The processor is
+Runs 1–4 go through :func:`flashsim_coffea.runner.run_processor` (the path of ``flashsim
+run``: driver-side model checks, one-line errors for errors raised on workers, the
+cross-reference warnings filtered) and share one executor
+(:func:`flashsim_coffea.runner.executor_session`): with ``futures`` one process pool whose
+workers keep their loaded models across the runs, with ``dask`` one client. The processor is
 :class:`processors.VBFHmmProcessor`.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +30,7 @@ import numpy as np
 from ..nanoaod.conventions import EVENT_ID
 from .config import SIGNAL, UPSAMPLED, DemoConfig
 
-__all__ = ["DemoOutputs", "Progress", "SingleEvent", "executor_session", "run_all", "single_event"]
+__all__ = ["DemoOutputs", "Progress", "SingleEvent", "run_all", "single_event"]
 
 
 class Progress:
@@ -85,39 +84,11 @@ def _fileset(samples: dict[str, Path], processes) -> dict:
     return {p: {"files": {str(samples[p]): "Events"}} for p in processes}
 
 
-@contextmanager
-def executor_session(name: str, workers: int, status: bool = True) -> Iterator[Any]:
-    """A coffea executor reused by several Runner calls (module docstring); cleaned up on exit."""
-    from concurrent.futures import ProcessPoolExecutor
-
-    from coffea import processor
-
-    from ..commands.run import make_executor
-
-    if name == "futures":
-        pool = ProcessPoolExecutor(max_workers=workers)
-        try:
-            yield processor.FuturesExecutor(pool=pool, workers=workers, status=status)
-        finally:
-            pool.shutdown(cancel_futures=True)
-        return
-    ex, close = make_executor(name, workers)
-    ex.status = status
-    try:
-        yield ex
-    finally:
-        close()
-
-
 def run_all(cfg: DemoConfig, samples: dict[str, Path], simulator: Any, log: Callable[[str], None] = print) -> DemoOutputs:
     """Runs 1–5 of the module docstring with the executor of ``cfg``."""
-    from coffea import processor
-    from coffea.nanoevents import NanoAODSchema
-
     from processors import VBFHmmProcessor
 
-    from ..commands.run import _find_user_error
-    from ..errors import UserError
+    from ..runner import executor_session, run_processor
 
     n_events = {p: _entries(samples[p]) for p in cfg.processes}
     total = sum(n_events.values())
@@ -128,21 +99,10 @@ def run_all(cfg: DemoConfig, samples: dict[str, Path], simulator: Any, log: Call
     procs = list(cfg.processes)
 
     with executor_session(cfg.executor, cfg.workers, status=cfg.progress) as ex:
-        runner = processor.Runner(executor=ex, schema=NanoAODSchema, chunksize=cfg.chunksize)
 
         def job(mode: str, processes, folds: int = 1) -> Callable[[], dict]:
             proc = VBFHmmProcessor(mode=mode, folds=folds, dnn=cfg.dnn, flashsim=simulator if mode == "flashsim" else None)
-
-            def call() -> dict:
-                try:
-                    return dict(runner(_fileset(samples, processes), processor_instance=proc, treename="Events"))
-                except Exception as err:  # a UserError raised on a worker: one clear line, as `flashsim run`
-                    user = _find_user_error(err)
-                    if user is not None:
-                        raise UserError(str(user)) from err
-                    raise
-
-            return call
+            return lambda: run_processor(_fileset(samples, processes), proc, ex, chunksize=cfg.chunksize)
 
         full = prog.run("fullsim", f"FullSim (reference reco) on {total} events of {len(procs)} processes [{ex_text}]",
                         job("fullsim", procs), total)

@@ -40,12 +40,34 @@ and the identity outside [−B, B] (linear tails). The result equals
 ``flow._transform.inverse(z, context)[0]`` to float32 rounding (tested).
 
 **Precision.** With ``precision="bfloat16"`` the matrix products of the residual blocks and
-final layers take bfloat16 operands (weights rounded once, activations cast once per block,
-accumulation in float32 inside oneDNN's fused linear + bias + ReLU) while the context terms,
-the residual stream, the spline and everything after it stay float32. On CPUs with AMX (Intel Sapphire Rapids and
-later) or AVX512-BF16 those products run 3–7× faster than in float32, the whole inverse
-~1.2x (the element-wise work is unchanged; see ``benchmarks/bench_flows.py``); elsewhere
-PyTorch emulates them (slower).
+final layers take bfloat16 operands (weights rounded once, activations rounded once per
+product) with float32 accumulation, and write a bfloat16 result:
+
+    y = bf16( [relu]( bf16(x) · bf16(W)ᵀ + bf16(b) ) )     (sum and bias in float32)
+
+while the context terms, the residual stream, the spline and everything after it stay
+float32. On CPU this runs through one of two kernels, chosen once per process
+(:func:`bf16_kernel`):
+
+* ``"fused-onednn"``: oneDNN's fused linear + bias + ReLU (``torch.ops.mkldnn._linear_pointwise``).
+  With AMX (Intel Sapphire Rapids and later) or AVX512-BF16 those products run 3–7× faster
+  than in float32, the whole inverse ~1.2x (the element-wise work is unchanged; see
+  ``benchmarks/bench_flows.py``). oneDNN refuses bfloat16 on CPUs without AVX-512 (e.g. AMD
+  Zen 3: "could not create a primitive descriptor"), so the kernel is first *probed*: a tiny
+  call with each product's exact (in, out) shape, bfloat16 operands, bias and both post-ops,
+  checked bit-exactly against the portable kernel on dyadic inputs (whose sums are exact in
+  float32) and cached per shape.
+* ``"portable"``: the same formula on any CPU as a float32 ``mm`` of operands rounded to
+  bfloat16 (a product of two bfloat16 numbers is exact in float32, so this *is* bfloat16
+  multiplication with float32 accumulation), then bias, ReLU and rounding of the output to
+  bfloat16. It is used when the probe fails, when PyTorch has no oneDNN, or when the
+  environment sets ``FLASHSIM_FORCE_PORTABLE_KERNELS=1``; a one-line warning says so, once
+  per process. It costs float32 speed plus the rounding passes: ~0.8–0.95× the float32 rate
+  of the whole sample (``benchmarks/README.md``), no speed-up.
+
+Both kernels agree to bfloat16 rounding of the products' outputs (summation order differs);
+each is deterministic and batch-independent. The float32 path uses only ``torch.mm`` (no
+CPU-feature-dependent kernel). On a GPU the bfloat16 products are ``F.linear``/``mm`` in bfloat16.
 Samples then differ from the float32 ones by ~10⁻³ of a standard deviation (median; rows
 near a bin edge or a mode boundary can move further): a slightly different model, not a
 different seed. It is validated like any model (``flashsim validate --precision bfloat16``)
@@ -55,6 +77,7 @@ and, like float32, independent of batch size and chunking on a given machine.
 from __future__ import annotations
 
 import math
+import warnings
 
 import torch
 import torch.nn.functional as F
@@ -62,31 +85,138 @@ from nflows.nn.nets import ResidualNet
 from nflows.transforms.coupling import PiecewiseRationalQuadraticCouplingTransform
 from nflows.transforms.permutations import Permutation
 
-from ..sampling_precision import check_precision
+from ..errors import UserError
+from ..sampling_precision import PORTABLE_KERNELS_ENV, check_precision, portable_kernels_forced
 
-__all__ = ["FastInverse", "DTYPES"]
+__all__ = ["FastInverse", "DTYPES", "FUSED", "PORTABLE", "bf16_kernel", "reset_kernel_choice"]
 
 #: torch dtype of the products' operands, by sampling precision (:mod:`flashsim_coffea.sampling_precision`)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+#: names of the CPU kernels of the bfloat16 products (:func:`bf16_kernel`)
+FUSED, PORTABLE = "fused-onednn", "portable"
+
+_BF16 = torch.bfloat16
 
 
-def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, relu: bool = False) -> torch.Tensor:
-    """x wᵀ + b (then ReLU) for low-precision operands: on CPU oneDNN's fused linear (bias and
-    activation inside the kernel: 2.5x faster than mm + bfloat16 element-wise ops), else F.linear."""
-    if x.is_cpu and _FUSED_LINEAR is not None:
-        return _FUSED_LINEAR(x, w, b, "relu" if relu else "none", [], "")
-    out = F.linear(x, w, b)
-    return out.relu_() if relu else out
-
-
-def _fused_linear():
+def _fused_linear_op():
     try:  # a private op of PyTorch's CPU builds with oneDNN (used by torch.compile's CPU backend)
         return torch.ops.mkldnn._linear_pointwise if torch.backends.mkldnn.is_available() else None
     except (AttributeError, RuntimeError):
         return None
 
 
-_FUSED_LINEAR = _fused_linear()
+_FUSED_OP = _fused_linear_op()
+_KERNEL: str | None = None  # the process-wide choice, made by bf16_kernel()
+_SHAPE_OK: dict[tuple[int, int], bool] = {}  # probe results per (in, out) shape
+_WARNED = False
+
+
+def _round(t: torch.Tensor) -> torch.Tensor:
+    """float32 tensor holding ``t`` rounded to bfloat16 (round to nearest even)."""
+    return t.to(_BF16).float()
+
+
+def _portable_linear(x: torch.Tensor, w_t: torch.Tensor, b: torch.Tensor, relu: bool = False) -> torch.Tensor:
+    """bf16([relu](x w + b)) for float32 tensors holding bfloat16 values (x (N, in), w_t (in, out)):
+    the products are exact in float32, the sum accumulates in float32. Returns float32 holding
+    bfloat16 values (float32 keeps the next element-wise ops on their fast same-dtype paths)."""
+    out = torch.mm(x, w_t).add_(b)
+    return _round(out.relu_() if relu else out)
+
+
+def _linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, relu: bool = False) -> torch.Tensor:
+    """bf16([relu](x wᵀ + b)) for bfloat16 CPU tensors with oneDNN's fused linear (bias and ReLU
+    inside the kernel: 2.5x faster than mm + bfloat16 element-wise ops). Only called once the
+    probe (:func:`_probe`) has passed for this shape; a failure is still reported as a UserError."""
+    try:
+        return _FUSED_OP(x, w, b, "relu" if relu else "none", [], "")
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(f"oneDNN's fused bfloat16 linear failed on this CPU ({first}); sample in float32 "
+                        f"or set {PORTABLE_KERNELS_ENV}=1 to use the portable bfloat16 kernel") from err
+
+
+#: rows of the probe calls: one row, a redraw block, a CPU sampling block (oneDNN may pick another
+#: implementation by the number of rows)
+PROBE_ROWS = (1, 64, 2048)
+
+
+def _probe(n_in: int, n_out: int) -> bool:
+    """Whether the fused oneDNN kernel works for bfloat16 (N, n_in) × (n_out, n_in)ᵀ + bias, with
+    ReLU and without: small guarded calls (N in ``PROBE_ROWS``) compared bit for bit with the
+    portable kernel.
+
+    The inputs are small dyadic numbers (multiples of 1/8 and 1/4, |x|, |w| ≤ 3/4), so every
+    partial sum is exact in float32 and both kernels must round the same value: any
+    difference means a broken kernel, not a different summation order. Cached per shape."""
+    key = (n_in, n_out)
+    if key not in _SHAPE_OK:
+        ok = _FUSED_OP is not None
+        if ok:
+            try:
+                with torch.inference_mode():
+                    w = ((torch.arange(n_out * n_in) % 5 - 2) / 8).reshape(n_out, n_in)
+                    b = (torch.arange(n_out) % 3 - 1) / 8
+                    for rows in PROBE_ROWS:
+                        x = ((torch.arange(rows * n_in) % 7 - 3) / 4).reshape(rows, n_in)
+                        for relu in (True, False):
+                            got = _FUSED_OP(x.to(_BF16), w.to(_BF16), b.to(_BF16), "relu" if relu else "none", [], "")
+                            want = _portable_linear(x, w.t().contiguous(), b, relu)
+                            ok = ok and got.dtype == _BF16 and got.shape == want.shape and torch.equal(got.float(), want)
+            except Exception:  # noqa: BLE001 - any failure of the private op means "do not use it"
+                ok = False
+        _SHAPE_OK[key] = ok
+    return _SHAPE_OK[key]
+
+
+def _warn_portable(reason: str) -> None:
+    global _WARNED
+    if not _WARNED:
+        _WARNED = True
+        warnings.warn(f"flashsim: bfloat16 sampling uses the portable CPU kernel ({reason}): float32 products of "
+                      "bfloat16-rounded operands, the same model to bfloat16 rounding at ~0.8-0.95x the float32 "
+                      "speed (no bfloat16 speed-up: prefer float32 here)", RuntimeWarning, stacklevel=3)
+
+
+def bf16_kernel() -> str:
+    """Kernel of the bfloat16 products on CPU in this process: ``"fused-onednn"`` or ``"portable"``.
+
+    Decided once (then cached): ``portable`` when the environment sets
+    ``FLASHSIM_FORCE_PORTABLE_KERNELS=1``, when PyTorch has no oneDNN fused linear, or when a
+    probe of it (:func:`_probe`, 64 → 64 features) fails or returns a wrong result;
+    otherwise ``fused-onednn``. Choosing ``portable`` emits a one-line warning, once per process.
+    Each layer additionally probes its own shapes before it uses the fused kernel."""
+    global _KERNEL
+    if _KERNEL is None:
+        if portable_kernels_forced():
+            _KERNEL, reason = PORTABLE, f"forced by {PORTABLE_KERNELS_ENV}"
+        elif _FUSED_OP is None:
+            _KERNEL, reason = PORTABLE, "this PyTorch build has no oneDNN fused linear"
+        elif not _probe(64, 64):
+            _KERNEL, reason = PORTABLE, "oneDNN has no bfloat16 linear for this CPU, e.g. without AVX-512"
+        else:
+            _KERNEL, reason = FUSED, ""
+        if _KERNEL == PORTABLE:
+            _warn_portable(reason)
+    return _KERNEL
+
+
+def reset_kernel_choice() -> None:
+    """Forget the kernel choice, the probes and the warning (tests, or after changing
+    ``FLASHSIM_FORCE_PORTABLE_KERNELS``): the next bfloat16 layer decides again. Layers already
+    set up keep their kernel until their precision is set again."""
+    global _KERNEL, _WARNED
+    _KERNEL, _WARNED = None, False
+    _SHAPE_OK.clear()
+
+
+def _cpu_kernel(shapes: list[tuple[int, int]]) -> str:
+    """The kernel for a layer whose fused products have these (in, out) shapes."""
+    if bf16_kernel() == FUSED and all(_probe(*s) for s in shapes):
+        return FUSED
+    if bf16_kernel() == FUSED:  # the process default works, one of this layer's shapes does not
+        _warn_portable(f"oneDNN's bfloat16 linear fails for the shapes {shapes}")
+    return PORTABLE
 
 
 class _Coupling:
@@ -137,14 +267,28 @@ class _Coupling:
         self.set_dtype(torch.float32)
 
     def set_dtype(self, dtype: torch.dtype) -> None:
-        """Operands of the block and final products in ``dtype``. float32: (in, out) weights for
-        ``mm`` + in-place bias; bfloat16: oneDNN linear with bias (and ReLU) fused (:func:`_linear`)."""
+        """Operands of the block and final products in ``dtype``, and the kernel that multiplies them
+        (``self.kernel``): ``float32`` — (in, out) weights for ``mm`` + in-place bias; on CPU in
+        bfloat16 ``fused-onednn`` — bfloat16 weights for oneDNN's fused linear (:func:`_linear`)
+        or ``portable`` — (in, out) float32 weights holding bfloat16 values (:func:`_portable_linear`),
+        per :func:`bf16_kernel` and a probe of this layer's shapes; elsewhere (GPU) ``native``:
+        bfloat16 weights for ``F.linear``."""
         self.dtype = dtype
+        h = self.hidden
         if dtype == torch.float32:
-            self.mm_blocks = [(w1.t().contiguous(), b1, w2.t().contiguous(), b2) for w1, b1, w2, b2 in self.blocks]
+            self.kernel = "float32"
+        elif not self.w_out.is_cpu:
+            self.kernel = "native"
+        else:
+            self.kernel = _cpu_kernel([(h, h)])
+        if self.kernel in ("float32", PORTABLE):
+            rnd = (lambda t: t) if self.kernel == "float32" else _round
+            self.mm_blocks = [(rnd(w1).t().contiguous(), rnd(b1), rnd(w2).t().contiguous(), rnd(b2))
+                              for w1, b1, w2, b2 in self.blocks]
+            self.mm_out = rnd(self.w_out)
         else:
             self.mm_blocks = [tuple(t.to(dtype) for t in b) for b in self.blocks]
-        self.mm_out = self.w_out.to(dtype)
+            self.mm_out = self.w_out.to(dtype)
 
     def to(self, device) -> "_Coupling":
         for name, value in list(vars(self).items()):
@@ -166,14 +310,23 @@ class _Coupling:
         ctx = torch.mm(c, self.ctx_w.t()).add_(self.ctx_b)
         ctx[:, h_:].sigmoid_()
         h = torch.mm(x_id.t(), self.w_in).add_(ctx[:, :h_])
+        kernel = self.kernel
         for i, (w1, b1, w2, b2) in enumerate(self.mm_blocks):
-            if self.dtype == torch.float32:
+            if kernel == "float32":
                 t = torch.mm(torch.relu(h), w1).add_(b1).relu_()
                 t = torch.mm(t, w2).add_(b2)
-            else:
+            elif kernel == PORTABLE:  # bf16 operands, float32 sums, bf16 outputs (as oneDNN's kernel)
+                t = _portable_linear(h.to(_BF16).relu_().float(), w1, b1, relu=True)
+                t = _portable_linear(t, w2, b2)
+            elif kernel == FUSED:
                 t = _linear(torch.relu(h).to(self.dtype), w1, b1, relu=True)
                 t = _linear(t, w2, b2)
+            else:
+                t = F.linear(torch.relu(h).to(self.dtype), w1, b1).relu_()
+                t = F.linear(t, w2, b2)
             h = h.addcmul_(t, ctx[:, h_ * (i + 1) : h_ * (i + 2)])  # h + t·σ(W_c c + b)
+        if kernel == PORTABLE:
+            return _round(torch.mm(self.mm_out, _round(h).t())).add_(self.b_out)
         return torch.mm(self.mm_out, h.to(self.dtype).t()).float().add_(self.b_out)
 
     def spline_inverse(self, y: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -254,11 +407,21 @@ class FastInverse:
         self.set_precision(precision)
 
     def set_precision(self, precision: str) -> "FastInverse":
-        """Operands of the conditioner products in ``precision`` (``float32`` or ``bfloat16``); returns self."""
+        """Operands of the conditioner products in ``precision`` (``float32`` or ``bfloat16``); returns self.
+
+        The kernel is fixed here, per layer (:attr:`kernel`), never per call: a model samples
+        with the same kernel until its precision or device is set again."""
         self.precision = check_precision(precision)
         for layer, _ in self.plan:
             layer.set_dtype(DTYPES[self.precision])
         return self
+
+    @property
+    def kernel(self) -> str:
+        """Kernel of the conditioner products: ``float32``, ``fused-onednn`` or ``portable`` (CPU
+        bfloat16, :func:`bf16_kernel`), ``native`` (bfloat16 on a GPU); ``mixed`` if layers differ."""
+        kinds = {layer.kernel for layer, _ in self.plan}
+        return kinds.pop() if len(kinds) == 1 else "mixed"
 
     def to(self, device) -> "FastInverse":
         """Move every weight to ``device`` (e.g. ``"cuda"``); returns self."""

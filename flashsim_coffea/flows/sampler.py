@@ -19,7 +19,10 @@ p(k | c, y_R), again in fixed blocks, with u keyed on the same identity.
 
 ``precision="bfloat16"`` (:meth:`FlowModel.set_precision`, ``load_model(..., precision=)``)
 runs the conditioner products of the inverse with bfloat16 operands: ~1.1–1.2x faster on CPUs
-with AMX, a slightly different model (see :mod:`.fast_inverse`); the head stays float32.
+with AMX, a slightly different model (see :mod:`.fast_inverse`); the head stays float32. On
+CPUs where oneDNN's fused bfloat16 kernel does not work (no AVX-512, e.g. AMD Zen 3) a portable
+kernel computes the same products at about float32 speed (:func:`.fast_inverse.bf16_kernel`,
+one warning per process; ``FLASHSIM_FORCE_PORTABLE_KERNELS=1`` forces it).
 
 Use :func:`load_model` from workers: a module-level cache keyed on (path, weights SHA-256)
 loads each model once per process.
@@ -40,7 +43,7 @@ from flashsim_coffea.objects import ObjectSpec, get_spec
 
 from ..sampling_precision import check_precision
 from .checkpoint import load_weights, read_card
-from .fast_inverse import FastInverse
+from .fast_inverse import FUSED, FastInverse
 from .head import DiscreteHead, draw, head_columns
 from .model import build_flow
 from .preprocess import Preprocessor
@@ -98,10 +101,10 @@ class FlowModel:
     def set_precision(self, precision: str) -> "FlowModel":
         """Sample with the inverse's products in ``precision`` (``float32``/``fp32``, ``bfloat16``/``bf16``); returns self."""
         name = check_precision(precision)
-        if name == "bfloat16" and self.device.type == "cpu" and not cpu_has_fast_bf16():
+        self.inverse.set_precision(name)  # picks the CPU kernel (warns once if it must be the portable one)
+        if self.inverse.kernel == FUSED and not cpu_has_fast_bf16():
             warnings.warn("bfloat16 sampling requested but this CPU has neither AMX nor AVX512-BF16: "
-                          "PyTorch emulates it, slower than float32", stacklevel=2)
-        self.inverse.set_precision(name)
+                          "oneDNN emulates it, slower than float32", stacklevel=2)
         return self
 
     def to(self, device: str | torch.device, block_size: int | None = None) -> "FlowModel":
@@ -139,6 +142,13 @@ class FlowModel:
                     f"{path}: model was trained for spec {card_spec.name!r} (hash {card['spec_hash'][:12]}…), "
                     f"not for the requested spec {want.name!r} (hash {want.hash()[:12]}…)"
                 )
+        if "rules" not in card["spec"]:  # a card older than RecoRules: the registered spec's rules
+            try:
+                registered = get_spec(card_spec.name)
+            except UserError:
+                registered = None
+            if registered is not None and registered.hash() == card_spec.hash():
+                card_spec = card_spec.with_rules(registered.rules)
         flow = build_flow(card["n_targets"], card["n_context"], card["architecture"])
         head = None
         if card_spec.classified_names:

@@ -312,7 +312,8 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
         "sampling": {"block_size": SAMPLING_BLOCK_SIZE, "seed": 0},
         "data": data.provenance if not config.init else {**data.provenance, "initialised_from": init_card.get("data")},
         "seed": config.seed,
-        "training": {**asdict(config), "n_train": int(len(train_rows)), "n_val": int(n_val)},
+        "training": {**asdict(config), "init": Path(config.init).name if config.init else None,  # a name, never a machine's path
+                     "n_train": int(len(train_rows)), "n_val": int(n_val)},
         "package_version": __version__,
         "torch_version": torch.__version__,
     }

@@ -13,6 +13,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from ..errors import UserError
 from ..nanoaod.io import NanoAODWriter, check_output_path
 from ..noise import check_seed
 from .events import BLOCK_SIZE, BlockResult, generate_block
-from .filters import FILTERS
+from .filters import FILTERS, expected_cost
 from .processes import get_process
 
 
@@ -92,6 +93,9 @@ def generate(
     path = check_output_path(output, force)
     proc = get_process(process)
     tasks = [(proc, seed, b, n, filter_name, reference, block_size) for b, n in _blocks(n_events, block_size)]
+    warning = expected_cost(process, filter_name, n_events, workers)
+    if warning:
+        warnings.warn(f"flashsim generate {process}: {warning}", stacklevel=2)
     t0 = time.perf_counter()
     writer = NanoAODWriter(path)
     sig, sig_w, sig_err2, n_tried, n_jets, n_muons = 0.0, 0, 0.0, 0, 0, 0
@@ -109,6 +113,7 @@ def generate(
                 n_jets += int(ak.sum(ak.num(res.branches["Jet_pt"])))
                 n_muons += int(ak.sum(ak.num(res.branches["Muon_pt"])))
             bar.update(res.n_accepted)
+            bar.set_postfix(tried=n_tried, filter_eff=f"{(bar.n / n_tried) if n_tried else 1:.2g}")
     except BaseException:
         writer.abort()
         raise

@@ -21,6 +21,27 @@ vector.register_awkward()
 
 FILTERS = ("vbf",)
 
+#: measured fraction of Pythia events that pass a filter, per (process, filter): from the bundled
+#: samples' metadata (dy 29,434 tried for 400, ewk_mumujj 2,852 for 1,000) and a tt̄ run
+#: (`flashsim generate ttbar --filter vbf -n 10`: ~6e-4). Used only to warn before a long run.
+MEASURED_EFFICIENCY = {("dy", "vbf"): 0.0136, ("ewk_mumujj", "vbf"): 0.35, ("ttbar", "vbf"): 6e-4}
+
+#: Pythia events per second and worker on the development machine (benchmarks/README.md)
+PYTHIA_RATE = 170.0
+
+
+def expected_cost(process: str, filter_name: str | None, n_events: int, workers: int = 1) -> str | None:
+    """A one-line warning when a filter keeps < 5 % of the events: how many Pythia events and
+    about how long ``n_events`` will take (None when there is nothing to warn about)."""
+    eff = MEASURED_EFFICIENCY.get((process, filter_name)) if filter_name else None
+    if eff is None or eff >= 0.05:
+        return None
+    tried = n_events / eff
+    minutes = tried / (PYTHIA_RATE * max(workers, 1)) / 60.0
+    return (f"the {filter_name!r} filter keeps about {eff:.1e} of {process} events: {n_events} events need about "
+            f"{tried:,.0f} Pythia events (~{minutes:.0f} min with {workers} worker(s)); "
+            "the progress bar moves once per block of accepted events")
+
 
 def vbf_filter(rec: FlatRecord, genjets: dict[str, ak.Array]) -> np.ndarray:
     """Boolean mask of events passing the loose VBF dimuon topology."""

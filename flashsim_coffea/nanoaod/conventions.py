@@ -5,6 +5,10 @@
 * ``MUON_MASS`` — the muon mass in GeV (PDG 2024: 105.6583755 MeV), written as ``Muon_mass``.
 * ``AREA_QUANTUM`` — the ghost area of FastJet's active-area clustering in CMS AK4 jets:
   ``Jet_area = n · AREA_QUANTUM`` before NanoAOD rounding.
+* Reco thresholds NanoAOD applies: jets are stored above ``JET_MIN_PT`` = 15 GeV and within the
+  calorimeters, |η| < ``JET_MAX_ABS_ETA`` = 5 (GenJets reach further); muons are
+  reconstructed within the muon system, |η| < ``MUON_MAX_ABS_ETA`` = 2.4, from pT
+  ``MUON_MIN_PT`` = 3 GeV.
 * Angles: Δφ is wrapped into **[−π, π)**: ``wrap_phi(x) = ((x + π) mod 2π) − π``, the
   convention of coffea's and vector's ``delta_phi``; ΔR = sqrt(Δη² + Δφ²).
 """
@@ -13,7 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["EVENT_ID", "MUON_MASS", "AREA_QUANTUM", "wrap_phi", "delta_phi", "delta_r"]
+__all__ = ["EVENT_ID", "MUON_MASS", "AREA_QUANTUM", "JET_MIN_PT", "JET_MAX_ABS_ETA", "MUON_MAX_ABS_ETA", "MUON_MIN_PT", "wrap_phi",
+           "delta_phi", "delta_r"]
 
 #: branches identifying an event (the noise key of every draw starts with them)
 EVENT_ID: tuple[str, str, str] = ("run", "luminosityBlock", "event")
@@ -23,6 +28,15 @@ MUON_MASS = 0.1056583755
 
 #: FastJet active-area ghost area of CMS AK4 jets (Jet_area is a multiple of it before rounding)
 AREA_QUANTUM = 0.009973
+
+#: NanoAOD stores reco jets above this pT (GeV)
+JET_MIN_PT = 15.0
+#: reco jets exist within the calorimeters: |η| below this
+JET_MAX_ABS_ETA = 5.0
+
+#: muon-system acceptance: |η| below, pT (GeV) above
+MUON_MAX_ABS_ETA = 2.4
+MUON_MIN_PT = 3.0
 
 
 def wrap_phi(x):

@@ -11,10 +11,12 @@ Public API::
     reco = spec.rebuild(targets, gen)           # flat reco fields with NanoAOD precision
     counts = spec.counts(ctx)                   # objects per event, for ak.unflatten
     spec.hash()                                 # stable SHA-256 for checkpoint cards
+    event_conditioning(spec, events)            # (n_events, C) for event-level specs (pile-up jets)
 """
 
 from .features import Bit, EventBranch, Feature, Field, Neighbour, register_feature
 from .gen import GenCollection, branch, has_branch
+from .pileup_jets import event_conditioning
 from .registry import get_spec, known_specs, register_spec
 from .spec import GenContext, ObjectSpec
 from .targets import Spike, Target
@@ -23,6 +25,6 @@ from .transforms import Arctan, Identity, Log, Log1p, Logit, Transform, register
 __all__ = [
     "Arctan", "Bit", "EventBranch", "Feature", "Field", "GenCollection",
     "GenContext", "Identity", "Log", "Log1p", "Logit", "Neighbour", "ObjectSpec", "Spike", "Target",
-    "Transform", "branch", "get_spec", "has_branch", "known_specs", "register_feature",
+    "Transform", "branch", "event_conditioning", "get_spec", "has_branch", "known_specs", "register_feature",
     "register_spec", "register_transform",
 ]

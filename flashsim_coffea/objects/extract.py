@@ -40,7 +40,8 @@ from flashsim_coffea.reference.resimulate import GEN_BRANCHES, reference_fingerp
 from .gen import branch
 from .spec import ObjectSpec
 
-__all__ = ["Extracted", "extract_events", "extract_files", "extract_synthetic", "DROP_REASONS"]
+__all__ = ["Extracted", "extract_events", "extract_files", "extract_synthetic", "DROP_REASONS",
+           "Unmatched", "extract_unmatched_events", "extract_pileup_synthetic", "pileup_gen_events"]
 
 DROP_REASONS = ("unmatched", "gen_not_stored", "gen_not_selected", "duplicate", "nonfinite", "not_admissible")
 KEY_NAMES = (*EVENT_ID, "object")
@@ -275,5 +276,132 @@ def extract_synthetic(spec: ObjectSpec, n_events: int, gen_seed: int = 1, ref_se
         "n_objects": len(data),
         "dropped": dict(data.drops),
         "clipped": dict(data.clipped),
+    }
+    return data, provenance
+
+
+# -- objects without a Gen counterpart (pile-up jets) -------------------------------------------
+
+
+@dataclass
+class Unmatched:
+    """Training data of an event-level spec (:mod:`.pileup_jets`): the unmatched reco objects
+    (``objects``: conditioning = their event's row, targets, keys with object = −1 − i for the
+    i-th unmatched object of the event in stored order) and, per event, its conditioning row
+    (``event_cond``) and number of unmatched objects (``counts``, what the count model learns)."""
+
+    objects: Extracted
+    event_cond: np.ndarray
+    counts: np.ndarray
+
+    @staticmethod
+    def concatenate(parts: list["Unmatched"], spec: ObjectSpec) -> "Unmatched":
+        return Unmatched(Extracted.concatenate([p.objects for p in parts], spec),
+                         np.concatenate([p.event_cond for p in parts]) if parts else np.zeros((0, len(spec.conditioning))),
+                         np.concatenate([p.counts for p in parts]) if parts else np.zeros(0, dtype=np.int64))
+
+
+def extract_unmatched_events(spec: ObjectSpec, events, draw: int = 0) -> Unmatched:
+    """Reco objects with ``<reco>_<match> < 0`` (NanoAOD's "no Gen match": pile-up jets) of one
+    chunk, with their event's conditioning (:func:`.pileup_jets.event_conditioning`). The same
+    checks as :func:`extract_events` (non-finite, inadmissible → dropped; out of bounds →
+    clipped, counted); ``counts`` are the unmatched objects per event before those drops."""
+    from .pileup_jets import event_conditioning
+
+    ev_cond = event_conditioning(spec, events)
+    idx = branch(events, f"{spec.reco}_{spec.match}")
+    unmatched = idx < 0
+    counts = ak.to_numpy(ak.sum(unmatched, axis=1)).astype(np.int64)
+    n_reco = int(ak.sum(ak.num(idx, axis=1)))
+    evt = np.repeat(np.arange(len(counts)), counts)
+    first = np.concatenate([[0], np.cumsum(counts)])[:-1]
+    slot = np.arange(evt.size, dtype=np.int64) - first[evt]
+    cond = ev_cond[evt]
+    reco = {t.branch: np.asarray(ak.to_numpy(ak.flatten(branch(events, spec.reco_branch(t))[unmatched], axis=1)),
+                                 dtype=np.float64) for t in spec.targets}
+    targets = spec.targets_from_reco(reco, {}) if spec.targets else np.zeros((evt.size, 0))
+    keys = {k: np.asarray(ak.to_numpy(branch(events, k))).astype(np.int64)[evt] for k in EVENT_ID}
+    keys["object"] = -1 - slot
+    targets = spec.fill_rounding_cells(targets, reco, {}, keys, draw)
+    drops: Counter = Counter({"matched": n_reco - evt.size})
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(cond).all(axis=1) & np.isfinite(targets).all(axis=1)
+    drops["nonfinite"] += int((~ok).sum())
+    clipped: Counter = Counter()
+    admissible = np.ones(len(ok), dtype=bool)
+    for j, t in enumerate(spec.targets):
+        x = targets[:, j]
+        if t.kind == "ordinal":
+            admissible &= np.isin(x, np.asarray(t.values))
+        elif t.kind == "integer":
+            n = t.lattice_index(x)
+            admissible &= (np.abs(n - np.rint(n)) < (0.1 if t.step > 0 else 0.0) + 1e-9) & (x >= t.bounds[0]) & (x <= t.bounds[1])
+        else:
+            lo, hi = t.bounds
+            spike = t.spike.matches(x, lo) if t.spike is not None else np.zeros(len(x), dtype=bool)
+            if t.spike is not None and t.spike.below:
+                remap = ok & spike & (x != t.spike.value)
+                if remap.any():
+                    clipped[f"{t.name} (sentinel -> {t.spike.value:g})"] += int(remap.sum())
+                    targets[remap, j] = t.spike.value
+            out = ok & ~spike & ((x < lo) | (x > hi))
+            if out.any():
+                clipped[t.name] += int(out.sum())
+                targets[out, j] = np.clip(x[out], lo, hi)
+    drops["not_admissible"] += int((ok & ~admissible).sum())
+    ok &= admissible
+    objects = Extracted(cond[ok], targets[ok], {k: v[ok] for k, v in keys.items()}, {}, drops, clipped,
+                        n_reco=n_reco, n_events=len(counts))
+    return Unmatched(objects, ev_cond, counts)
+
+
+def pileup_gen_events(n_events: int, seed: int) -> dict:
+    """``n_events`` Gen events with the generator's ``Pileup_*`` profile
+    (:func:`flashsim_coffea.generate.pileup.pileup_branches`: 2018-like nTrueInt, correlated
+    nPU, densities, out-of-time sums) and *empty* GenJet/GenPart collections: what the reference
+    response needs to make its pile-up jets, which depend only on the pile-up and the event's
+    identity (run 1, event numbers from 10⁹·seed)."""
+    from flashsim_coffea.generate.pileup import pileup_branches
+    from flashsim_coffea.reference._inputs import GENJET_KEYS, GENPART_KEYS
+
+    run = np.ones(n_events, dtype=np.uint32)
+    event = (np.uint64(1_000_000_000) * np.uint64(seed) + np.arange(1, n_events + 1, dtype=np.uint64)).astype(np.uint64)
+    lumi = (1 + np.arange(n_events) // 1000).astype(np.uint32)
+    empty = ak.unflatten(np.zeros(0, dtype=np.float32), np.zeros(n_events, dtype=np.int64))
+    out = {"run": run, "luminosityBlock": lumi, "event": event, **pileup_branches(seed, run, lumi, event)}
+    for k in (*GENJET_KEYS, *GENPART_KEYS):
+        out[k] = empty
+    return out
+
+
+def extract_pileup_synthetic(spec: ObjectSpec, n_events: int, gen_seed: int = 1, ref_seeds: int | list[int] = 11,
+                             chunk: int = 100_000, progress: bool = False) -> tuple[Unmatched, dict]:
+    """Unmatched-object training data (:func:`extract_unmatched_events`) from
+    :func:`pileup_gen_events` (seed ``gen_seed``·1000 + chunk number) through the reference
+    response, one draw per seed of ``ref_seeds``; fully determined by the seeds."""
+    from tqdm.auto import tqdm
+
+    seeds = [ref_seeds] if isinstance(ref_seeds, int) else list(ref_seeds)
+    parts = []
+    for i, start in enumerate(tqdm(range(0, n_events, chunk), desc=f"pile-up {spec.name}", disable=not progress)):
+        gen = pileup_gen_events(min(chunk, n_events - start), seed=gen_seed * 1000 + i)
+        for s in seeds:
+            events = ak.Array({**gen, **respond(gen, seed=s)})
+            parts.append(extract_unmatched_events(spec, events, draw=s))
+    data = Unmatched.concatenate(parts, spec)
+    provenance = {
+        "spec": spec.name,
+        "spec_hash": spec.hash(),
+        "extraction_hash": spec.extraction_hash(),
+        "source": f"pileup_gen_events({n_events} events, seed {gen_seed}) + reference.respond(seed "
+                  f"{', '.join(map(str, seeds))})",
+        "reference_fingerprint": reference_fingerprint(),
+        "n_events": int(len(data.counts)),
+        "n_reco": data.objects.n_reco,
+        "n_objects": len(data.objects),
+        "dropped": dict(data.objects.drops),
+        "clipped": dict(data.objects.clipped),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "package_version": __version__,
     }
     return data, provenance

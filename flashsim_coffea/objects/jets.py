@@ -17,10 +17,11 @@ cut; see :mod:`flashsim_coffea.flows.head`).
 
 from __future__ import annotations
 
-from flashsim_coffea.nanoaod.conventions import AREA_QUANTUM
+from flashsim_coffea.nanoaod.conventions import AREA_QUANTUM, JET_MAX_ABS_ETA, JET_MIN_PT
 
 from .features import Field, Neighbour
 from .gen import GenCollection
+from .rules import RecoRules
 from .spec import ObjectSpec
 from .targets import Spike, Target
 from .transforms import Arctan, Log, Logit, Transform
@@ -28,6 +29,18 @@ from .transforms import Arctan, Log, Logit, Transform
 #: btagCMVA ∈ [−1, 1] (a tanh of its latent), in logit space like the [0, 1] taggers; −1 is its sentinel
 CMVA_LOGIT = Logit(lo=-1.0, hi=1.0, eps=1e-3)
 
+
+#: NanoAOD around the jet flow: GenJets with |η| < 5 (the calorimeters; GenJets reach further),
+#: reco pT > 15 GeV after sampling, flavours copied from the GenJet; efficiency binned in Gen pT × |η|,
+#: measured only above 25 GeV where the 15 GeV reco threshold cannot confound it
+JET_RULES = RecoRules(
+    gen_max_abs_eta=JET_MAX_ABS_ETA,
+    min_pt=JET_MIN_PT,
+    gen_defaults=(("partonFlavour", "int32"), ("hadronFlavour", "int32")),
+    efficiency_pt_edges=(10, 15, 20, 25, 30, 40, 60, 100, 200, 1e9),
+    efficiency_abseta_edges=(0, 1.3, 2.5, 3.0, 4.7, 1e9),
+    efficiency_threshold_free_pt=25.0,
+)
 
 GENJET = GenCollection("GenJet", "GenJet", ("pt", "eta", "phi", "mass", "partonFlavour", "hadronFlavour"))
 GENMUON = GenCollection(
@@ -110,4 +123,5 @@ def make_jets_spec() -> ObjectSpec:
         conditioning=GENJET_FEATURES + muon_neighbour_features(),
         targets=targets,
         description="Run-2 NanoAOD jets (seed set): 14 GenJet conditioning features -> 17 Jet targets",
+        rules=JET_RULES,
     )

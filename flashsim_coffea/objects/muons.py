@@ -20,11 +20,24 @@ other targets) (:mod:`flashsim_coffea.flows.head`). Charge is copied from the Ge
 from __future__ import annotations
 
 from .features import Bit, EventBranch, Field, Neighbour
+from flashsim_coffea.nanoaod.conventions import MUON_MASS, MUON_MAX_ABS_ETA, MUON_MIN_PT
+
 from .gen import GenCollection
 from .jets import GENMUON
+from .rules import RecoRules
 from .spec import ObjectSpec
 from .targets import Spike, Target
 from .transforms import Arctan, Log, Log1p
+
+#: NanoAOD around the muon flow: status-1 Gen muons in the muon system (|η| < 2.4, pT > 3 GeV),
+#: the muon mass; efficiency binned in Gen pT × |η| (muon-system regions)
+MUON_RULES = RecoRules(
+    gen_max_abs_eta=MUON_MAX_ABS_ETA,
+    gen_min_pt=MUON_MIN_PT,
+    mass=MUON_MASS,
+    efficiency_pt_edges=(0, 3, 5, 10, 20, 40, 100, 1e9),
+    efficiency_abseta_edges=(0, 0.9, 1.2, 2.1, 2.4, 1e9),
+)
 
 GENJET_FOR_MUONS = GenCollection("GenJet", "GenJet", ("pt", "eta", "phi", "mass"))
 
@@ -96,4 +109,5 @@ def make_muons_spec() -> ObjectSpec:
         targets=targets,
         copy_from_gen=(("charge", "charge"),),
         description="Run-2 NanoAOD muons (seed set): 30 Gen-muon conditioning features -> 22 Muon targets",
+        rules=MUON_RULES,
     )

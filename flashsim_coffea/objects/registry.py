@@ -17,11 +17,13 @@ from flashsim_coffea.errors import UserError
 
 from .jets import make_jets_spec
 from .muons import make_muons_spec
+from .pileup_jets import make_pileup_jets_spec
 from .spec import ObjectSpec
 
 __all__ = ["get_spec", "register_spec", "known_specs"]
 
-_REGISTRY: dict[str, Callable[[], ObjectSpec]] = {"jets": make_jets_spec, "muons": make_muons_spec}
+_REGISTRY: dict[str, Callable[[], ObjectSpec]] = {"jets": make_jets_spec, "muons": make_muons_spec,
+                                                  "pileup_jets": make_pileup_jets_spec}
 
 
 def register_spec(spec: ObjectSpec | Callable[[], ObjectSpec], name: str | None = None) -> None:

@@ -8,15 +8,19 @@ An :class:`ObjectSpec` names
   collection (``Jet_genJetIdx`` → GenJet, ``Muon_genPartIdx`` → GenPart),
 * ``collections``: further Gen collections used by :class:`~.features.Neighbour` features,
 * ``conditioning``: the ordered conditioning features, ``targets``: the ordered targets,
-* ``copy_from_gen``: reco fields copied from the Gen object (muon ``charge``).
+* ``copy_from_gen``: reco fields copied from the Gen object (muon ``charge``),
+* ``rules``: what NanoAOD does around the flow's sample — Gen acceptance, reco threshold and
+  acceptance, constant mass, Gen-copied defaults, efficiency binning (:class:`~.rules.RecoRules`).
 
 The same object drives extraction, preprocessing, training, injection and validation.
 :meth:`ObjectSpec.hash` is the SHA-256 of its canonical JSON (sorted keys), stored in
-checkpoint cards so that a model is never used with another spec.
+checkpoint cards so that a model is never used with another spec; ``rules`` are not hashed (the
+flow does not depend on them).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from dataclasses import dataclass
@@ -30,6 +34,7 @@ from flashsim_coffea.nanoaod.precision import NANOAOD_MANTISSA_BITS, fill_roundi
 
 from .features import Feature, feature_from_dict, neighbour_table
 from .gen import GenCollection, branch
+from .rules import RecoRules
 from .targets import SCALES, Target
 
 __all__ = ["ObjectSpec", "GenContext"]
@@ -69,6 +74,7 @@ class ObjectSpec:
     collections: tuple[GenCollection, ...] = ()
     copy_from_gen: tuple[tuple[str, str], ...] = ()
     description: str = ""
+    rules: RecoRules = RecoRules()
 
     def __post_init__(self):
         for kind, items in (("conditioning", self.conditioning), ("target", self.targets)):
@@ -236,6 +242,7 @@ class ObjectSpec:
             "targets": [t.to_dict() for t in self.targets],
             "copy_from_gen": [list(p) for p in self.copy_from_gen],
             "description": self.description,
+            "rules": self.rules.to_dict(),
         }
 
     @classmethod
@@ -250,14 +257,25 @@ class ObjectSpec:
             targets=tuple(Target.from_dict(t) for t in d["targets"]),
             copy_from_gen=tuple(tuple(p) for p in d["copy_from_gen"]),
             description=d.get("description", ""),
+            rules=RecoRules.from_dict(d["rules"]) if "rules" in d else RecoRules(),
         )
+
+    def with_rules(self, rules: RecoRules) -> "ObjectSpec":
+        """The same spec with other reco rules (same hash)."""
+        return dataclasses.replace(self, rules=rules)
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
 
+    def _hashed_dict(self) -> dict:
+        """:meth:`to_dict` without the reco ``rules`` (what the flow depends on)."""
+        d = self.to_dict()
+        d.pop("rules")
+        return d
+
     def hash(self) -> str:
-        """SHA-256 of the canonical JSON of the spec (stable across runs and machines)."""
-        return hashlib.sha256(self.to_json().encode()).hexdigest()
+        """SHA-256 of the canonical JSON of the spec without its rules (stable across runs and machines)."""
+        return hashlib.sha256(json.dumps(self._hashed_dict(), sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
     def extraction_hash(self) -> str:
         """Hash of what extraction depends on: the spec without modelling-only choices
@@ -271,6 +289,6 @@ class ObjectSpec:
         return self._hash_without(("classify",))
 
     def _hash_without(self, keys: tuple[str, ...], keep: set[tuple[str, str]] = frozenset()) -> str:
-        d = self.to_dict()
+        d = self._hashed_dict()
         d["targets"] = [{k: v for k, v in t.items() if k not in keys or (k, v) in keep} for t in d["targets"]]
         return hashlib.sha256(json.dumps(d, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

@@ -22,7 +22,7 @@ import numpy as np
 
 from flashsim_coffea.nanoaod.precision import NANOAOD_MANTISSA_BITS, round_mantissa
 
-from ..nanoaod.conventions import delta_phi
+from ..nanoaod.conventions import JET_MIN_PT, MUON_MIN_PT, delta_phi
 from ._inputs import GenInput, closest_in_cone, pairs_within, read_gen
 from .fakes import simulate_fakes
 from .jets import simulate_genjets
@@ -122,8 +122,8 @@ def _pack(d: dict[str, np.ndarray], prefix: str, branches: dict[str, np.dtype], 
 
 def simulate_flat(g: GenInput, seed: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """Flat (jets, muons) dicts, sorted, cross-referenced, before dtype conversion/rounding."""
-    jets = _merge_sorted([simulate_genjets(g, seed), simulate_fakes(g, seed)], NANOAOD_MANTISSA_BITS["Jet_pt"], 15.0)
-    muons = _merge_sorted([simulate_muons(g, seed)], 23, 3.0)
+    jets = _merge_sorted([simulate_genjets(g, seed), simulate_fakes(g, seed)], NANOAOD_MANTISSA_BITS["Jet_pt"], JET_MIN_PT)
+    muons = _merge_sorted([simulate_muons(g, seed)], 23, MUON_MIN_PT)
     _cross_reference(jets, muons, g.n_events)
     return jets, muons
 

@@ -32,14 +32,14 @@ import numpy as np
 
 from flashsim_coffea.nanoaod.precision import NANOAOD_MANTISSA_BITS, round_mantissa
 
-from flashsim_coffea.nanoaod.conventions import AREA_QUANTUM, delta_phi
+from flashsim_coffea.nanoaod.conventions import AREA_QUANTUM, JET_MAX_ABS_ETA, JET_MIN_PT, delta_phi
 
 from ._inputs import GenInput, ObjectNoise, closest_in_cone, is_gen_muon, pairs_within
 from .taggers import btag_scores, qgl_and_constituents
 
 __all__ = ["genjet_muon_context", "resolution", "simulate_genjets", "finish_jets"]
 
-PT_MIN = 15.0
+PT_MIN = JET_MIN_PT
 #: overall jet response (the real Run-2 and Run-3 files both show matched jets above 1)
 RESPONSE_SCALE = 1.02
 
@@ -133,7 +133,7 @@ def simulate_genjets(g: GenInput, seed: int) -> dict[str, np.ndarray]:
     r = np.maximum(mu * r, 0.05)
     pt_reco = pt * r
 
-    keep = (nz.uniform("jet_eff") < efficiency(pt, eta)) & (pt_reco > PT_MIN)
+    keep = (nz.uniform("jet_eff") < efficiency(pt, eta)) & (pt_reco > PT_MIN) & (np.abs(eta) < JET_MAX_ABS_ETA)
     idx = np.flatnonzero(keep)
     nz = nz.subset(idx)
     sl = lambda a: a[idx]  # noqa: E731

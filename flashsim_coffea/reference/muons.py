@@ -43,7 +43,7 @@ import numpy as np
 from flashsim_coffea import noise
 from flashsim_coffea.nanoaod.precision import NANOAOD_MANTISSA_BITS, round_mantissa
 
-from flashsim_coffea.nanoaod.conventions import MUON_MASS, delta_phi
+from flashsim_coffea.nanoaod.conventions import MUON_MASS, MUON_MAX_ABS_ETA, MUON_MIN_PT, delta_phi
 
 from ._inputs import GenInput, ObjectNoise, closest_in_cone, is_gen_muon, pairs_within
 
@@ -114,7 +114,7 @@ def simulate_muons(g: GenInput, seed: int) -> dict[str, np.ndarray]:
     """Flat arrays of the reconstructed muons (unsorted, unrounded) with ``evt`` and
     ``genPartIdx`` (local GenPart index); see the module docstring for the model."""
     gp = g.genpart
-    cand = is_gen_muon(gp) & (np.abs(gp["eta"]) < 2.4) & (gp["pt"] > 3.0)
+    cand = is_gen_muon(gp) & (np.abs(gp["eta"]) < MUON_MAX_ABS_ETA) & (gp["pt"] > MUON_MIN_PT)
     mu = np.flatnonzero(cand)
     evt = gp.evt[mu]
     nz = ObjectNoise.for_objects(seed, "muon", g.run[evt], g.lumi[evt], g.event[evt], gp.local[mu])

@@ -1,4 +1,5 @@
-"""Validation plots (matplotlib + mplhep CMS style, PNG).
+"""Validation plots (matplotlib + mplhep style, PNG), labelled "flashsim-coffea *Simulation*"
+with the sample's title (:func:`flashsim_coffea.plotting.project_label`).
 
 * ``hist1d``: FlashSim vs reference (and reference′ dashed) with a FlashSim/reference ratio
   panel; log y when the distribution spans > 2 decades; range = reference 0.1–99.9 %
@@ -19,17 +20,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 import mplhep as hep  # noqa: E402
 import numpy as np  # noqa: E402
 
+from ..plotting import project_label, use_style  # noqa: E402
+
 __all__ = ["style", "hist1d", "contours", "profile", "flavour_hist", "roc"]
 
 FLASH, REF, REF2 = "tab:red", "black", "tab:blue"
 
 
 def style() -> None:
-    plt.style.use(hep.style.CMS)
+    use_style()
 
 
 def _label(ax, text: str) -> None:
-    hep.cms.label(ax=ax, data=False, rlabel=text, fontsize=14)
+    project_label(ax, text, com=None)  # the files may come from any √s
 
 
 def _range(ref: np.ndarray) -> tuple[float, float]:

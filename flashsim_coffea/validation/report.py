@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from flashsim_coffea import __version__
+from flashsim_coffea.cards import file_record
 from flashsim_coffea.flows.sampler import FlowModel
 from flashsim_coffea.objects import ObjectSpec
 from flashsim_coffea.reference.resimulate import reference_fingerprint
@@ -132,10 +133,12 @@ def run_validation(spec: ObjectSpec, model: FlowModel, files: list[str], out_dir
     samples = build_samples(spec, model, files, ref_seed, max_events, resimulate, draws=floor_draws)
     title = title or Path(files[0]).stem
     metrics = write_report(spec, samples, out, title)
-    prov = {"spec": spec.name, "spec_hash": spec.hash(), "model": str(model.path), "precision": model.precision, "model_metrics": model.card.get("metrics"),
-            "inputs": [str(Path(f).resolve()) for f in files],
+    prov = {"spec": spec.name, "spec_hash": spec.hash(), "model": Path(str(model.path)).name,
+            "model_weights_sha256": model.card.get("weights_sha256"), "precision": model.precision,
+            "model_metrics": model.card.get("metrics"),
+            "inputs": [file_record(f) for f in files],
             "reference_prime_seeds": [ref_seed + k for k in range(floor_draws)], "flashsim_folds": list(range(floor_draws)),
-            "reference": "file" if resimulate is None else f"reference.simulate(seed {resimulate})",
+            "reference": "file" if resimulate is None else f"reference.respond(seed {resimulate})",
             "reference_fingerprint": reference_fingerprint(), **samples.info,
             "seconds": round(time.time() - t0, 1), "package_version": __version__}
     (out / "provenance.json").write_text(json.dumps(prov, indent=1))

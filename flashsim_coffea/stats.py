@@ -1,4 +1,4 @@
-"""The demo's numbers: χ²/ndf between two histograms, mean statistical error, closure.
+"""Histogram statistics: χ²/ndf between two histograms, mean statistical error, the FlashSim-driven variation.
 
 χ²/ndf (used for FlashSim vs FullSim and for the systematic-variation closure)::
 
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..plotting import hist_data
+from .plotting import hist_data
 
 __all__ = ["Chi2", "Hist1D", "chi2_ndf", "closure_prediction", "mean_rel_error", "as_arrays"]
 

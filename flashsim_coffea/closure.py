@@ -1,0 +1,683 @@
+"""Analysis-level closure: FlashSim vs the reference on the same Gen events, against a noise floor.
+
+The library behind ``flashsim closure`` (docs/closure.md). For one reference file REF (Gen +
+the reference detector response, i.e. this project's "FullSim"):
+
+1. **Inputs, checked before any work** (:func:`check_inputs`): REF has the Gen branches FlashSim
+   and the reference response read and the reco branches the fullsim mode reads; REF2 (a second
+   reference draw of the same Gen events) has the same events in the same order (run,
+   luminosityBlock, event); when REF2 is not given it is drawn by
+   :func:`flashsim_coffea.reference.resimulate.resimulate_file` with ``ref_seed`` into a
+   temporary file (removed at the end), and ``ref_seed`` must differ from the seed that drew
+   REF (read from the file's ``FlashSimMetadata`` when it has one) — the same seed would give
+   the same draw.
+2. **Three runs** of :class:`processors.VBFHmmProcessor` through
+   :func:`flashsim_coffea.runner.run_processor`, sharing one executor
+   (:func:`~flashsim_coffea.runner.executor_session`): fullsim on REF ("reference"), fullsim on
+   REF2 ("reference′", the noise floor) and flashsim on REF ("FlashSim", ``folds`` N ≥ 1).
+3. **Numbers** (:func:`compare_outputs`; "a" ∈ {FlashSim, reference′}, "ref" = reference):
+
+   * cutflow efficiency of each cumulative step, ε = n_step / (N · n_all) (N = folds for
+     FlashSim, 1 otherwise; unweighted counts), binomial error σ_ε = √(ε(1−ε)/n_all) over the
+     n_all Gen events; ratios r = ε_a/ε_ref with σ_r = r·√((σ_a/ε_a)² + (σ_ref/ε_ref)²) (inputs
+     taken as independent: conservative, they share the Gen events);
+   * yields (Σ genWeight) per region with their statistical errors, and the same ratios;
+   * per (region, variable) histogram χ²(a, ref) = Σ_i (a_i − ref_i)²/(σ_a,i² + σ_ref,i²) over
+     the bins with σ_a,i² + σ_ref,i² > 0 (the demo's definition,
+     :func:`flashsim_coffea.stats.chi2_ndf`), for a = FlashSim and a = reference′, and
+     the **ratio** R = χ²(FlashSim, ref) / χ²(ref′, ref): 1 means FlashSim is as close to the
+     reference as a second draw of the reference itself (inf when the floor is 0 and FlashSim
+     differs, NaN when neither has content); the same, ``ratio_shape``, with FlashSim and
+     reference′ scaled to the reference's area (shape only). A histogram is *compared* when
+     both χ² have ≥ 5 bins with content (:data:`MIN_NDF`; a ratio of two χ² with 1–4 degrees
+     of freedom is noise); over the compared ones: median and worst R (and R shape), flags
+     where R > 3 (the target) and R > 1.3 (the goal);
+   * the RMS of m_μμ in the preselection for each (from the ``presel/mass`` histogram: bin
+     centres, weights = contents), with σ_RMS ≈ RMS/√(2 n_eff), n_eff = (Σw)²/Σw², and the
+     relative differences (a − ref)/ref.
+
+4. **Report** (:func:`write_report`): ``summary.json`` (keys in :data:`SUMMARY_KEYS`),
+   ``summary.md`` and figures in ``figures/`` (mplhep style, the project's label): per (region,
+   variable) reference (points), FlashSim and reference′ with both ratios to the reference, and
+   the cutflow efficiencies with their ratios.
+
+One reference file (one dataset) per call; run it once per process for several.
+
+>>> from flashsim_coffea.closure import ClosureConfig, run_closure
+>>> summary = run_closure(ClosureConfig(ref="vbf.root", output="closure-vbf"))
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import MissingBranchesError, UserError
+from .stats import as_arrays, chi2_ndf
+
+__all__ = [
+    "DEFAULT_REF_SEED",
+    "GOAL",
+    "MIN_NDF",
+    "SOURCES",
+    "SUMMARY_KEYS",
+    "TARGET",
+    "ClosureConfig",
+    "ClosureOutputs",
+    "check_inputs",
+    "compare_outputs",
+    "cutflow_table",
+    "chi2_table",
+    "mass_rms",
+    "run_closure",
+    "run_outputs",
+    "write_report",
+]
+
+#: χ² ratio above which a histogram misses the issue's target / the goal
+TARGET = 3.0
+GOAL = 1.3
+#: fewest bins with content (in both χ²) for a histogram to be compared and flagged
+MIN_NDF = 5
+#: reference′ seed when none is given (must differ from the seed that drew REF)
+DEFAULT_REF_SEED = 424242
+#: the three histogram sets: key in the outputs → label in tables and figures
+SOURCES = {"flashsim": "FlashSim", "reference": "reference", "reference2": "reference′"}
+#: the same in figures (the plot fonts have no prime)
+FIGURE_LABELS = {"flashsim": "FlashSim", "reference": "reference", "reference2": "reference, 2nd draw (floor)"}
+#: top-level keys of summary.json
+SUMMARY_KEYS = ("dataset", "inputs", "settings", "events", "cutflow", "yields", "chi2", "chi2_summary", "mass_rms",
+                "thresholds", "figures", "timings_s")
+MASS_REGION, MASS_VAR = "presel", "mass"
+REGION_NOTES = {"presel": "preselection", "SR": "VBF signal region", "SB": "VBF sideband"}
+FIGURES = "figures"
+REPORT_FILES = ("summary.md", "summary.json")
+
+# =========================================================================== configuration
+@dataclass
+class ClosureConfig:
+    """What ``flashsim closure`` was asked to do (see the module docstring).
+
+    ``ref2``: a second reference draw of REF's Gen events (None: drawn with ``ref_seed``);
+    ``dataset``: the name in the outputs and the report (default: REF's file stem);
+    ``jets_model``/``muons_model``: FlashSim flows (None: the shipped ones); ``dnn``: evaluate the
+    DNN (its histogram ``dnn_atanh`` is then compared too).
+    """
+
+    ref: str | Path
+    output: str | Path
+    ref2: str | Path | None = None
+    dataset: str | None = None
+    folds: int = 1
+    ref_seed: int = DEFAULT_REF_SEED
+    executor: Any = "futures"
+    workers: int = 2
+    scheduler: str | None = None
+    chunksize: int = 10_000
+    force: bool = False
+    progress: bool = True
+    dnn: bool = True
+    jets_model: str | Path | None = None
+    muons_model: str | Path | None = None
+    figures: bool = True
+
+    @property
+    def name(self) -> str:
+        return self.dataset or Path(self.ref).stem
+
+
+@dataclass
+class ClosureOutputs:
+    """The processor outputs (of the one dataset) of the three runs, and how REF2 was obtained."""
+
+    reference: dict
+    reference2: dict
+    flashsim: dict
+    folds: int = 1
+    ref2_source: str = ""
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def _log(enabled: bool, msg: str) -> None:
+    if enabled:
+        print(msg, flush=True)
+
+
+# =========================================================================== inputs
+def _processors(cfg: ClosureConfig):
+    from processors import VBFHmmProcessor
+
+    simulator = None
+    if cfg.jets_model or cfg.muons_model:
+        from .inject import FlashSim
+
+        simulator = FlashSim(jets=cfg.jets_model or "default", muons=cfg.muons_model or "default")
+    full = VBFHmmProcessor(mode="fullsim", dnn=cfg.dnn)
+    flash = VBFHmmProcessor(mode="flashsim", folds=cfg.folds, dnn=cfg.dnn, flashsim=simulator)
+    return full, flash
+
+
+def _event_ids(path: Path) -> tuple[list[str], int, dict[str, np.ndarray]]:
+    from .nanoaod.conventions import EVENT_ID
+    from .nanoaod.io import open_events
+
+    tree = open_events(path)
+    keys = list(tree.keys())
+    ids = {k: tree[k].array(library="np") for k in EVENT_ID if k in keys}
+    return keys, int(tree.num_entries), ids
+
+
+def _reference_seed(path: Path) -> int | None:
+    """The seed that drew the reference response of ``path`` (None when unknown)."""
+    from .nanoaod.io import read_metadata
+
+    try:
+        meta = read_metadata(path)
+    except Exception:  # noqa: BLE001 - files without readable metadata: unknown
+        return None
+    if "reference_seed" in meta:
+        return int(meta["reference_seed"])
+    if meta.get("reference_response") and "seed" in meta:
+        return int(meta["seed"])
+    return None
+
+
+def check_output_dir(output: str | Path, force: bool) -> Path:
+    """The report folder: a UserError if it is a file, or is not empty and ``force`` is not set."""
+    out = Path(output)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not force:
+        shown = ", ".join(sorted(p.name for p in out.iterdir())[:5])
+        raise UserError(f"output folder {out} is not empty ({shown}); use --force to overwrite or -o another folder")
+    return out
+
+
+def check_inputs(cfg: ClosureConfig) -> dict[str, Any]:
+    """Every check of step 1 (module docstring), before any work; returns REF's entries, the seed
+    that drew it (or None) and REF2's path (None: to be drawn)."""
+    from .noise import check_seed
+    from .reference.resimulate import REQUIRED_GEN
+
+    if isinstance(cfg.folds, bool) or not isinstance(cfg.folds, int) or cfg.folds < 1:
+        raise UserError(f"--folds must be an integer ≥ 1, got {cfg.folds!r}")
+    if isinstance(cfg.chunksize, bool) or not isinstance(cfg.chunksize, int) or cfg.chunksize < 1:
+        raise UserError(f"--chunksize must be an integer ≥ 1, got {cfg.chunksize!r}")
+    ref = Path(cfg.ref)
+    check_output_dir(cfg.output, cfg.force)
+    keys, n, ids = _event_ids(ref)
+    full, flash = _processors(cfg)
+    available = set(keys)
+    gen_missing = [b for b in dict.fromkeys([*REQUIRED_GEN, *flash.required_branches()]) if b not in available]
+    if gen_missing:
+        hint = " (is it collision data? only simulation has Gen collections)" if "GenPart_pdgId" in gen_missing else ""
+        raise MissingBranchesError(str(ref), gen_missing, "run FlashSim and the reference response on its Gen events" + hint)
+    reco_missing = full.missing_branches(available)
+    if reco_missing:
+        raise MissingBranchesError(str(ref), reco_missing, "run the analysis on its reference reco objects (fullsim mode)")
+    if n == 0:
+        raise UserError(f"{ref}: the Events tree is empty")
+    seed = _reference_seed(ref)
+    if cfg.ref2 is None:
+        check_seed(cfg.ref_seed)
+        if seed is not None and seed == cfg.ref_seed:
+            raise UserError(f"{ref} was drawn with the reference seed {seed}: --ref-seed {cfg.ref_seed} would repeat "
+                            "the same draw (no noise floor); choose another --ref-seed")
+    else:
+        ref2 = Path(cfg.ref2)
+        if ref2.resolve() == ref.resolve():
+            raise UserError(f"REF2 {ref2} is REF itself: give a second reference draw of the same Gen events "
+                            "(flashsim resimulate REF -o REF2 --seed S) or leave REF2 out")
+        keys2, n2, ids2 = _event_ids(ref2)
+        reco2 = full.missing_branches(set(keys2))
+        if reco2:
+            raise MissingBranchesError(str(ref2), reco2, "run the analysis on its reference reco objects (fullsim mode)")
+        same = n2 == n and set(ids2) == set(ids) and all(np.array_equal(ids[k], ids2[k]) for k in ids)
+        if not same:
+            raise UserError(f"REF2 {ref2} does not hold the same events as REF {ref} (run, luminosityBlock, event, in "
+                            f"order; {n2} vs {n} events): it must be a second reference draw of REF's Gen events, e.g. "
+                            "flashsim resimulate REF -o REF2 --seed S")
+    return {"events": n, "ref_seed_of_ref": seed, "ref2": None if cfg.ref2 is None else str(cfg.ref2)}
+
+
+# =========================================================================== runs
+def _runner():
+    from .runner import executor_session, run_processor
+
+    return executor_session, run_processor
+
+
+def run_outputs(cfg: ClosureConfig, ref2: str | Path) -> ClosureOutputs:
+    """Step 2: fullsim on REF and REF2, flashsim on REF; one executor for the three runs."""
+    executor_session, run_processor = _runner()
+    full, flash = _processors(cfg)
+    name = cfg.name
+    timings: dict[str, float] = {}
+
+    def fileset(path):
+        return {name: {"files": {str(Path(path).resolve()): "Events"}}}
+
+    runs = (("reference", full, cfg.ref, "fullsim (reference) on REF"),
+            ("reference2", full, ref2, "fullsim (reference', 2nd draw) on REF2"),
+            ("flashsim", flash, cfg.ref, f"flashsim (folds {cfg.folds}) on REF"))
+    out: dict[str, dict] = {}
+    with executor_session(cfg.executor, cfg.workers, cfg.scheduler, status=cfg.progress) as ex:
+        for k, (key, proc, path, what) in enumerate(runs, start=1):
+            _log(cfg.progress, f"[{k + 1}/5] {what} …")
+            t0 = time.perf_counter()
+            res = run_processor(fileset(path), proc, ex, chunksize=cfg.chunksize)
+            timings[key] = round(time.perf_counter() - t0, 2)
+            out[key] = res[name]
+            ev = out[key]["nevents"]
+            _log(cfg.progress, f"      done in {timings[key]:.1f} s ({ev / max(timings[key], 1e-9):.0f} events/s)")
+    return ClosureOutputs(out["reference"], out["reference2"], out["flashsim"], cfg.folds, str(ref2), timings)
+
+
+# =========================================================================== numbers
+def _ratio(a: float, sa: float, b: float, sb: float) -> tuple[float, float]:
+    """r = a/b with σ_r = r·√((σa/a)² + (σb/b)²) (a, b independent); NaN when b ≤ 0."""
+    if not b > 0:
+        return float("nan"), float("nan")
+    r = a / b
+    if a > 0:
+        return float(r), float(abs(r) * math.sqrt((sa / a) ** 2 + (sb / b) ** 2))
+    return float(r), float(sa / b)
+
+
+def _efficiency(count: float, n_all: int, folds: int) -> tuple[float, float]:
+    if n_all <= 0:
+        return float("nan"), float("nan")
+    eff = count / (folds * n_all)
+    return float(eff), float(math.sqrt(max(eff * (1 - eff), 0.0) / n_all))
+
+
+def cutflow_table(outputs: ClosureOutputs) -> list[dict[str, Any]]:
+    """Per cumulative step: counts, efficiencies ± binomial errors of the three sources, and the
+    ratios FlashSim/reference and reference′/reference (module docstring)."""
+    folds = {"flashsim": outputs.folds, "reference": 1, "reference2": 1}
+    res = {k: getattr(outputs, k) for k in SOURCES}
+    steps = list(outputs.reference["cutflow"])
+    rows = []
+    for step in steps:
+        row: dict[str, Any] = {"step": step}
+        for k, r in res.items():
+            n_all = int(r["nevents"])
+            eff, err = _efficiency(float(r["cutflow"][step]), n_all, folds[k])
+            row[k] = {"count": float(r["cutflow"][step]) / folds[k], "eff": eff, "err": err}
+        ref = row["reference"]
+        for k, label in (("flashsim", "ratio_flashsim"), ("reference2", "ratio_floor")):
+            v, e = _ratio(row[k]["eff"], row[k]["err"], ref["eff"], ref["err"])
+            row[label] = {"value": v, "err": e}
+        rows.append(row)
+    return rows
+
+
+def _sum_hist(h) -> tuple[float, float]:
+    a = as_arrays(h)
+    return float(a.values.sum()), float(a.variances.sum())
+
+
+def yields_table(outputs: ClosureOutputs) -> list[dict[str, Any]]:
+    """Per region: Σ weights (the ``mass`` histogram, flow bins excluded) ± √Σw² of the three
+    sources, and the ratios to the reference."""
+    rows = []
+    for region, hists in outputs.reference["hists"].items():
+        var = MASS_VAR if MASS_VAR in hists else next(iter(hists))
+        row: dict[str, Any] = {"region": region}
+        for k in SOURCES:
+            s, v = _sum_hist(getattr(outputs, k)["hists"][region][var])
+            row[k] = {"yield": s, "err": math.sqrt(v)}
+        for k, label in (("flashsim", "ratio_flashsim"), ("reference2", "ratio_floor")):
+            val, err = _ratio(row[k]["yield"], row[k]["err"], row["reference"]["yield"], row["reference"]["err"])
+            row[label] = {"value": val, "err": err}
+        rows.append(row)
+    return rows
+
+
+def _arrays(h) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(values, variances, edges); Poisson variances when the histogram stores none."""
+    a = as_arrays(h)
+    return a.values, a.variances, a.edges
+
+
+def _chi2_ratio(num: float, den: float) -> float:
+    if den > 0:
+        return num / den
+    return float("inf") if num > 0 else float("nan")
+
+
+def _to_area(a: np.ndarray, va: np.ndarray, total: float) -> tuple[np.ndarray, np.ndarray]:
+    """``a`` scaled to the area ``total`` (variances by the square); unchanged when empty."""
+    s = a.sum()
+    k = total / s if s > 0 else 1.0
+    return a * k, va * k * k
+
+
+def chi2_table(outputs: ClosureOutputs) -> list[dict[str, Any]]:
+    """Per (region, variable): χ²(FlashSim, ref), χ²(ref′, ref) with their ndf, the ratio R, the
+    same for the shapes (a scaled to the reference's area: ``ratio_shape``), and the flags.
+
+    A histogram is ``compared`` when both χ² have ndf ≥ :data:`MIN_NDF` and R is defined; only
+    compared histograms are flagged (R > :data:`TARGET`, R > :data:`GOAL`)."""
+    rows = []
+    for region, hists in outputs.reference["hists"].items():
+        for var, h_ref in hists.items():
+            r, vr, _ = _arrays(h_ref)
+            f, vf, _ = _arrays(outputs.flashsim["hists"][region][var])
+            r2, vr2, _ = _arrays(outputs.reference2["hists"][region][var])
+            cf, c2 = chi2_ndf(f, vf, r, vr), chi2_ndf(r2, vr2, r, vr)
+            sf, s2 = chi2_ndf(*_to_area(f, vf, r.sum()), r, vr), chi2_ndf(*_to_area(r2, vr2, r.sum()), r, vr)
+            ratio = _chi2_ratio(float(cf.chi2), float(c2.chi2))
+            compared = bool(min(cf.ndf, c2.ndf) >= MIN_NDF and not math.isnan(ratio))
+            rows.append({
+                "region": region, "variable": var,
+                "chi2_flashsim": float(cf.chi2), "ndf_flashsim": int(cf.ndf),
+                "chi2_floor": float(c2.chi2), "ndf_floor": int(c2.ndf),
+                "ratio": ratio,
+                "chi2_shape_flashsim": float(sf.chi2), "chi2_shape_floor": float(s2.chi2),
+                "ratio_shape": _chi2_ratio(float(sf.chi2), float(s2.chi2)),
+                "compared": compared,
+                "above_target": bool(compared and ratio > TARGET), "above_goal": bool(compared and ratio > GOAL),
+            })
+    return rows
+
+
+def chi2_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median and worst χ² ratio (and shape-only ratio) over the compared histograms, the flagged
+    ones, and those not compared (fewer than :data:`MIN_NDF` bins with content)."""
+    ok = [r for r in rows if r["compared"]]
+    name = lambda r: f"{r['region']}/{r['variable']}"  # noqa: E731
+
+    def stats(key):
+        vals = np.array([r[key] for r in ok if not math.isnan(r[key])], dtype=np.float64)
+        worst = max((r for r in ok if not math.isnan(r[key])), key=lambda r: r[key], default=None)
+        return (float(np.median(vals)) if vals.size else float("nan"),
+                {"histogram": name(worst), "ratio": worst[key]} if worst else None)
+
+    median, worst = stats("ratio")
+    median_shape, worst_shape = stats("ratio_shape")
+    return {
+        "histograms": len(rows),
+        "compared": len(ok),
+        "median_ratio": median,
+        "worst": worst,
+        "median_ratio_shape": median_shape,
+        "worst_shape": worst_shape,
+        "above_target": [name(r) for r in ok if r["above_target"]],
+        "above_goal": [name(r) for r in ok if r["above_goal"]],
+        "not_compared": [name(r) for r in rows if not r["compared"]],
+    }
+
+
+def mass_rms(outputs: ClosureOutputs, region: str = MASS_REGION, var: str = MASS_VAR) -> dict[str, Any]:
+    """RMS of ``var`` in ``region`` from the histogram (bin centres) for the three sources, with
+    σ_RMS ≈ RMS/√(2 n_eff), and the relative differences to the reference."""
+    out: dict[str, Any] = {"region": region, "variable": var}
+    for k in SOURCES:
+        values, variances, edges = _arrays(getattr(outputs, k)["hists"][region][var])
+        total = values.sum()
+        if total <= 0:
+            out[k] = {"rms": float("nan"), "err": float("nan"), "mean": float("nan")}
+            continue
+        x = 0.5 * (edges[1:] + edges[:-1])
+        mean = float((values * x).sum() / total)
+        rms = float(math.sqrt(max((values * (x - mean) ** 2).sum() / total, 0.0)))
+        n_eff = total**2 / variances.sum() if variances.sum() > 0 else float("nan")
+        out[k] = {"rms": rms, "err": rms / math.sqrt(2 * n_eff) if n_eff > 0 else float("nan"), "mean": mean}
+    ref = out["reference"]["rms"]
+    for k, label in (("flashsim", "rel_diff_flashsim"), ("reference2", "rel_diff_floor")):
+        out[label] = (out[k]["rms"] - ref) / ref if ref > 0 else float("nan")
+    return out
+
+
+def compare_outputs(outputs: ClosureOutputs) -> dict[str, Any]:
+    """Step 3 (module docstring): the cutflow, yields, χ² and m_μμ RMS numbers of a closure."""
+    rows = chi2_table(outputs)
+    return {
+        "events": int(outputs.reference["nevents"]),
+        "cutflow": cutflow_table(outputs),
+        "yields": yields_table(outputs),
+        "chi2": rows,
+        "chi2_summary": chi2_summary(rows),
+        "mass_rms": mass_rms(outputs),
+        "thresholds": {"target": TARGET, "goal": GOAL, "min_ndf": MIN_NDF},
+    }
+
+
+# =========================================================================== report
+def _clean(x: Any) -> Any:
+    """JSON-safe: NaN/inf → None, numpy scalars → Python, Paths → str."""
+    if isinstance(x, Mapping):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, Path):
+        return str(x)
+    if hasattr(x, "item") and not isinstance(x, (str, bytes)):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def _fmt(x: Any, fmt: str = ".3g") -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "–"
+    if isinstance(x, float) and math.isinf(x):
+        return "∞"
+    return format(x, fmt)
+
+
+def _pm(d: Mapping, key: str = "value", fmt: str = ".3f") -> str:
+    return f"{_fmt(d[key], fmt)} ± {_fmt(d['err'], fmt)}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows] + [""]
+
+
+def markdown(summary: Mapping[str, Any]) -> str:
+    """``summary.md``: inputs, cutflow, yields, χ² summary and table, m_μμ RMS, figures."""
+    s = summary
+    inp, st = s["inputs"], s["settings"]
+    L = [f"# Closure: FlashSim vs reference on the same Gen events — {s['dataset']}", ""]
+    L += [f"REF `{inp['ref']}` ({s['events']} events); reference′ (the noise floor): {inp['ref2_source']}. "
+          f"FlashSim folds {st['folds']}; executor {st['executor']}, chunksize {st['chunksize']}. "
+          "A ratio FlashSim/ref is to be read against the floor ref′/ref: both reconstruct the same Gen events.", ""]
+    L += ["## Cutflow efficiencies", "", "ε = events after each cumulative step / all (unweighted; FlashSim fold "
+          "entries / N), ± binomial error; ratio errors treat the two as independent.", ""]
+    L += _table(["step", "ε FlashSim", "ε reference", "ε reference′", "FlashSim/ref", "ref′/ref (floor)"],
+                [[r["step"], _pm(r["flashsim"], "eff", ".4f"), _pm(r["reference"], "eff", ".4f"),
+                  _pm(r["reference2"], "eff", ".4f"), _pm(r["ratio_flashsim"]), _pm(r["ratio_floor"])] for r in s["cutflow"]])
+    L += ["## Yields per region", "", "Σ genWeight ± √Σw² (folds-weighted for FlashSim).", ""]
+    L += _table(["region", "FlashSim", "reference", "reference′", "FlashSim/ref", "ref′/ref (floor)"],
+                [[r["region"], _pm(r["flashsim"], "yield", ".1f"), _pm(r["reference"], "yield", ".1f"),
+                  _pm(r["reference2"], "yield", ".1f"), _pm(r["ratio_flashsim"]), _pm(r["ratio_floor"])] for r in s["yields"]])
+    cs, th = s["chi2_summary"], s["thresholds"]
+    worst = cs["worst"] or {"histogram": "–", "ratio": float("nan")}
+    L += ["## χ² ratio per histogram", "", "χ²(a, ref) = Σ (a−ref)²/(σa²+σref²) over the bins with content (the demo's "
+          "definition); ratio R = χ²(FlashSim, ref)/χ²(ref′, ref).", ""]
+    worst_shape = cs["worst_shape"] or {"histogram": "–", "ratio": float("nan")}
+    L += _table(["histograms compared", "median R", "worst R", f"R > {th['target']:g} (target)", f"R > {th['goal']:g} (goal)",
+                 "median R shape", "worst R shape"],
+                [[f"{cs['compared']} / {cs['histograms']}", _fmt(cs["median_ratio"], ".2f"),
+                  f"{_fmt(worst['ratio'], '.2f')} ({worst['histogram']})", str(len(cs["above_target"])),
+                  str(len(cs["above_goal"])), _fmt(cs["median_ratio_shape"], ".2f"),
+                  f"{_fmt(worst_shape['ratio'], '.2f')} ({worst_shape['histogram']})"]])
+    L += [f"Compared: both χ² with ≥ {th['min_ndf']} bins with content. \"R shape\": the same with FlashSim and "
+          "reference′ scaled to the reference's area (shape only, normalisation removed).", ""]
+    if cs["above_target"]:
+        L += [f"Above the target ({th['target']:g}): " + ", ".join(f"`{h}`" for h in cs["above_target"]), ""]
+    if cs["not_compared"]:
+        L += ["Not compared (too few bins with content): " + ", ".join(f"`{h}`" for h in cs["not_compared"]), ""]
+    L += _table(["region", "variable", "χ² FlashSim (ndf)", "χ² ref′ (ndf)", "R", "R shape", "flag"],
+                [[r["region"], r["variable"], f"{_fmt(r['chi2_flashsim'], '.1f')} ({r['ndf_flashsim']})",
+                  f"{_fmt(r['chi2_floor'], '.1f')} ({r['ndf_floor']})", _fmt(r["ratio"], ".2f"), _fmt(r["ratio_shape"], ".2f"),
+                  "> target" if r["above_target"] else ("> goal" if r["above_goal"] else ("" if r["compared"] else "not compared"))]
+                 for r in s["chi2"]])
+    m = s["mass_rms"]
+    L += [f"## m_μμ RMS ({m['region']})", ""]
+    L += _table(["", "FlashSim", "reference", "reference′"],
+                [["RMS [GeV]"] + [f"{_fmt(m[k]['rms'], '.3f')} ± {_fmt(m[k]['err'], '.3f')}" for k in SOURCES],
+                 ["(a − ref)/ref", _fmt(m["rel_diff_flashsim"], "+.4f"), "0", _fmt(m["rel_diff_floor"], "+.4f")]])
+    if s["figures"]:
+        L += ["## Figures", ""] + [f"![{Path(f).stem}]({f})" for f in s["figures"]] + [""]
+    return "\n".join(L)
+
+
+def _title(dataset: str) -> str:
+    return {"vbf_hmm": "VBF H→μμ", "dy": "DY μμ + jets", "ewk_mumujj": "EWK μμjj", "ttbar": "tt̄"}.get(dataset, dataset)
+
+
+def comparison_figure(outputs: ClosureOutputs, region: str, var: str, path: Path, title: str) -> Path:
+    """Reference (points), FlashSim and reference′ of one histogram with both ratios to the reference."""
+    from . import plotting as pl
+    from .analysis import VARIABLES
+
+    items = [
+        pl.series(outputs.reference["hists"][region][var], "reference", histtype="errorbar", color="black"),
+        pl.series(outputs.flashsim["hists"][region][var], "FlashSim", color="tab:red"),
+        pl.series(outputs.reference2["hists"][region][var], FIGURE_LABELS["reference2"], color="tab:blue", linestyle="--"),
+    ]
+    xlabel = VARIABLES[var][0] if var in VARIABLES else var
+    fig = pl.compare(items, ratios=[(1, 0), (2, 0)], xlabel=xlabel, ylabel="Events", ratio_label="ratio to reference",
+                     title=title, note=REGION_NOTES.get(region, region))
+    return pl.save(fig, path)
+
+
+def cutflow_figure(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
+    """Cutflow efficiencies (log) of the three sources and the ratios FlashSim/ref, ref′/ref."""
+    import matplotlib.pyplot as plt
+
+    from . import plotting as pl
+
+    pl.use_style()
+    steps = [r["step"] for r in rows]
+    x = np.arange(len(steps))
+    fig, (ax, rax) = plt.subplots(2, 1, figsize=(9, 8), sharex=True, gridspec_kw={"height_ratios": (3, 2), "hspace": 0.06})
+    styles = {"flashsim": ("tab:red", "s", -0.12), "reference": ("black", "o", 0.0), "reference2": ("tab:blue", "^", 0.12)}
+    for k, label in FIGURE_LABELS.items():
+        color, marker, dx = styles[k]
+        ax.errorbar(x + dx, [r[k]["eff"] for r in rows], yerr=[r[k]["err"] for r in rows], fmt=marker, color=color,
+                    label=label, ms=5)
+    ax.set_yscale("log")
+    ax.set_ylabel("efficiency")
+    ax.legend(fontsize=12)
+    pl.project_label(ax, title)
+    for key, label, (color, marker, dx) in (("ratio_flashsim", "FlashSim / reference", styles["flashsim"]),
+                                            ("ratio_floor", "2nd draw / reference (floor)", styles["reference2"])):
+        rax.errorbar(x + dx, [r[key]["value"] for r in rows], yerr=[r[key]["err"] for r in rows], fmt=marker,
+                     color=color, label=label, ms=5)
+    rax.axhline(1.0, color="gray", lw=1)
+    vals = np.array([r[k]["value"] for r in rows for k in ("ratio_flashsim", "ratio_floor")], dtype=float)
+    vals = vals[np.isfinite(vals)]
+    lo, hi = (min(0.8, 0.95 * vals.min()), max(1.2, 1.05 * vals.max())) if vals.size else (0.8, 1.2)
+    rax.set_ylim(max(lo, 0.0), min(hi, 3.0))
+    rax.set_ylabel("ratio", fontsize=14)
+    rax.legend(fontsize=11)
+    rax.set_xticks(x, steps, rotation=30, ha="right", fontsize=12)
+    return pl.save(fig, path)
+
+
+def write_report(summary: dict[str, Any], outputs: ClosureOutputs | None, folder: Path, progress: bool = False,
+                 hists: list[tuple[str, str]] | None = None) -> dict[str, Any]:
+    """Figures (when ``outputs`` is given: the cutflow and every (region, variable) of ``hists``,
+    default all), ``summary.json`` and ``summary.md`` in ``folder``; returns ``summary`` with its
+    ``figures`` (paths relative to ``folder``)."""
+    folder = Path(folder)
+    figures: list[str] = []
+    if outputs is not None:
+        figdir = folder / FIGURES
+        figdir.mkdir(parents=True, exist_ok=True)
+        title = _title(summary["dataset"])
+        figures.append(str(cutflow_figure(summary["cutflow"], figdir / "cutflow.png", title).relative_to(folder)))
+        if hists is None:
+            hists = [(r["region"], r["variable"]) for r in summary["chi2"]]
+        for i, (region, var) in enumerate(hists, start=1):
+            figures.append(str(comparison_figure(outputs, region, var, figdir / f"{region}_{var}.png", title).relative_to(folder)))
+            if progress and (i % 20 == 0 or i == len(hists)):
+                _log(True, f"      {i}/{len(hists)} histogram figures")
+    summary["figures"] = figures
+    (folder / "summary.json").write_text(json.dumps(_clean(summary), indent=1, ensure_ascii=False) + "\n")
+    (folder / "summary.md").write_text(markdown(summary))
+    return summary
+
+
+def _prepare_output(cfg: ClosureConfig) -> Path:
+    out = check_output_dir(cfg.output, cfg.force)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise UserError(f"cannot write to the output folder {out}: {err.strerror or err}") from err
+    if cfg.force:  # replace exactly what a closure writes
+        for name in REPORT_FILES:
+            (out / name).unlink(missing_ok=True)
+        if (out / FIGURES).is_dir():
+            for p in (out / FIGURES).glob("*.png"):
+                p.unlink()
+    return out
+
+
+# =========================================================================== all of it
+def run_closure(cfg: ClosureConfig) -> dict[str, Any]:
+    """Steps 1–4 of the module docstring; returns the summary (also written to ``cfg.output``)."""
+    t_start = time.perf_counter()
+    info = check_inputs(cfg)
+    out = _prepare_output(cfg)
+    timings: dict[str, float] = {}
+    tmp = None
+    try:
+        if cfg.ref2 is None:
+            from .reference.resimulate import resimulate_file
+
+            tmp = tempfile.mkdtemp(prefix=".ref2-", dir=out)
+            ref2 = Path(tmp) / f"{Path(cfg.ref).stem}_ref{cfg.ref_seed}.root"
+            _log(cfg.progress, f"[1/5] reference' (2nd draw): resimulating {info['events']} events of {cfg.ref} with seed {cfg.ref_seed} …")
+            t0 = time.perf_counter()
+            resimulate_file(cfg.ref, ref2, cfg.ref_seed, progress=cfg.progress)
+            timings["resimulate"] = round(time.perf_counter() - t0, 2)
+            _log(cfg.progress, f"      done in {timings['resimulate']:.1f} s")
+            ref2_source = f"drawn with `resimulate_file(REF, tmp, seed={cfg.ref_seed})`"
+        else:
+            ref2 = Path(cfg.ref2)
+            _log(cfg.progress, f"[1/5] reference' (2nd draw): {ref2} (given)")
+            ref2_source = f"`{ref2}` (given)"
+        outputs = run_outputs(cfg, ref2)
+        timings.update(outputs.timings_s)
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+    numbers = compare_outputs(outputs)
+    if all(r["chi2_floor"] == 0 for r in numbers["chi2"]) and outputs.reference["cutflow"] == outputs.reference2["cutflow"]:
+        raise UserError("REF2 gives exactly the histograms of REF: it is not a second reference draw (same seed?); "
+                        "draw one with another seed (flashsim resimulate REF -o REF2 --seed S)")
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()
+                if k in ("folds", "ref_seed", "workers", "chunksize", "dnn", "jets_model", "muons_model")}
+    settings["executor"] = cfg.executor if isinstance(cfg.executor, str) else type(cfg.executor).__name__
+    summary: dict[str, Any] = {
+        "dataset": cfg.name,
+        "inputs": {"ref": str(cfg.ref), "ref2": None if cfg.ref2 is None else str(cfg.ref2),
+                   "ref2_seed": cfg.ref_seed if cfg.ref2 is None else None, "ref2_source": ref2_source,
+                   "ref_seed_of_ref": info["ref_seed_of_ref"]},
+        "settings": settings,
+        **numbers,
+        "figures": [],
+        "timings_s": timings,
+    }
+    if cfg.figures:
+        _log(cfg.progress, f"[5/5] figures and report in {out} …")
+    summary = write_report(summary, outputs if cfg.figures else None, out, progress=cfg.progress)
+    summary["timings_s"]["total"] = round(time.perf_counter() - t_start, 2)
+    (out / "summary.json").write_text(json.dumps(_clean(summary), indent=1, ensure_ascii=False) + "\n")
+    return summary

@@ -1,0 +1,52 @@
+"""Per-object reconstruction rules: what NanoAOD does around the flow's sample.
+
+A :class:`RecoRules` belongs to one :class:`~.spec.ObjectSpec` and is declared in the object's
+own module (``objects/jets.py``, ``objects/muons.py``), so that the injection names no object:
+
+* ``gen_max_abs_eta``, ``gen_min_pt`` — Gen acceptance before sampling: only Gen objects with
+  |η| < gen_max_abs_eta and pT > gen_min_pt are simulated (muons: the muon system; jets: the calorimeters);
+* ``min_pt`` — NanoAOD's reco threshold after sampling: reco pT > min_pt (jets: 15 GeV);
+* ``mass`` — a constant reco mass written as ``<reco>_mass`` when the flow does not simulate it;
+* ``gen_defaults`` — reco fields copied from the Gen object with a dtype, when the flow does not
+  simulate them (jets: ``partonFlavour``, ``hadronFlavour``);
+* ``efficiency_pt_edges``, ``efficiency_abseta_edges``, ``efficiency_threshold_free_pt`` — the
+  binning of the reconstruction-efficiency map ε(Gen pT, Gen |η|) (:mod:`flashsim_coffea.efficiency`).
+
+The rules are not part of the spec's hash (the flow does not depend on them); they are stored in
+model cards written since they exist, and models whose cards predate them take the rules of the
+registered spec of the same name and hash.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+__all__ = ["RecoRules"]
+
+
+@dataclass(frozen=True)
+class RecoRules:
+    gen_max_abs_eta: float | None = None
+    gen_min_pt: float | None = None
+    min_pt: float | None = None
+    mass: float | None = None
+    gen_defaults: tuple[tuple[str, str], ...] = ()  # (field, dtype)
+    efficiency_pt_edges: tuple[float, ...] = (0.0, 1e9)
+    efficiency_abseta_edges: tuple[float, ...] = (0.0, 1e9)
+    efficiency_threshold_free_pt: float = 0.0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["gen_defaults"] = [list(p) for p in self.gen_defaults]
+        d["efficiency_pt_edges"] = list(self.efficiency_pt_edges)
+        d["efficiency_abseta_edges"] = list(self.efficiency_abseta_edges)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RecoRules":
+        d = dict(d)
+        d["gen_defaults"] = tuple(tuple(p) for p in d.get("gen_defaults", ()))
+        for k in ("efficiency_pt_edges", "efficiency_abseta_edges"):
+            if k in d:
+                d[k] = tuple(d[k])
+        return cls(**d)

@@ -1,0 +1,559 @@
+"""FlashSim to file: NanoAOD in → NanoAOD out with FlashSim ``Jet``/``Muon`` (``flashsim simulate``).
+
+:func:`simulate_file` reads one or more NanoAOD files with Gen collections chunk by chunk,
+simulates reco ``Jet`` and ``Muon`` with :class:`flashsim_coffea.inject.FlashSim` (the same
+objects ``FlashSim().inject(events, folds)`` gives, bit for bit) and writes one NanoAOD file:
+
+* **Events** — every branch of the inputs except the replaced collections (below), plus the
+  FlashSim ``Jet_*``/``Muon_*`` with their counters ``nJet``/``nMuon`` and a ``fold`` branch
+  (int32, 0 … N−1). With ``folds = N`` every input event appears N times, event-major
+  (e0f0, e0f1, …, e1f0, …), each copy with its original ``run``/``luminosityBlock``/``event``
+  and all its other branches repeated. The FlashSim fields are written as FlashSim makes them
+  (float32/int32/bool, NanoAOD precision), minus what coffea's ``NanoAODSchema`` makes itself
+  on reading (:func:`written_fields`): the global indices ``genJetIdxG``/``genPartIdxG``
+  (rebuilt from ``genJetIdx``/``genPartIdx``) and ``Jet.charge`` (0.0 for every NanoAOD jet).
+* **Dropped branches** — (a) every ``Jet_*``/``Muon_*`` of the input and the counters
+  ``nJet``/``nMuon`` (replaced); (b) every branch of another collection that holds an index
+  *into* Jet or Muon, which would point at the wrong object: those coffea's ``NanoAODSchema``
+  declares as cross-references to Jet/Muon (``Electron_jetIdx``, ``Photon_jetIdx``,
+  ``Tau_jetIdx``, ``FsrPhoton_muonIdx``) and any other ``X_jetIdx*``/``X_muonIdx*``
+  (e.g. ``boostedTau_jetIdx``, ``FatJet_muonIdx3SJ``). The list is in the provenance
+  (``dropped_branches``). Event-level reco quantities computed from the original reco
+  objects (``MET_*``, ``SoftActivityJet*``, ``Electron_jetRelIso``, trigger bits, …) are
+  carried unchanged: they describe the input's reconstruction, not FlashSim's.
+* **genWeight** — with N folds it is scaled by 1/N (``float32(genWeight / N)``; untouched for
+  N = 1), so the output is a correctly normalised sample: Σ genWeight over the file equals
+  the input's, and ``Runs/genEventSumw`` — copied unchanged — still normalises it
+  (``XSecPb · L · genWeight / genEventSumw``). Then ``flashsim run OUT --mode fullsim``
+  gives the histogram contents and ``sumw`` of ``flashsim run IN --mode flashsim --folds N``
+  (to float32 rounding of genWeight/N; bit for bit for N = 1). Other weights (``LHE*Weight``,
+  ``PSWeight``, ``LHEWeight_originalXWGTUP``) are carried unscaled. An input without
+  ``genWeight`` gets ``genWeight = 1`` (then /N).
+* **Runs** — the input's ``Runs`` tree, unchanged; with several inputs their entries are
+  concatenated (as ``hadd`` does: sum ``genEventSumw`` over the entries). Inputs without a
+  ``Runs`` tree get one entry built from their events (genEventCount = events,
+  genEventSumw(2) = Σ genWeight(²) of the input, before the 1/N).
+* **FlashSimMetadata** — JSON provenance: the input's own metadata (for several inputs the
+  keys on which they all agree; each input's in its record), and under ``"simulate"``: the
+  package version, folds, genWeight scale, models (name, shipped or not, SHA-256 of
+  ``card.json``, weights and efficiency map), device/precision, the inputs (file name, bytes,
+  SHA-256, events — never an absolute path), the dropped branches and FlashSim's counts
+  (Gen objects outside the acceptance, with non-finite inputs (not simulated), not
+  reconstructed, clamped/redrawn/fallen back, below the reco threshold, written).
+
+**Several inputs** are concatenated into one output, in the order given; they must have the
+same ``Events`` branches with the same types, and either all or none a ``Runs`` tree with the
+same branches (else a UserError naming the difference). A file given twice is refused.
+
+**Safety** — the output location is checked before any work
+(:func:`flashsim_coffea.nanoaod.io.check_output_path`); an existing output is replaced only
+with ``force``; an input is never overwritten (even with ``force``). The file is written under
+a temporary name beside the output and renamed at the end, so a failure leaves no truncated
+file (and an old output in place).
+
+**Memory** — the inputs are read ``chunksize`` Gen events at a time (default
+``max(1, 50_000 // folds)``, i.e. at most 50k output events per chunk). The noise of FlashSim
+is keyed on (run, luminosityBlock, event, object, fold): the file's content does not depend on
+``chunksize``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import numpy as np
+
+from .errors import MissingBranchesError, UserError
+
+__all__ = ["DEFAULT_MAX_OUTPUT_EVENTS", "COUNT_LABELS", "simulate_file", "dropped_branches", "refers_to", "written_fields"]
+
+#: default bound on output events per chunk: chunksize = max(1, this // folds)
+DEFAULT_MAX_OUTPUT_EVENTS = 50_000
+#: name of the fold branch
+FOLD_BRANCH = "fold"
+#: branch-name pattern of an index into a Jet or Muon collection: X_jetIdx*, X_muonIdx*
+_INDEX_FIELD = re.compile(r"^[A-Za-z0-9]+_(jet|muon)Idx\w*$")
+_INDEX_TARGET = {"jet": "Jet", "muon": "Muon"}
+#: FlashSim's counts (``PreparedChunk.info``) as the report words them
+COUNT_LABELS = {
+    "n_gen": "Gen objects",
+    "n_gen_outside_acceptance": "outside the acceptance (not simulated)",
+    "n_gen_nonfinite": "with non-finite Gen inputs (skipped)",
+    "n_not_reconstructed": "not reconstructed (efficiency)",
+    "n_out_of_range_cond": "conditioning outside the training range (clamped)",
+    "n_redrawn": "samples redrawn",
+    "n_fallback": "samples set to the mode after redraws",
+    "n_below_threshold": "below the reco threshold",
+    "n_reco": "written",
+}
+
+
+# --------------------------------------------------------------------------- branch plans
+def refers_to(branch: str) -> str | None:
+    """The collection a NanoAOD index branch points into (``Electron_jetIdx`` → ``"Jet"``), for
+    the cross-references coffea's NanoAODSchema declares and any ``X_jetIdx*``/``X_muonIdx*``; else None."""
+    from coffea.nanoevents import NanoAODSchema
+
+    target = NanoAODSchema.all_cross_references.get(branch)
+    if target is not None:
+        return target
+    m = _INDEX_FIELD.match(branch)
+    return _INDEX_TARGET[m.group(1)] if m else None
+
+
+def dropped_branches(names, replaced) -> list[str]:
+    """The branches of ``names`` that :func:`simulate_file` drops when it replaces the
+    collections ``replaced`` (e.g. ``{"Jet", "Muon"}``): their own branches and counters, and
+    every other collection's index into them (module docstring)."""
+    replaced = set(replaced)
+    out = []
+    for n in names:
+        prefix = n.split("_", 1)[0]
+        if prefix in replaced and "_" in n:
+            out.append(n)  # Jet_pt, … (and uproot's per-branch counters nJet_pt of some skims: below)
+        elif n in {f"n{c}" for c in replaced} or (n.startswith("n") and n[1:].split("_", 1)[0] in replaced and "_" in n):
+            out.append(n)  # nJet, nJet_pt
+        elif refers_to(n) in replaced:
+            out.append(n)
+    return out
+
+
+@dataclass(frozen=True)
+class _Item:
+    """One output branch (group): ``flat`` (one value per event), ``lone`` (a jagged branch
+    without a collection, e.g. LHEPdfWeight) or ``record`` (a collection ``X`` of ``X_field``)."""
+
+    name: str
+    kind: str
+    members: tuple[tuple[str, str], ...]  # (field, input branch)
+
+
+def _counters(tree) -> set[str]:
+    """Names of the branches that count another branch (uproot rewrites counters itself)."""
+    from .nanoaod.io import is_counter
+
+    names = list(tree.keys())
+    out = {n for n in names if is_counter(n, names)}
+    for b in tree.values():
+        cb = getattr(b, "count_branch", None)
+        if cb is not None:
+            out.add(cb.name)
+    return out
+
+
+def _plan(tree, drop: set[str]) -> list[_Item]:
+    """Output items of ``tree``'s branches, in input order, skipping ``drop`` and the counters.
+
+    A jagged branch ``X_f`` joins collection ``X`` named by its counter ``nX`` when that
+    counter's name is a proper prefix of the branch (so ``Proton_multiRP_xi`` joins
+    ``Proton_multiRP``), else the collection before its first underscore (``Jet_pt`` → Jet,
+    also for skims with per-branch counters ``nJet_pt``); a jagged name without an inner
+    underscore (``LHEPdfWeight``, ``LHEScaleSumw_``) is a lone jagged branch.
+    """
+    counters = _counters(tree)
+    items: dict[str, list] = {}
+    kinds: dict[str, str] = {}
+    for b in tree.values():
+        n = b.name
+        if n in drop or n in counters:
+            continue
+        jagged = getattr(b, "count_branch", None) is not None or str(b.typename).endswith("[]")
+        if not jagged:
+            kinds[n], items[n] = "flat", [("", n)]
+            continue
+        cb = getattr(b, "count_branch", None)
+        coll = None
+        if cb is not None and cb.name.startswith("n") and n.startswith(cb.name[1:] + "_") and len(n) > len(cb.name):
+            coll = cb.name[1:]
+        elif "_" in n.strip("_"):
+            coll = n.split("_", 1)[0]
+        if coll is None:
+            kinds[n], items[n] = "lone", [("", n)]
+        else:
+            kinds.setdefault(coll, "record")
+            items.setdefault(coll, []).append((n[len(coll) + 1:], n))
+    return [_Item(k, kinds[k], tuple(v)) for k, v in items.items()]
+
+
+def _signature(tree, plan: list[_Item]) -> dict[str, str]:
+    return {b: str(tree[b].typename) for it in plan for _, b in it.members}
+
+
+def _assemble(arrays: dict, plan: list[_Item], where: str) -> dict[str, Any]:
+    """uproot-writable columns (numpy for flat, awkward for jagged/records) from read branches."""
+    out: dict[str, Any] = {}
+    for it in plan:
+        if it.kind == "flat":
+            out[it.name] = ak.to_numpy(arrays[it.members[0][1]])
+        elif it.kind == "lone":
+            out[it.name] = ak.without_parameters(arrays[it.members[0][1]])
+        else:
+            try:
+                out[it.name] = ak.zip({f: ak.without_parameters(arrays[b]) for f, b in it.members}, depth_limit=None)
+            except ValueError as err:
+                raise UserError(f"{where}: the {it.name}_* branches do not have the same number of entries per "
+                                f"event ({err.__class__.__name__}); not a NanoAOD collection") from None
+    return out
+
+
+def _types(columns: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.type.content if isinstance(v, ak.Array) else v.dtype) for k, v in columns.items()}
+
+
+# --------------------------------------------------------------------------- inputs and models
+@dataclass
+class _Input:
+    path: Path
+    entries: int
+    plan: list[_Item]
+    signature: dict[str, str]
+    has_genweight: bool
+    dropped: list[str]
+    runs: dict[str, Any] | None = None  # assembled Runs columns
+    runs_signature: dict[str, str] | None = None
+    metadata: dict = field(default_factory=dict)
+
+
+def _scrub(value):
+    """Metadata without absolute paths: an absolute path string is replaced by its file name."""
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_scrub(v) for v in value]
+    if isinstance(value, str) and os.path.isabs(value) and os.sep in value:
+        return Path(value).name
+    return value
+
+
+def _open_input(path: Path, required: list[str], replaced: set[str]) -> _Input:
+    import uproot
+
+    from .nanoaod.io import open_events, read_metadata
+
+    tree = open_events(path)
+    names = list(tree.keys())
+    missing = [b for b in required if b not in names]
+    if missing:
+        hint = " (is it collision data? only simulation has Gen collections)" if any(m.startswith("Gen") for m in missing) else ""
+        raise MissingBranchesError(str(path), missing, "simulate it with FlashSim" + hint)
+    if FOLD_BRANCH in names:
+        raise UserError(f"{path}: already has a '{FOLD_BRANCH}' branch (a flashsim simulate output?); "
+                        "simulate the original Gen-level file instead")
+    drop = dropped_branches(names, replaced)
+    plan = _plan(tree, set(drop))
+    inp = _Input(path, int(tree.num_entries), plan, _signature(tree, plan), "genWeight" in names, drop)
+    with uproot.open(path) as f:
+        if "Runs" in f:
+            rtree = f["Runs"]
+            rplan = _plan(rtree, set())
+            wanted = {b for it in rplan for _, b in it.members}
+            inp.runs = _assemble(rtree.arrays(filter_name=wanted.__contains__, how=dict), rplan, f"{path}:Runs")
+            inp.runs_signature = _signature(rtree, rplan)
+    inp.metadata = _scrub(read_metadata(path))
+    return inp
+
+
+def _check_compatible(inputs: list[_Input]) -> None:
+    first = inputs[0]
+    for other in inputs[1:]:
+        if other.signature != first.signature:
+            a, b = first.signature, other.signature
+            diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+            shown = ", ".join(f"{k} ({a.get(k, 'absent')} vs {b.get(k, 'absent')})" for k in diff[:5])
+            more = f" and {len(diff) - 5} more" if len(diff) > 5 else ""
+            raise UserError(f"{first.path.name} and {other.path.name} have different Events branches: {shown}{more}; "
+                            "simulate them into separate outputs")
+        if other.has_genweight != first.has_genweight:
+            raise UserError(f"{first.path.name} and {other.path.name}: only one of them has genWeight")
+        if (other.runs is None) != (first.runs is None):
+            with_runs, without = (first, other) if other.runs is None else (other, first)
+            raise UserError(f"{with_runs.path.name} has a Runs tree but {without.path.name} does not; "
+                            "simulate them into separate outputs")
+        if other.runs_signature != first.runs_signature:
+            diff = sorted(set(first.runs_signature) ^ set(other.runs_signature)) or sorted(
+                k for k in first.runs_signature if first.runs_signature[k] != other.runs_signature.get(k))
+            raise UserError(f"{first.path.name} and {other.path.name} have different Runs branches ({', '.join(diff)})")
+
+
+def _model_record(name: str, path: Path) -> dict:
+    from .cards import CARD_NAME, sha256_file
+    from .flows.sampler import shipped_model_path
+
+    card_path = path / CARD_NAME if path.is_dir() else path
+    card = json.loads(card_path.read_text())
+    folder = card_path.parent
+    rec = {
+        "model": folder.name,
+        "shipped": folder.resolve() == shipped_model_path(name).resolve(),
+        "card_sha256": sha256_file(card_path),
+        "weights_sha256": card.get("weights_sha256"),
+        "spec_hash": card.get("spec_hash"),
+        "trained_with": card.get("package_version"),
+    }
+    eff = folder / "efficiency.json"
+    if eff.is_file():
+        rec["efficiency_sha256"] = sha256_file(eff)
+    return rec
+
+
+def _resolve_model(model, name: str) -> Path:
+    from .cards import resolve_card_path
+    from .flows.sampler import shipped_model_path
+
+    if model is None or model == "default":
+        return shipped_model_path(name)
+    return resolve_card_path(model).parent  # a clear error for a missing/pickle model
+
+
+# --------------------------------------------------------------------------- simulation
+def _flashsim_chunk(sim, events, folds: int) -> tuple[dict[str, ak.Array], dict[str, dict[str, int]]]:
+    """({reco collection: FlashSim objects per (event, fold) pair}, counts) — what
+    ``sim.inject(events, folds)`` puts in ``Jet``/``Muon`` (all folds in one batch, event-major)."""
+    from .folds import FoldBatch
+
+    with warnings.catch_warnings():
+        # per-chunk FlashSim warnings: their counts are summed and reported once at the end
+        warnings.filterwarnings("ignore", message=r"flashsim \w+:", category=UserWarning)
+        chunk = sim.prepare(events)
+        batch = FoldBatch.all_folds(len(events), folds)
+        objects = {reco: chunk.simulate(reco, batch) for reco in chunk.collections}
+    return objects, chunk.info
+
+
+def written_fields(collection: str, fields) -> list[str]:
+    """The FlashSim fields :func:`simulate_file` writes as ``collection_field``: all but those
+    coffea's NanoAODSchema makes itself on reading — the global indices (``genJetIdxG`` beside
+    ``genJetIdx``) and constant fields such as ``Jet.charge`` (0.0 for every NanoAOD jet)."""
+    from coffea.nanoevents import NanoAODSchema
+
+    fields = list(fields)
+    made = set(getattr(NanoAODSchema, "full_like_items", {}))
+    return [f for f in fields if not (f.endswith("G") and f[:-1] in fields) and f"{collection}_{f}" not in made]
+
+
+def _record_of(collection: str, objects: ak.Array) -> ak.Array:
+    """FlashSim objects as a plain record of the :func:`written_fields`."""
+    keep = written_fields(collection, ak.fields(objects))
+    return ak.zip({f: ak.without_parameters(objects[f]) for f in keep}, depth_limit=None)
+
+
+def _chunk_events(path: Path, start: int, stop: int):
+    from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Missing cross-reference index", category=RuntimeWarning)
+        return NanoEventsFactory.from_root(
+            {str(path): "Events"}, schemaclass=NanoAODSchema, mode="virtual", entry_start=start, entry_stop=stop,
+            metadata={"filename": str(path)},
+        ).events()
+
+
+def _runs_from_events(first_run: int, n: int, sumw: float, sumw2: float) -> dict[str, np.ndarray]:
+    return {
+        "run": np.array([first_run], dtype=np.uint32),
+        "genEventCount": np.array([n], dtype=np.int64),
+        "genEventSumw": np.array([sumw], dtype=np.float64),
+        "genEventSumw2": np.array([sumw2], dtype=np.float64),
+    }
+
+
+def _concat(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    out = {}
+    for k in parts[0]:
+        vals = [p[k] for p in parts]
+        out[k] = ak.concatenate(vals) if isinstance(vals[0], ak.Array) else np.concatenate(vals)
+    return out
+
+
+def _common_metadata(inputs: list[_Input]) -> dict:
+    metas = [i.metadata for i in inputs]
+    if len(metas) == 1:
+        return dict(metas[0])
+    return {k: v for k, v in metas[0].items() if all(k in m and m[k] == v for m in metas[1:])}
+
+
+def simulate_file(
+    inputs,
+    output: str | os.PathLike,
+    folds: int = 1,
+    jets: str | os.PathLike | None = "default",
+    muons: str | os.PathLike | None = "default",
+    force: bool = False,
+    chunksize: int | None = None,
+    progress: bool = True,
+    device: str = "cpu",
+    precision: str = "float32",
+    threads: int = 1,
+) -> dict[str, Any]:
+    """Write ``output``: the NanoAOD ``inputs`` (a path or a list) with FlashSim ``Jet``/``Muon``,
+    ``folds`` reconstructions per Gen event (see the module docstring for what is kept, dropped
+    and scaled). ``jets``/``muons``: flow model folders (``"default"``: the shipped models).
+    ``chunksize``: Gen events read per chunk (default ``max(1, 50_000 // folds)``).
+
+    Returns a summary: ``output``, ``inputs`` (names), ``events_in``, ``events_out``, ``folds``,
+    ``objects`` ({"Jet": n, "Muon": n} written), ``counts`` (FlashSim's counts per collection,
+    :data:`COUNT_LABELS`), ``dropped_branches``, ``seconds``.
+    """
+    import uproot
+    from tqdm.auto import tqdm
+
+    from . import __version__
+    from .cards import file_record
+    from .folds import check_folds
+    from .inject import FlashSim
+    from .nanoaod.io import METADATA_KEY, check_output_path
+    from .sampling_precision import check_precision
+
+    t0 = time.perf_counter()
+    paths = [Path(inputs)] if isinstance(inputs, (str, os.PathLike)) else [Path(p) for p in inputs]
+    if not paths:
+        raise UserError("give at least one input NanoAOD file")
+    folds = check_folds(folds)
+    if chunksize is None:
+        chunksize = max(1, DEFAULT_MAX_OUTPUT_EVENTS // folds)
+    if isinstance(chunksize, bool) or not isinstance(chunksize, (int, np.integer)) or chunksize < 1:
+        raise UserError(f"--chunksize must be an integer ≥ 1 (Gen events per chunk), got {chunksize!r}")
+    precision = check_precision(precision)
+
+    # 1. the output location, before any work
+    out = Path(output)
+    for p in paths:
+        same = os.path.samefile(p, out) if p.exists() and out.exists() else Path(os.path.abspath(p)) == Path(os.path.abspath(out))
+        if same:
+            raise UserError(f"output {out} is the input file {p}; choose another name (inputs are never overwritten)")
+    if out.is_dir():
+        raise UserError(f"output {out} is a folder; give a .root file name")
+    out = check_output_path(out, force)
+    seen: dict[Path, Path] = {}
+    for p in paths:
+        if not p.exists():
+            raise UserError(f"{p}: no such file")
+        key = p.resolve()
+        if key in seen:
+            also = f" (also as {seen[key]})" if str(seen[key]) != str(p) else ""
+            raise UserError(f"{p} is given twice{also}; each input event must appear once")
+        seen[key] = p
+
+    # 2. models (loaded and checked here), then the inputs
+    if device != "cpu":
+        from .flows.sampler import check_device
+
+        check_device(device)
+    model_paths = {"jets": _resolve_model(jets, "jets"), "muons": _resolve_model(muons, "muons")}
+    sim = FlashSim(jets=str(model_paths["jets"]), muons=str(model_paths["muons"]), threads=threads, device=device,
+                   precision=precision)
+    replaced = set(sim.models())
+    required = sorted(set(sim.required_branches()) | {"run", "luminosityBlock", "event"})
+    opened = [_open_input(p, required, replaced) for p in paths]
+    _check_compatible(opened)
+    total = sum(i.entries for i in opened)
+    if total == 0:
+        raise UserError(f"no events in {', '.join(p.name for p in paths)}: nothing to simulate")
+    dropped = sorted({b for i in opened for b in i.dropped})
+
+    # 3. chunks → temporary file → rename
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    counts: dict[str, dict[str, int]] = {}
+    runs_parts: list[dict[str, Any]] = []
+    n_out = 0
+    wrote_tree = None
+    fout = uproot.recreate(tmp, compression=uproot.ZSTD(5))
+    try:
+        with tqdm(total=total, unit="ev", desc=f"simulate ×{folds}" if folds > 1 else "simulate", disable=not progress) as bar:
+            for inp in opened:
+                tree = uproot.open(inp.path)["Events"]
+                wanted = {b for it in inp.plan for _, b in it.members}
+                sumw = sumw2 = 0.0
+                first_run = None
+                for start in range(0, inp.entries, chunksize):
+                    stop = min(inp.entries, start + chunksize)
+                    read = tree.arrays(filter_name=wanted.__contains__, entry_start=start, entry_stop=stop, how=dict)
+                    cols = _assemble(read, inp.plan, inp.path.name)
+                    n = stop - start
+                    if "genWeight" not in cols:
+                        cols["genWeight"] = np.ones(n, dtype=np.float32)
+                    w = np.asarray(cols["genWeight"], dtype=np.float64)
+                    sumw, sumw2 = sumw + float(w.sum()), sumw2 + float((w**2).sum())
+                    if first_run is None:
+                        first_run = int(cols["run"][0])
+                    objects, info = _flashsim_chunk(sim, _chunk_events(inp.path, start, stop), folds)
+                    for reco, c in info.items():
+                        acc = counts.setdefault(reco, {})
+                        for k, v in c.items():
+                            acc[k] = acc.get(k, 0) + int(v)
+                    block = _output_block(cols, objects, folds, n)
+                    if wrote_tree is None:
+                        wrote_tree = fout.mktree("Events", _types(block), title="Events")
+                    wrote_tree.extend(block)
+                    n_out += n * folds
+                    bar.update(n)
+                if inp.runs is not None:
+                    runs_parts.append(inp.runs)
+                elif inp.entries:
+                    runs_parts.append(_runs_from_events(first_run, inp.entries, sumw, sumw2))
+        runs = _concat(runs_parts)
+        fout.mktree("Runs", _types(runs), title="Runs").extend(runs)
+        objects_written = {reco: c.get("n_reco", 0) for reco, c in counts.items()}
+        meta = _common_metadata(opened)
+        meta["simulate"] = {
+            "flashsim_coffea_version": __version__,
+            "folds": folds,
+            "genweight_scale": 1.0 / folds,
+            "events_in": total,
+            "events_out": n_out,
+            "models": {name: _model_record(name, p) for name, p in model_paths.items()},
+            "device": device,
+            "precision": precision,
+            "inputs": [file_record(i.path, events=i.entries, **({"metadata": i.metadata} if len(opened) > 1 else {}))
+                       for i in opened],
+            "replaced": sorted(replaced),
+            "dropped_branches": dropped,
+            "counts": counts,
+            "objects": objects_written,
+        }
+        fout[METADATA_KEY] = json.dumps(meta, sort_keys=True, default=float)
+        fout.close()
+        os.replace(tmp, out)
+    except BaseException:
+        try:
+            fout.close()
+        finally:
+            tmp.unlink(missing_ok=True)
+        raise
+    return {
+        "output": str(out),
+        "inputs": [p.name for p in paths],
+        "events_in": total,
+        "events_out": n_out,
+        "folds": folds,
+        "objects": objects_written,
+        "counts": counts,
+        "dropped_branches": dropped,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def _output_block(cols: dict[str, Any], objects: dict[str, ak.Array], folds: int, n: int) -> dict[str, Any]:
+    """One chunk's output columns: the carried columns repeated ``folds`` times per event
+    (event-major), genWeight / folds, ``fold`` after ``event``, then the FlashSim collections."""
+    idx = np.repeat(np.arange(n), folds) if folds > 1 else None
+    block: dict[str, Any] = {}
+    for name, col in cols.items():
+        if idx is not None:
+            col = col[idx]
+            if name == "genWeight":
+                col = (np.asarray(col, dtype=np.float64) / folds).astype(np.asarray(col).dtype)
+        block[name] = col
+        if name == "event":
+            block[FOLD_BRANCH] = np.tile(np.arange(folds, dtype=np.int32), n)
+    for reco, objs in objects.items():
+        block[reco] = _record_of(reco, objs)
+    return block
