@@ -1,12 +1,16 @@
 """Throughput of the VBF H→μμ processor: fullsim vs flashsim, upsampling, dask scaling, memory.
 
-All figures come from one run on the same input, with the coffea ``Runner`` as an analyst uses
-it (``flashsim_coffea.runner.run_processor``: NanoAODSchema, the shipped DNN, histograms):
+All figures come from one run, with the coffea ``Runner`` as an analyst uses it
+(``flashsim_coffea.runner.run_processor``: NanoAODSchema, the shipped DNN, histograms), on an
+analysis-like mix of inputs (``--sources``: the bundled VBF H→μμ and tt̄ samples and an
+**unfiltered** DY sample made once with ``flashsim generate dy -n 5000 --seed 3101``):
 
-1. ``fullsim`` and ``flashsim`` (folds 1) events/s with the iterative executor, and their
-   ratio (target: flashsim ≥ 25 % of fullsim);
-2. flashsim with ``--folds`` (default 25) vs folds 1 on ``--fold-events`` events (one chunk):
-   wall-time ratio (target ≤ 10);
+1. per source, ``fullsim`` and ``flashsim`` (folds 1) events/s with the iterative executor and
+   their ratio (targets: flashsim ≥ 0.10 of fullsim on VBF H→μμ, goal 0.25; ≥ 0.5 on tt̄), and
+   flashsim with ``staged=False`` (jets simulated for every event instead of only the dimuon
+   events: the gain of simulating only what the analysis reads);
+2. per source, flashsim with ``--folds`` (default 25) vs folds 1 on ``--fold-events`` events
+   (one chunk): wall-time ratio (target ≤ 10);
 3. dask ``LocalCluster`` with 1 and 2 worker processes (one thread each), flashsim, cluster
    started and models loaded (a warm-up pass) before the clock starts: speed-up (target ≥ 1.7);
 4. peak RSS (``VmHWM`` of a fresh child process running the iterative executor) at
@@ -18,7 +22,7 @@ Input: a benchmark file of ``--events`` events (default 100k, so that one chunk 
 (``event + copy · 10^7``: every copy gets its own FlashSim noise) and cached under
 ``--workdir``. Usage::
 
-    python benchmarks/bench_processor.py [--events 100000] [--folds 25] [--skip-dask]
+    python benchmarks/bench_processor.py [--events 100000] [--folds 25] [--sources vbf_hmm ttbar dy_incl] [--skip-dask]
 
 The last line printed is JSON with all figures and the ratios.
 """
@@ -71,14 +75,51 @@ def fileset_for(path: Path) -> dict:
     return {"bench": {"files": {str(path): "Events"}}}
 
 
-def run_iterative(path: Path, mode: str, folds: int, chunksize: int) -> tuple[float, int]:
+def run_iterative(path: Path, mode: str, folds: int, chunksize: int, staged: bool = True) -> tuple[float, int]:
     from flashsim_coffea.runner import run_processor
     from processors import VBFHmmProcessor
 
-    proc = VBFHmmProcessor(mode=mode, folds=folds, dnn=True)
+    proc = VBFHmmProcessor(mode=mode, folds=folds, dnn=True, staged=staged)
     t = time.perf_counter()
     out = run_processor(fileset_for(path), proc, "iterative", chunksize=chunksize)
     return time.perf_counter() - t, int(out["bench"]["nevents"])
+
+
+def source_file(name: str, workdir: Path) -> Path:
+    """A bundled sample by process name, ``dy_incl`` (unfiltered DY, generated once), or a path."""
+    if name == "dy_incl":
+        path = workdir / "dy_incl_5000_3101.root"
+        if not path.exists():
+            from flashsim_coffea.generate.driver import generate
+
+            generate("dy", 5000, 3101, path, progress=False)
+        return path
+    if name.endswith(".root"):
+        return Path(name)
+    return ROOT / "flashsim_coffea" / "samples" / f"{name}.root"
+
+
+def measure_source(src: Path, args, workdir: Path) -> dict:
+    """Events/s of fullsim, flashsim (staged and not) and the folds-N/folds-1 time ratio on one source."""
+    path = build_input(src, args.events, workdir / f"{src.stem}_{args.events}.root")
+    run_iterative(path, "flashsim", 1, 2_000)  # warm-up: imports, model and DNN loading, page cache
+    rates = {}
+    for label, mode, staged in (("fullsim", "fullsim", True), ("flashsim", "flashsim", True),
+                                ("flashsim_unstaged", "flashsim", False)):
+        dt, n = run_iterative(path, mode, 1, args.chunksize, staged=staged)
+        rates[label] = n / dt
+        print(f"{src.stem:12s} {label:18s} folds 1 : {n} events in {dt:6.2f} s = {n / dt:8.0f} events/s", flush=True)
+    res = {"events_per_s": {k: round(v) for k, v in rates.items()},
+           "ratio_flashsim_vs_fullsim": round(rates["flashsim"] / rates["fullsim"], 3),
+           "ratio_staged_vs_unstaged": round(rates["flashsim"] / rates["flashsim_unstaged"], 2)}
+    fpath = build_input(src, args.fold_events, workdir / f"{src.stem}_{args.fold_events}.root")
+    t1, _ = run_iterative(fpath, "flashsim", 1, args.fold_events)
+    dtn, _ = run_iterative(fpath, "flashsim", args.folds, args.fold_events)
+    res["folds"] = {"events": args.fold_events, "seconds_folds1": round(t1, 2), f"seconds_folds{args.folds}": round(dtn, 2),
+                    f"ratio_folds{args.folds}_vs_folds1": round(dtn / t1, 2)}
+    print(f"{src.stem:12s} flashsim {args.fold_events} events: folds 1 {t1:.2f} s, folds {args.folds} {dtn:.2f} s "
+          f"= {dtn / t1:.2f} x", flush=True)
+    return res
 
 
 def run_dask(path: Path, workers: int, chunksize: int) -> float:
@@ -120,7 +161,9 @@ def peak_rss_gb(path: Path, mode: str, folds: int, chunksize: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100_000)
-    parser.add_argument("--source", default=str(ROOT / "flashsim_coffea" / "samples" / "vbf_hmm.root"))
+    parser.add_argument("--sources", nargs="+", default=["vbf_hmm", "ttbar", "dy_incl"],
+                        help="bundled process names, dy_incl (unfiltered DY, generated once) or ROOT files; "
+                             "the first one is also used for the dask and memory figures")
     parser.add_argument("--workdir", default=str(ROOT / "benchmarks" / "data"))
     parser.add_argument("--folds", type=int, default=25)
     parser.add_argument("--chunksize", type=int, default=100_000)
@@ -135,27 +178,17 @@ def main() -> None:
 
     warnings.simplefilter("ignore")
     os.makedirs(args.workdir, exist_ok=True)
-    src = Path(args.source)
-    path = build_input(src, args.events, Path(args.workdir) / f"{src.stem}_{args.events}.root")
-    res: dict = {"events": args.events, "source": src.name, "chunksize": args.chunksize, "cpus": os.cpu_count()}
-
-    run_iterative(path, "flashsim", 1, 2_000)  # warm-up: imports, model and DNN loading, page cache
-    rates = {}
-    for mode in ("fullsim", "flashsim"):
-        dt, n = run_iterative(path, mode, 1, args.chunksize)
-        rates[mode] = n / dt
-        print(f"{mode:9s} folds 1 : {n} events in {dt:6.2f} s = {n / dt:8.0f} events/s", flush=True)
-    res["events_per_s"] = {k: round(v) for k, v in rates.items()}
-    res["ratio_flashsim_vs_fullsim"] = round(rates["flashsim"] / rates["fullsim"], 3)
-    fpath = build_input(src, args.fold_events, Path(args.workdir) / f"{src.stem}_{args.fold_events}.root")
-    t1, _ = run_iterative(fpath, "flashsim", 1, args.fold_events)
-    dtn, _ = run_iterative(fpath, "flashsim", args.folds, args.fold_events)
-    res["folds"] = {"events": args.fold_events, "seconds_folds1": round(t1, 2), f"seconds_folds{args.folds}": round(dtn, 2),
-                    f"ratio_folds{args.folds}_vs_folds1": round(dtn / t1, 2)}
-    print(f"flashsim {args.fold_events} events: folds 1 {t1:.2f} s, folds {args.folds} {dtn:.2f} s = {dtn / t1:.2f} x", flush=True)
+    workdir = Path(args.workdir)
+    res: dict = {"events": args.events, "chunksize": args.chunksize, "cpus": os.cpu_count(), "sources": {}}
+    for name in args.sources:
+        src = source_file(name, workdir)
+        res["sources"][name] = measure_source(src, args, workdir)
+    src = source_file(args.sources[0], workdir)
+    path = build_input(src, args.events, workdir / f"{src.stem}_{args.events}.root")
+    fpath = build_input(src, args.fold_events, workdir / f"{src.stem}_{args.fold_events}.root")
 
     if not args.skip_dask:
-        dpath = build_input(src, args.dask_events, Path(args.workdir) / f"{src.stem}_{args.dask_events}.root")
+        dpath = build_input(src, args.dask_events, workdir / f"{src.stem}_{args.dask_events}.root")
         w1 = run_dask(dpath, 1, args.dask_chunksize)
         w2 = run_dask(dpath, 2, args.dask_chunksize)
         res["dask"] = {"events": args.dask_events, "chunksize": args.dask_chunksize,

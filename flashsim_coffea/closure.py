@@ -74,6 +74,7 @@ __all__ = [
     "ClosureConfig",
     "ClosureOutputs",
     "check_inputs",
+    "flashsim_models",
     "compare_outputs",
     "cutflow_table",
     "chi2_table",
@@ -109,7 +110,8 @@ class ClosureConfig:
 
     ``ref2``: a second reference draw of REF's Gen events (None: drawn with ``ref_seed``);
     ``dataset``: the name in the outputs and the report (default: REF's file stem);
-    ``jets_model``/``muons_model``: FlashSim flows (None: the shipped ones); ``dnn``: evaluate the
+    ``jets_model``/``muons_model``/``pileup_jets_model``: FlashSim flows (None: the shipped ones;
+    ``pileup_jets_model=False``: no FlashSim pile-up jets); ``dnn``: evaluate the
     DNN (its histogram ``dnn_atanh`` is then compared too).
     """
 
@@ -128,6 +130,7 @@ class ClosureConfig:
     dnn: bool = True
     jets_model: str | Path | None = None
     muons_model: str | Path | None = None
+    pileup_jets_model: str | Path | bool | None = None
     figures: bool = True
 
     @property
@@ -157,10 +160,11 @@ def _processors(cfg: ClosureConfig):
     from processors import VBFHmmProcessor
 
     simulator = None
-    if cfg.jets_model or cfg.muons_model:
+    if cfg.jets_model or cfg.muons_model or cfg.pileup_jets_model is not None:
         from .inject import FlashSim
 
-        simulator = FlashSim(jets=cfg.jets_model or "default", muons=cfg.muons_model or "default")
+        pileup = "default" if cfg.pileup_jets_model is None else cfg.pileup_jets_model
+        simulator = FlashSim(jets=cfg.jets_model or "default", muons=cfg.muons_model or "default", pileup_jets=pileup)
     full = VBFHmmProcessor(mode="fullsim", dnn=cfg.dnn)
     flash = VBFHmmProcessor(mode="flashsim", folds=cfg.folds, dnn=cfg.dnn, flashsim=simulator)
     return full, flash
@@ -189,6 +193,21 @@ def _reference_seed(path: Path) -> int | None:
     if meta.get("reference_response") and "seed" in meta:
         return int(meta["seed"])
     return None
+
+
+def flashsim_models(cfg: ClosureConfig) -> dict[str, dict[str, Any]]:
+    """The FlashSim flows of the flashsim run: per simulated object its folder and the weights'
+    SHA-256 from its card (which FlashSim the numbers belong to)."""
+    _, flash = _processors(cfg)
+    out = {}
+    for e in getattr(flash.flashsim, "entries", []):
+        card = Path(e.model_path) / "card.json"
+        try:
+            sha = json.loads(card.read_text()).get("weights_sha256")
+        except (OSError, ValueError):
+            sha = None
+        out[e.spec_name] = {"path": str(e.model_path), "weights_sha256": sha}
+    return out
 
 
 def check_output_dir(output: str | Path, force: bool) -> Path:
@@ -493,6 +512,10 @@ def markdown(summary: Mapping[str, Any]) -> str:
     L += [f"REF `{inp['ref']}` ({s['events']} events); reference′ (the noise floor): {inp['ref2_source']}. "
           f"FlashSim folds {st['folds']}; executor {st['executor']}, chunksize {st['chunksize']}. "
           "A ratio FlashSim/ref is to be read against the floor ref′/ref: both reconstruct the same Gen events.", ""]
+    models = st.get("flashsim_models") or {}
+    if models:
+        L += ["FlashSim models: " + ", ".join(f"{k} `{Path(v['path']).name}` (weights SHA-256 {(v['weights_sha256'] or '?')[:12]})"
+                                             for k, v in models.items()) + ".", ""]
     L += ["## Cutflow efficiencies", "", "ε = events after each cumulative step / all (unweighted; FlashSim fold "
           "entries / N), ± binomial error; ratio errors treat the two as independent.", ""]
     L += _table(["step", "ε FlashSim", "ε reference", "ε reference′", "FlashSim/ref", "ref′/ref (floor)"],
@@ -539,7 +562,8 @@ def _title(dataset: str) -> str:
 
 
 def comparison_figure(outputs: ClosureOutputs, region: str, var: str, path: Path, title: str) -> Path:
-    """Reference (points), FlashSim and reference′ of one histogram with both ratios to the reference."""
+    """Reference (points), FlashSim and reference′ of one histogram with both ratios to the reference
+    (log y when the reference's filled bins span more than a factor 100)."""
     from . import plotting as pl
     from .analysis import VARIABLES
 
@@ -549,8 +573,10 @@ def comparison_figure(outputs: ClosureOutputs, region: str, var: str, path: Path
         pl.series(outputs.reference2["hists"][region][var], FIGURE_LABELS["reference2"], color="tab:blue", linestyle="--"),
     ]
     xlabel = VARIABLES[var][0] if var in VARIABLES else var
+    pos = items[0].values[items[0].values > 0]
+    log = bool(pos.size and pos.max() > 100 * pos.min())  # steeply falling (isolation, pT): log y
     fig = pl.compare(items, ratios=[(1, 0), (2, 0)], xlabel=xlabel, ylabel="Events", ratio_label="ratio to reference",
-                     title=title, note=REGION_NOTES.get(region, region))
+                     title=title, note=REGION_NOTES.get(region, region), log=log)
     return pl.save(fig, path)
 
 
@@ -578,9 +604,11 @@ def cutflow_figure(rows: list[dict[str, Any]], path: Path, title: str) -> Path:
         rax.errorbar(x + dx, [r[key]["value"] for r in rows], yerr=[r[key]["err"] for r in rows], fmt=marker,
                      color=color, label=label, ms=5)
     rax.axhline(1.0, color="gray", lw=1)
-    vals = np.array([r[k]["value"] for r in rows for k in ("ratio_flashsim", "ratio_floor")], dtype=float)
-    vals = vals[np.isfinite(vals)]
-    lo, hi = (min(0.8, 0.95 * vals.min()), max(1.2, 1.05 * vals.max())) if vals.size else (0.8, 1.2)
+    lows = np.array([r[k]["value"] - r[k]["err"] for r in rows for k in ("ratio_flashsim", "ratio_floor")], dtype=float)
+    highs = np.array([r[k]["value"] + r[k]["err"] for r in rows for k in ("ratio_flashsim", "ratio_floor")], dtype=float)
+    lows, highs = lows[np.isfinite(lows)], highs[np.isfinite(highs)]
+    lo = min(0.8, 0.98 * lows.min()) if lows.size else 0.8
+    hi = max(1.2, 1.02 * highs.max()) if highs.size else 1.2
     rax.set_ylim(max(lo, 0.0), min(hi, 3.0))
     rax.set_ylabel("ratio", fontsize=14)
     rax.legend(fontsize=11)
@@ -663,8 +691,9 @@ def run_closure(cfg: ClosureConfig) -> dict[str, Any]:
         raise UserError("REF2 gives exactly the histograms of REF: it is not a second reference draw (same seed?); "
                         "draw one with another seed (flashsim resimulate REF -o REF2 --seed S)")
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()
-                if k in ("folds", "ref_seed", "workers", "chunksize", "dnn", "jets_model", "muons_model")}
+                if k in ("folds", "ref_seed", "workers", "chunksize", "dnn", "jets_model", "muons_model", "pileup_jets_model")}
     settings["executor"] = cfg.executor if isinstance(cfg.executor, str) else type(cfg.executor).__name__
+    settings["flashsim_models"] = flashsim_models(cfg)
     summary: dict[str, Any] = {
         "dataset": cfg.name,
         "inputs": {"ref": str(cfg.ref), "ref2": None if cfg.ref2 is None else str(cfg.ref2),

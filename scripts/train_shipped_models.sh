@@ -45,7 +45,9 @@
 #          reference's pile-up jets depend on nothing else) through the reference response (seed
 #          11): 1.4M pile-up jets; the count model P(n | nTrueInt) (count.json) from all 1M events,
 #          the flow ("small", 90k parameters) on 400k of the jets: 24 epochs of 60k, LR 2e-3, then
-#          the discrete head (puId, jetId), 6 epochs; ~6-10 min on one thread. Alone:
+#          30 epochs of 100k from those weights, LR 7e-4 (same validation events), each followed by
+#          the discrete head (puId, jetId), 6 epochs; ~7 CPU-minutes on one thread (12.5 min wall
+#          on a shared 2-core machine). Alone:
 #            ONLY=pileup_jets scripts/train_shipped_models.sh [TRAIN_DIR] [DY_DIR] [WORK_DIR]
 #          (also writes its validation report, flashsim_coffea/models/pileup_jets/validation/).
 set -euo pipefail
@@ -74,8 +76,10 @@ print(f"pileup_jets: {len(o)} pile-up jets of {len(data.counts)} events")
 PY
   flashsim train pileup_jets "$WORK/pileup_jets.npz" -o "$WORK/pileup_jets" --arch small --max-objects 400000 \
     --epochs 24 --epoch-size 60000 --patience 8 --lr 2e-3 --head-epochs 6 --seed 1 $T
+  flashsim train pileup_jets "$WORK/pileup_jets.npz" -o "$WORK/pileup_jets2" --init "$WORK/pileup_jets" --arch small \
+    --max-objects 400000 --epochs 30 --epoch-size 100000 --patience 8 --lr 7e-4 --head-epochs 6 --seed 2 --split-seed 1 $T
   mkdir -p flashsim_coffea/models/pileup_jets
-  cp "$WORK/pileup_jets/card.json" "$WORK/pileup_jets/model.safetensors" "$WORK/pileup_jets_count/count.json" \
+  cp "$WORK/pileup_jets2/card.json" "$WORK/pileup_jets2/model.safetensors" "$WORK/pileup_jets_count/count.json" \
     flashsim_coffea/models/pileup_jets/
   # validation: 200k held-out pile-up events (gen seed 2000), reference R and R' seeds 201, 202
   python -m flashsim_coffea.validation.pileup flashsim_coffea/models/pileup_jets \

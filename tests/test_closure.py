@@ -164,3 +164,11 @@ def test_clear_errors(runs, tmp_path):
     with pytest.raises(UserError, match="not empty"):
         run_closure(_cfg(tmp_path, output=tmp_path / "full"))
     assert not (tmp_path / "out").exists()  # nothing written before the checks passed
+
+
+def test_flashsim_models_are_recorded(tmp_path):
+    from flashsim_coffea.closure import flashsim_models
+
+    default = flashsim_models(_cfg(tmp_path))
+    assert {"jets", "muons"} <= set(default) and all(len(m["weights_sha256"] or "x" * 64) == 64 for m in default.values())
+    assert "pileup_jets" not in flashsim_models(_cfg(tmp_path, pileup_jets_model=False))

@@ -47,11 +47,11 @@ def test_injection_applies_the_map_per_fold(tiny_models, generated, tmp_path):
     assert EfficiencyMap.load(model_dir).values.max() == 0.5
     path, _ = generated("vbf_hmm", 100)
     ev = NanoEventsFactory.from_root({str(path): "Events"}, schemaclass=NanoAODSchema, mode="virtual").events()
-    full = FlashSim(jets=tiny_models["jets"], muons=False).inject(ev, folds=4)
-    half = FlashSim(jets=model_dir, muons=False).inject(ev, folds=4)
+    full = FlashSim(jets=tiny_models["jets"], muons=False, pileup_jets=False).inject(ev, folds=4)
+    half = FlashSim(jets=model_dir, muons=False, pileup_jets=False).inject(ev, folds=4)
     frac = ak.sum(ak.num(half.Jet)) / ak.sum(ak.num(full.Jet))
     assert 0.4 < frac < 0.6
     assert ak.all(ak.num(half.Jet) <= ak.num(full.Jet))  # efficiency only removes objects
     # folds of one object are reconstructed independently, and chunking does not matter
-    again = FlashSim(jets=model_dir, muons=False).inject(ev[40:], folds=4)
+    again = FlashSim(jets=model_dir, muons=False, pileup_jets=False).inject(ev[40:], folds=4)
     assert ak.all(again.Jet.pt == half[160:].Jet.pt)

@@ -38,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-dnn", action="store_true", help="do not evaluate the DNN (no dnn_atanh histogram)")
     p.add_argument("--jets-model", metavar="DIR", help="FlashSim jets flow folder (default: the shipped one)")
     p.add_argument("--muons-model", metavar="DIR", help="FlashSim muons flow folder (default: the shipped one)")
+    p.add_argument("--pileup-jets-model", metavar="DIR|none",
+                   help="FlashSim pile-up jets model folder (default: the shipped one); 'none': no FlashSim pile-up jets")
     p.add_argument("--no-figures", action="store_true", help="numbers only: summary.md and summary.json")
     p.add_argument("--force", action="store_true", help="overwrite the report in a non-empty DIR")
     add_no_progress(p)
@@ -60,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
         ref=files[0], ref2=files[1] if len(files) == 2 else None, output=output_of(args, "DIR"), dataset=args.dataset,
         folds=args.folds, ref_seed=DEFAULT_REF_SEED if args.ref_seed is None else args.ref_seed,
         executor=args.executor, workers=args.workers, scheduler=args.scheduler, chunksize=args.chunksize, force=args.force, progress=not args.no_progress,
-        dnn=not args.no_dnn, jets_model=args.jets_model, muons_model=args.muons_model, figures=not args.no_figures,
+        dnn=not args.no_dnn, jets_model=args.jets_model, muons_model=args.muons_model,
+        pileup_jets_model=False if (args.pileup_jets_model or "").lower() == "none" else args.pileup_jets_model, figures=not args.no_figures,
     )
     s = run_closure(cfg)
     cs = s["chi2_summary"]
