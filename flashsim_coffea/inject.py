@@ -202,8 +202,7 @@ class FlashSim:
         """Per-chunk preparation of every collection (conditioning, keys, acceptance): see module docstring."""
         meta = getattr(events, "metadata", None) or {}
         self.check(events, str(meta.get("filename", "<events>")))
-        return PreparedChunk(events, {reco: [(model, _prepare(model, events)) for model in models]
-                                      for reco, models in self.collection_models().items()})
+        return PreparedChunk(events, self.collection_models())
 
     def inject(self, events, folds: int = 1):
         """Events with FlashSim ``Jet``/``Muon``; with ``folds`` > 1 each event repeated ``folds`` times."""
@@ -229,28 +228,71 @@ class FlashSim:
 class PreparedChunk:
     """One chunk's Gen conditioning for every FlashSim collection; :meth:`simulate` draws reco
     objects for any :class:`~flashsim_coffea.folds.FoldBatch` of it. ``info``: counts summed over
-    the calls, per collection (:data:`INFO_COUNTS`)."""
+    the calls, per collection (:data:`INFO_COUNTS`).
+
+    A collection is prepared (Gen objects, conditioning, keys) on its first use, for every event
+    of the chunk — or, after :meth:`restrict`, only for the events an analysis can need it for
+    (e.g. jets where the dimuon selection can pass): conditioning is event-local, so the objects of
+    a pair do not depend on it."""
 
     events: Any
-    prepared: dict[str, list[tuple[Any, dict]]]  # reco collection -> its models' (model, preparation)
+    models: dict[str, list[Any]]  # reco collection -> its models (jets: GenJet-matched, then pile-up jets)
     info: dict[str, dict[str, int]] = field(default_factory=dict)
+    _prepared: dict[str, tuple[np.ndarray | None, list[dict]]] = field(default_factory=dict, repr=False)
 
     @property
     def collections(self) -> list[str]:
         """Reco collections simulated (``"Jet"``, ``"Muon"``)."""
-        return list(self.prepared)
+        return list(self.models)
+
+    def restrict(self, collection: str, entries) -> None:
+        """Prepare ``collection`` only for the chunk's events ``entries`` (indices); simulating a
+        pair of another event then raises."""
+        entries = np.unique(np.asarray(entries, dtype=np.int64))
+        sub = self.events[entries]
+        preps = [_prepare(model, sub) for model in self._models_of(collection)]
+        for model, prep in zip(self._models_of(collection), preps):
+            if "src_offsets" in prep:  # global Gen indices refer to the chunk's events, not the subset's
+                prep["src_offsets"] = _src_offsets(model, self.events)[entries]
+        self._prepared[collection] = (entries, preps)
+
+    def simulated_per_event(self, collection: str) -> np.ndarray:
+        """Gen objects each event of the chunk has simulated in ``collection`` (after acceptance and
+        the non-finite check; before efficiency): an upper bound of its reco objects."""
+        batch = FoldBatch.all_folds(len(self.events))
+        local, preps = self._preparation(collection, batch)
+        counts = [ak.to_numpy(ak.num(p["row_of"], axis=1)) for p in preps if "row_of" in p]
+        if not counts:
+            raise UserError(f"FlashSim {collection}: its objects have no Gen counterpart to count")
+        return np.sum(counts, axis=0)
+
+    def _models_of(self, collection: str) -> list[Any]:
+        if collection not in self.models:
+            raise UserError(f"FlashSim simulates {', '.join(self.models) or 'nothing'} here, not {collection!r}")
+        return self.models[collection]
+
+    def _preparation(self, collection: str, batch: FoldBatch) -> tuple[FoldBatch, list[dict]]:
+        """The collection's preparations and ``batch`` expressed in their event indices."""
+        if collection not in self._prepared:
+            self._prepared[collection] = (None, [_prepare(m, self.events) for m in self._models_of(collection)])
+        entries, preps = self._prepared[collection]
+        if entries is None:
+            return batch, preps
+        pos = np.minimum(np.searchsorted(entries, batch.entry), max(len(entries) - 1, 0))
+        if len(batch) and (len(entries) == 0 or np.any(entries[pos] != batch.entry)):
+            raise UserError(f"FlashSim {collection}: a pair of an event outside PreparedChunk.restrict(...) was requested")
+        return FoldBatch(pos, batch.fold, batch.folds, len(entries)), preps
 
     def simulate(self, collection: str, batch: FoldBatch, attach: bool = True) -> ak.Array:
         """Reco ``collection`` (one list per pair of ``batch``) with NanoAOD behaviour; ``attach``:
         as a field of the pairs' events, so that cross-references (``matched_gen``) resolve.
         With several models for the collection (jets and pile-up jets) each pair's objects are
         concatenated in model order and sorted by pT (stable: a tie keeps that order)."""
-        if collection not in self.prepared:
-            raise UserError(f"FlashSim simulates {', '.join(self.prepared) or 'nothing'} here, not {collection!r}")
+        local, preps = self._preparation(collection, batch)
         acc = self.info.setdefault(collection, dict.fromkeys(INFO_COUNTS, 0))
         parts = []
-        for model, prep in self.prepared[collection]:
-            part, info = _simulate(model, prep, batch)
+        for model, prep in zip(self.models[collection], preps):
+            part, info = _simulate(model, prep, local)
             parts.append(part)
             for k in INFO_COUNTS:
                 acc[k] += int(info[k])
@@ -302,9 +344,13 @@ def _prepare(model, events) -> dict:
         "n_nonfinite": ak.to_numpy(ak.sum(ak.unflatten(accept & ~finite, counts), axis=1)).astype(np.int64),
         "row_of": (local + offsets)[keep],  # simulated rows of the flat object table, jagged per event
         "gen": gen,
-        # first index of each event's objects in the *stored* Gen collection (global index)
-        "src_offsets": np.concatenate([[0], np.cumsum(ak.to_numpy(ak.num(events[spec.simulated.prefix], axis=1)))[:-1]]),
+        "src_offsets": _src_offsets(model, events),
     }
+
+
+def _src_offsets(model, events) -> np.ndarray:
+    """First index of each event's objects in the *stored* Gen collection (global index)."""
+    return np.concatenate([[0], np.cumsum(ak.to_numpy(ak.num(events[model.spec.simulated.prefix], axis=1)))[:-1]])
 
 
 def _prepare_unmatched(model, events) -> dict:

@@ -233,6 +233,10 @@ class _ObjectSource:
     def __init__(self, proc: VBFHmmProcessor, events):
         self.mode, self.events = proc.mode, events
         self.chunk = proc.flashsim.prepare(events) if proc.mode == "flashsim" else None
+        if self.chunk is not None and proc.staged and hasattr(self.chunk, "restrict"):
+            # jets are read only where the dimuon selection can pass: events with ≥ 2 simulated Gen
+            # muons (every reco muon comes from one); their conditioning is computed for those only
+            self.chunk.restrict("Jet", np.flatnonzero(self.chunk.simulated_per_event("Muon") >= 2))
 
     def muons(self, batch: FoldBatch):
         if self.chunk is not None:

@@ -205,3 +205,19 @@ def test_pileup_jets_need_flashsim_jets(tiny_models):
         FlashSim(jets=False, pileup_jets=tiny_models["jets"])
     with pytest.raises(UserError, match="model card not found"):
         FlashSim(pileup_jets="no/such/model")
+
+
+def test_restricted_preparation_gives_the_same_objects(sim, ev):
+    """Preparing jets only for some events (PreparedChunk.restrict) changes nothing for their pairs."""
+    whole = sim.inject(ev, folds=2)
+    chunk = sim.prepare(ev)
+    entries = np.flatnonzero(chunk.simulated_per_event("Muon") >= 2)
+    assert 0 < len(entries) < len(ev)
+    chunk.restrict("Jet", entries)
+    batch = FoldBatch.all_folds(len(ev), 2)
+    keep = np.isin(batch.entry, entries)
+    jets = chunk.simulate("Jet", batch.subset(keep))
+    assert ak.all(ak.flatten(jets.pt) == ak.flatten(whole.Jet.pt[keep]))
+    assert ak.all(jets.matched_gen.pt == whole.Jet.matched_gen.pt[keep])
+    with pytest.raises(UserError, match="restrict"):
+        chunk.simulate("Jet", batch)

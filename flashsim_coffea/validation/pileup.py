@@ -47,11 +47,11 @@ def _flashsim(model_path: str | Path, events_gen: dict, fold: int) -> tuple[dict
     """FlashSim's pile-up jets of fold ``fold`` (the injection's own code path) and their number per event."""
     from flashsim_coffea.flows.sampler import load_model
     from flashsim_coffea.folds import FoldBatch
-    from flashsim_coffea.inject import PreparedChunk, _prepare
+    from flashsim_coffea.inject import PreparedChunk
 
     model = load_model(model_path)
     events = ak.Array(events_gen)
-    chunk = PreparedChunk(events, {model.spec.reco: [(model, _prepare(model, events))]})
+    chunk = PreparedChunk(events, {model.spec.reco: [model]})
     n = len(events)
     batch = FoldBatch(np.arange(n, dtype=np.int64), np.full(n, fold, dtype=np.int64), fold + 1, n)
     jets = chunk.simulate(model.spec.reco, batch, attach=False)
