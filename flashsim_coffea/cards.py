@@ -13,11 +13,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from .errors import UserError
 
-__all__ = ["CARD_NAME", "sha256_file", "file_record", "resolve_card_path", "read_card", "verify_weights", "write_card"]
+__all__ = ["CARD_NAME", "sha256_file", "file_record", "json_safe", "resolve_card_path", "read_card", "verify_weights",
+           "write_card"]
 
 CARD_NAME = "card.json"
 _PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin")
@@ -91,3 +95,19 @@ def write_card(directory: str | Path, card: dict, indent: int = 1, sort_keys: bo
     tmp.write_text(json.dumps(card, indent=indent, sort_keys=sort_keys) + ("\n" if not sort_keys else ""))
     tmp.replace(card_path)
     return card_path
+
+
+def json_safe(x: Any) -> Any:
+    """A JSON-safe copy of a record (cards, report summaries): NaN/inf → None, numpy scalars →
+    Python numbers, Paths → str, mappings and sequences recursively."""
+    if isinstance(x, Mapping):
+        return {str(k): json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [json_safe(v) for v in x]
+    if isinstance(x, Path):
+        return str(x)
+    if hasattr(x, "item") and not isinstance(x, (str, bytes)):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x

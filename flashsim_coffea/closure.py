@@ -61,7 +61,9 @@ from typing import Any
 
 import numpy as np
 
+from .cards import json_safe
 from .errors import MissingBranchesError, UserError
+from .nanoaod.io import ensure_writable_dir
 from .stats import as_arrays, chi2_ndf
 
 __all__ = [
@@ -74,6 +76,7 @@ __all__ = [
     "ClosureConfig",
     "ClosureOutputs",
     "check_inputs",
+    "check_output_dir",
     "flashsim_models",
     "compare_outputs",
     "cutflow_table",
@@ -82,6 +85,7 @@ __all__ = [
     "run_closure",
     "run_outputs",
     "write_report",
+    "yields_table",
 ]
 
 #: χ² ratio above which a histogram misses the issue's target / the goal
@@ -269,15 +273,10 @@ def check_inputs(cfg: ClosureConfig) -> dict[str, Any]:
 
 
 # =========================================================================== runs
-def _runner():
-    from .runner import executor_session, run_processor
-
-    return executor_session, run_processor
-
-
 def run_outputs(cfg: ClosureConfig, ref2: str | Path) -> ClosureOutputs:
     """Step 2: fullsim on REF and REF2, flashsim on REF; one executor for the three runs."""
-    executor_session, run_processor = _runner()
+    from .runner import executor_session, run_processor
+
     full, flash = _processors(cfg)
     name = cfg.name
     timings: dict[str, float] = {}
@@ -473,21 +472,6 @@ def compare_outputs(outputs: ClosureOutputs) -> dict[str, Any]:
 
 
 # =========================================================================== report
-def _clean(x: Any) -> Any:
-    """JSON-safe: NaN/inf → None, numpy scalars → Python, Paths → str."""
-    if isinstance(x, Mapping):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, Path):
-        return str(x)
-    if hasattr(x, "item") and not isinstance(x, (str, bytes)):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
 def _fmt(x: Any, fmt: str = ".3g") -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "–"
@@ -498,6 +482,12 @@ def _fmt(x: Any, fmt: str = ".3g") -> str:
 
 def _pm(d: Mapping, key: str = "value", fmt: str = ".3f") -> str:
     return f"{_fmt(d[key], fmt)} ± {_fmt(d['err'], fmt)}"
+
+
+def _flag(row: Mapping[str, Any]) -> str:
+    if not row["compared"]:
+        return "not compared"
+    return "> target" if row["above_target"] else ("> goal" if row["above_goal"] else "")
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -514,8 +504,9 @@ def markdown(summary: Mapping[str, Any]) -> str:
           "A ratio FlashSim/ref is to be read against the floor ref′/ref: both reconstruct the same Gen events.", ""]
     models = st.get("flashsim_models") or {}
     if models:
-        L += ["FlashSim models: " + ", ".join(f"{k} `{Path(v['path']).name}` (weights SHA-256 {(v['weights_sha256'] or '?')[:12]})"
-                                             for k, v in models.items()) + ".", ""]
+        names = [f"{k} `{Path(v['path']).name}` (weights SHA-256 {(v['weights_sha256'] or '?')[:12]})"
+                 for k, v in models.items()]
+        L += ["FlashSim models: " + ", ".join(names) + ".", ""]
     L += ["## Cutflow efficiencies", "", "ε = events after each cumulative step / all (unweighted; FlashSim fold "
           "entries / N), ± binomial error; ratio errors treat the two as independent.", ""]
     L += _table(["step", "ε FlashSim", "ε reference", "ε reference′", "FlashSim/ref", "ref′/ref (floor)"],
@@ -545,8 +536,7 @@ def markdown(summary: Mapping[str, Any]) -> str:
     L += _table(["region", "variable", "χ² FlashSim (ndf)", "χ² ref′ (ndf)", "R", "R shape", "flag"],
                 [[r["region"], r["variable"], f"{_fmt(r['chi2_flashsim'], '.1f')} ({r['ndf_flashsim']})",
                   f"{_fmt(r['chi2_floor'], '.1f')} ({r['ndf_floor']})", _fmt(r["ratio"], ".2f"), _fmt(r["ratio_shape"], ".2f"),
-                  "> target" if r["above_target"] else ("> goal" if r["above_goal"] else ("" if r["compared"] else "not compared"))]
-                 for r in s["chi2"]])
+                  _flag(r)] for r in s["chi2"]])
     m = s["mass_rms"]
     L += [f"## m_μμ RMS ({m['region']})", ""]
     L += _table(["", "FlashSim", "reference", "reference′"],
@@ -631,23 +621,18 @@ def write_report(summary: dict[str, Any], outputs: ClosureOutputs | None, folder
         if hists is None:
             hists = [(r["region"], r["variable"]) for r in summary["chi2"]]
         for i, (region, var) in enumerate(hists, start=1):
-            figures.append(str(comparison_figure(outputs, region, var, figdir / f"{region}_{var}.png", title).relative_to(folder)))
+            path = comparison_figure(outputs, region, var, figdir / f"{region}_{var}.png", title)
+            figures.append(str(path.relative_to(folder)))
             if progress and (i % 20 == 0 or i == len(hists)):
                 _log(True, f"      {i}/{len(hists)} histogram figures")
     summary["figures"] = figures
-    (folder / "summary.json").write_text(json.dumps(_clean(summary), indent=1, ensure_ascii=False) + "\n")
+    (folder / "summary.json").write_text(json.dumps(json_safe(summary), indent=1, ensure_ascii=False) + "\n")
     (folder / "summary.md").write_text(markdown(summary))
     return summary
 
 
 def _prepare_output(cfg: ClosureConfig) -> Path:
-    out = check_output_dir(cfg.output, cfg.force)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
-            pass
-    except OSError as err:
-        raise UserError(f"cannot write to the output folder {out}: {err.strerror or err}") from err
+    out = ensure_writable_dir(check_output_dir(cfg.output, cfg.force))
     if cfg.force:  # replace exactly what a closure writes
         for name in REPORT_FILES:
             (out / name).unlink(missing_ok=True)
@@ -671,7 +656,8 @@ def run_closure(cfg: ClosureConfig) -> dict[str, Any]:
 
             tmp = tempfile.mkdtemp(prefix=".ref2-", dir=out)
             ref2 = Path(tmp) / f"{Path(cfg.ref).stem}_ref{cfg.ref_seed}.root"
-            _log(cfg.progress, f"[1/5] reference' (2nd draw): resimulating {info['events']} events of {cfg.ref} with seed {cfg.ref_seed} …")
+            _log(cfg.progress, f"[1/5] reference' (2nd draw): resimulating {info['events']} events of {cfg.ref} "
+                               f"with seed {cfg.ref_seed} …")
             t0 = time.perf_counter()
             resimulate_file(cfg.ref, ref2, cfg.ref_seed, progress=cfg.progress)
             timings["resimulate"] = round(time.perf_counter() - t0, 2)
@@ -708,5 +694,5 @@ def run_closure(cfg: ClosureConfig) -> dict[str, Any]:
         _log(cfg.progress, f"[5/5] figures and report in {out} …")
     summary = write_report(summary, outputs if cfg.figures else None, out, progress=cfg.progress)
     summary["timings_s"]["total"] = round(time.perf_counter() - t_start, 2)
-    (out / "summary.json").write_text(json.dumps(_clean(summary), indent=1, ensure_ascii=False) + "\n")
+    (out / "summary.json").write_text(json.dumps(json_safe(summary), indent=1, ensure_ascii=False) + "\n")
     return summary

@@ -172,3 +172,13 @@ def test_flashsim_models_are_recorded(tmp_path):
     default = flashsim_models(_cfg(tmp_path))
     assert {"jets", "muons"} <= set(default) and all(len(m["weights_sha256"] or "x" * 64) == 64 for m in default.values())
     assert "pileup_jets" not in flashsim_models(_cfg(tmp_path, pileup_jets_model=False))
+
+
+def test_folds_count_gen_events(runs, tmp_path):
+    out = run_outputs(_cfg(tmp_path, folds=2), runs["draws"][11])
+    s = compare_outputs(out)
+    first, last = s["cutflow"][0], s["cutflow"][-1]
+    assert first["flashsim"] == {"count": 2000.0, "eff": 1.0, "err": 0.0}
+    assert 0.5 < last["ratio_flashsim"]["value"] < 1.5
+    presel = s["yields"][0]
+    assert presel["flashsim"]["err"] < presel["reference"]["err"]  # fold-weighted errors: smaller

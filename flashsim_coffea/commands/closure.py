@@ -58,12 +58,13 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--scheduler needs --executor dask")
     if args.ref_seed is not None and len(files) == 2:
         raise UserError("--ref-seed is the seed REF2 is drawn with; leave it out when REF2.root is given")
+    pileup = False if (args.pileup_jets_model or "").lower() == "none" else args.pileup_jets_model
     cfg = ClosureConfig(
         ref=files[0], ref2=files[1] if len(files) == 2 else None, output=output_of(args, "DIR"), dataset=args.dataset,
         folds=args.folds, ref_seed=DEFAULT_REF_SEED if args.ref_seed is None else args.ref_seed,
-        executor=args.executor, workers=args.workers, scheduler=args.scheduler, chunksize=args.chunksize, force=args.force, progress=not args.no_progress,
-        dnn=not args.no_dnn, jets_model=args.jets_model, muons_model=args.muons_model,
-        pileup_jets_model=False if (args.pileup_jets_model or "").lower() == "none" else args.pileup_jets_model, figures=not args.no_figures,
+        executor=args.executor, workers=args.workers, scheduler=args.scheduler, chunksize=args.chunksize,
+        force=args.force, progress=not args.no_progress, dnn=not args.no_dnn, jets_model=args.jets_model,
+        muons_model=args.muons_model, pileup_jets_model=pileup, figures=not args.no_figures,
     )
     s = run_closure(cfg)
     cs = s["chi2_summary"]
@@ -77,5 +78,6 @@ def run(args: argparse.Namespace) -> int:
           f"{len(cs['above_goal'])} > {s['thresholds']['goal']:g}")
     m = s["mass_rms"]
     print(f"  m_mumu RMS ({m['region']}): FlashSim {m['flashsim']['rms']:.3f}, reference {m['reference']['rms']:.3f}, "
-          f"reference' {m['reference2']['rms']:.3f} GeV (rel. diff. {m['rel_diff_flashsim']:+.4f}, floor {m['rel_diff_floor']:+.4f})")
+          f"reference' {m['reference2']['rms']:.3f} GeV "
+          f"(rel. diff. {m['rel_diff_flashsim']:+.4f}, floor {m['rel_diff_floor']:+.4f})")
     return 0

@@ -8,7 +8,8 @@
    gen and flashsim over all processes, flashsim with folds N on the two VBF samples, and one
    Gen event with 10 000 folds;
 3. computes the numbers (:mod:`.results`, formulas in :mod:`.stats`): yields, cutflows,
-   χ²/ndf FlashSim vs FullSim, the upsampling error reduction, the closure;
+   χ²/ndf FlashSim vs FullSim, the upsampling error reduction, the closure, and the expected
+   events per process normalised to σ·L (σ and Σw from the files, L = ``cfg.lumi_fb``);
 4. draws the figures (:mod:`.figures`, with :mod:`flashsim_coffea.plotting`);
 5. writes ``summary.json`` and ``summary.md`` (:mod:`.report`).
 
@@ -35,6 +36,9 @@ def _check_settings(cfg: DemoConfig) -> None:
 
     if cfg.executor not in EXECUTORS:
         raise UserError(f"unknown executor {cfg.executor!r}; choose one of {', '.join(EXECUTORS)}")
+    lumi = cfg.lumi_fb
+    if isinstance(lumi, bool) or not isinstance(lumi, (int, float)) or not 0 < lumi < float("inf"):
+        raise UserError(f"lumi-fb must be a positive number (fb^-1), got {lumi!r}")
     for name in ("folds", "single_event_folds", "workers", "chunksize"):
         value = getattr(cfg, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -52,6 +56,7 @@ def run_demo(cfg: DemoConfig, log: Callable[[str], None] = print) -> dict:
 
 
 def _run_demo(cfg: DemoConfig, log: Callable[[str], None]) -> dict:
+    from ..errors import UserError
     from . import figures, report, results
     from .runs import _entries, run_all
 
@@ -65,6 +70,11 @@ def _run_demo(cfg: DemoConfig, log: Callable[[str], None]) -> dict:
     if samples is None:
         samples = resolve_samples(cfg, log=log)
     simulator = make_simulator(models)
+    try:
+        norm, norm_error = results.normalise(samples, cfg.lumi_fb), None
+    except UserError as err:  # e.g. given files without Runs/XSecPb: the report goes on without the stack
+        norm, norm_error = {}, str(err)
+        log(f"no σ·L normalisation, so no stacked figures: {err}")
 
     outputs = run_all(cfg, samples, simulator, log=log)
 
@@ -76,7 +86,9 @@ def _run_demo(cfg: DemoConfig, log: Callable[[str], None]) -> dict:
              for p, y in yields.items() for r in y["FullSim"]}
     se = outputs.single
     headline = f"{CLOSURE_HISTS[0][0]}/{CLOSURE_HISTS[0][1]}"
+    expected = results.expected_events(outputs, norm) if norm else {"lumi_fb": cfg.lumi_fb, "error": norm_error}
     summary: dict = {
+        "expected_events": expected,
         "chi2_ndf": {k: c.per_ndf for k, c in chi2.items()},
         "chi2_detail": {k: {"chi2": c.chi2, "ndf": c.ndf} for k, c in chi2.items()},
         "upsampling": {**up, "process": SIGNAL, "folds": cfg.folds, "region": "SR",
@@ -94,7 +106,7 @@ def _run_demo(cfg: DemoConfig, log: Callable[[str], None]) -> dict:
         "samples": {p: {"file": str(path), "events": _entries(path)} for p, path in samples.items()},
         "models": {k: str(v) for k, v in models.items()},
         "settings": {"folds": cfg.folds, "single_event_folds": cfg.single_event_folds, "executor": cfg.executor,
-                     "workers": cfg.workers, "chunksize": cfg.chunksize, "events": cfg.events,
+                     "workers": cfg.workers, "chunksize": cfg.chunksize, "events": cfg.events, "lumi_fb": cfg.lumi_fb,
                      "dnn": cfg.dnn if isinstance(cfg.dnn, bool) else str(cfg.dnn)},
         "timings_s": outputs.timings,
     }

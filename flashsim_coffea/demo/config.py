@@ -14,19 +14,23 @@ __all__ = [
     "PROCESS_LABELS",
     "SIGNAL",
     "SIGNAL_VS_DY",
+    "STACK",
+    "STACK_HISTS",
     "UPSAMPLED",
     "UPSAMPLING_HISTS",
     "Comparison",
 ]
 
-#: the five processes, in report order
-PROCESSES = ("vbf_hmm", "vbf_hmm_alt", "ewk_mumujj", "dy", "ttbar")
+#: the processes, in report order (``dy_incl``: DY without a filter; ``ttbar_mumu``: tt̄ with both W → μν)
+PROCESSES = ("vbf_hmm", "vbf_hmm_alt", "ewk_mumujj", "dy", "dy_incl", "ttbar", "ttbar_mumu")
 PROCESS_LABELS = {
     "vbf_hmm": r"VBF H$\to\mu\mu$",
     "vbf_hmm_alt": r"VBF H$\to\mu\mu$ (alt.)",
     "ewk_mumujj": r"EWK $\mu\mu jj$",
-    "dy": r"DY $\mu\mu$+jets",
-    "ttbar": r"$t\bar{t}$",
+    "dy": r"DY $\mu\mu$+jets (VBF filter)",
+    "dy_incl": r"DY $\mu\mu$+jets",
+    "ttbar": r"$t\bar{t}$ (incl.)",
+    "ttbar_mumu": r"$t\bar{t}\to\mu\nu\mu\nu$",
 }
 SIGNAL = "vbf_hmm"
 #: the systematic-variation pair: (REF, VAR)
@@ -63,6 +67,18 @@ COMPARISONS = (
 SIGNAL_VS_DY = (("SR", "rpt"), ("SR", "log_zstar"))
 #: upsampling comparison: (region, var, short name in summary.json)
 UPSAMPLING_HISTS = (("SR", "dnn_atanh", "dnn"), ("SR", "log_zstar", "zstar"))
+#: the σ·L-normalised stack per region, bottom to top (signal last). One sample per physics process:
+#: not ``vbf_hmm_alt`` (the alternative-generator variation of the signal) nor the inclusive ``ttbar``
+#: (it contains ``ttbar_mumu``); DY is the unfiltered ``dy_incl`` in the preselection (the VBF filter
+#: cuts into it) and the VBF-filtered ``dy`` in SR and SB, where the filter (looser than the reco
+#: VBF cuts) does not bias it and it has ~7× more simulated events
+STACK = {
+    "presel": ("ttbar_mumu", "dy_incl", "ewk_mumujj", "vbf_hmm"),
+    "SR": ("ttbar_mumu", "dy", "ewk_mumujj", "vbf_hmm"),
+    "SB": ("ttbar_mumu", "dy", "ewk_mumujj", "vbf_hmm"),
+}
+#: the stacked figures ``stack_<region>_<var>.png``
+STACK_HISTS = (("SR", "mass"), ("SR", "dnn_atanh"), ("presel", "mass"))
 #: closure histograms; the first is the headline ``closure_chi2_ndf``
 CLOSURE_HISTS = (("SR", "dnn_atanh"), ("SR", "log_zstar"), ("SR", "rpt"), ("presel", "j2_pt"))
 
@@ -73,7 +89,8 @@ class DemoConfig:
 
     samples: process → ROOT file (default: the bundled samples, or generated ones with
     ``events``); models: {"jets": dir, "muons": dir} (default: the shipped FlashSim models);
-    ``dnn``: True (shipped DNN) or a model directory.
+    ``dnn``: True (shipped DNN) or a model directory; ``lumi_fb``: the integrated luminosity
+    [fb⁻¹] of the σ·L-normalised stack and expected-events table.
     """
 
     output: Path = Path("flashsim-demo")
@@ -90,3 +107,4 @@ class DemoConfig:
     dnn: bool | str = True
     progress: bool = True
     processes: tuple[str, ...] = field(default=PROCESSES)
+    lumi_fb: float = 137.0

@@ -1,6 +1,9 @@
 """The demo's figures, all drawn with :mod:`flashsim_coffea.plotting` (mplhep style, the
 project's "flashsim-coffea *Simulation*" label, PNG).
 
+* ``stack_<region>_<var>.png`` — all processes normalised to σ·L: FullSim as a filled stack,
+  FlashSim's total as points, FlashSim/FullSim ratio with the combined statistical band
+  (:data:`.config.STACK`, :data:`.config.STACK_HISTS`);
 * ``<process>_<region>_<var>.png`` — FullSim (points) vs FlashSim (and Gen for m_μμ) with the
   FlashSim/FullSim ratio panel (:data:`.config.COMPARISONS`);
 * ``signal_vs_dy_<var>.png`` — VBF H→μμ vs DY shapes, FullSim and FlashSim, two ratios;
@@ -17,15 +20,18 @@ import numpy as np
 
 from .. import plotting as pl
 from ..analysis.variables import VARIABLES
-from .config import COMPARISONS, PROCESS_LABELS, SIGNAL, SIGNAL_VS_DY, UPSAMPLING_HISTS, Comparison
+from .config import COMPARISONS, PROCESS_LABELS, SIGNAL, SIGNAL_VS_DY, STACK_HISTS, UPSAMPLING_HISTS, Comparison
 from .results import ClosureResult
 from .runs import DemoOutputs, SingleEvent
 from ..stats import Hist1D
 
 __all__ = ["all_figures", "closure_figure", "comparison_figure", "single_event_figure", "signal_vs_dy_figure",
-           "upsampling_figure"]
+           "stack_figure", "upsampling_figure"]
 
 REGION_NOTES = {"SR": "VBF signal region", "SB": "VBF sideband", "presel": "preselection"}
+#: fill colours of the stacked processes
+STACK_COLORS = {"ttbar_mumu": "#f89c20", "ttbar": "#f89c20", "dy_incl": "#5790fc", "dy": "#5790fc",
+                "ewk_mumujj": "#964a8b", "vbf_hmm": "#e42536", "vbf_hmm_alt": "#e42536"}
 
 
 def _xlabel(var: str) -> str:
@@ -123,11 +129,78 @@ def closure_figure(res: ClosureResult, folder: Path) -> Path:
     return pl.save(fig, folder / f"closure_{res.region}_{res.var}.png")
 
 
+def stack_figure(outputs: DemoOutputs, expected: dict, region: str, var: str, folder: Path) -> Path:
+    """FullSim σ·L-normalised stack of ``expected["stack"][region]`` (bottom to top), its statistical
+    band, FlashSim's total as points; ratio panel FlashSim/FullSim total with the band
+    1 ± √(σ_Full² + σ_Flash²)/Full (both totals' statistical errors)."""
+    import matplotlib.pyplot as plt
+    import mplhep as hep
+
+    procs = expected["stack"][region]
+    weights = {p: expected["regions"][region]["processes"][p]["norm_weight"] for p in procs}
+
+    def scaled(out: dict, p: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        values, variances, edges = pl.hist_data(_raw(out, p, region, var))
+        w = weights[p]
+        return values * w, (variances if variances is not None else values) * w * w, edges
+
+    full = [scaled(outputs.fullsim, p) for p in procs]
+    flash = [scaled(outputs.flashsim, p) for p in procs]
+    edges = full[0][2]
+    full_tot, full_var = sum(f[0] for f in full), sum(f[1] for f in full)
+    flash_tot, flash_var = sum(f[0] for f in flash), sum(f[1] for f in flash)
+
+    pl.use_style()
+    fig, (ax, rax) = plt.subplots(2, 1, figsize=(8, 8), sharex=True, gridspec_kw={"height_ratios": (3, 1), "hspace": 0.06})
+    hep.histplot([f[0] for f in full], edges, ax=ax, stack=True, histtype="fill",
+                 label=[f"FullSim {PROCESS_LABELS.get(p, p)}" for p in procs],
+                 color=[STACK_COLORS.get(p, None) for p in procs], edgecolor="black", linewidth=0.5)
+    err = np.sqrt(full_var)
+    ax.stairs(full_tot + err, edges, baseline=np.clip(full_tot - err, 0, None), fill=True, facecolor="none",
+              edgecolor="gray", hatch="////", linewidth=0, label="FullSim stat.")
+    centers = 0.5 * (edges[1:] + edges[:-1])
+    shown = flash_tot > 0
+    ax.errorbar(centers[shown], flash_tot[shown], yerr=np.sqrt(flash_var)[shown], fmt="o", ms=5, color="black",
+                label="FlashSim (total)")
+    positive = np.concatenate([f[0][f[0] > 0] for f in full] + [flash_tot[shown]])
+    ax.set_yscale("log")
+    if positive.size:
+        top = max(full_tot.max(), flash_tot.max())
+        ax.set_ylim(max(0.3 * positive.min(), 1e-4 * top), 300 * top)
+    ax.set_ylabel("Events / bin")
+    handles, labels = ax.get_legend_handles_labels()
+    ax.legend(handles[::-1], labels[::-1], fontsize=11, ncol=2, title_fontsize=11,
+              title=f"{REGION_NOTES.get(region, region)}, σ·L, L = {expected['lumi_fb']:g} fb$^{{-1}}$")
+    pl.project_label(ax, f"{expected['lumi_fb']:g} fb$^{{-1}}$")
+    r = pl.ratio(flash_tot, flash_var, full_tot, full_var)
+    band = np.where(full_tot > 0, np.sqrt(flash_var + full_var) / np.where(full_tot > 0, full_tot, 1.0), np.nan)
+    rax.stairs(np.nan_to_num(1 + band, nan=1.0), edges, baseline=np.nan_to_num(1 - band, nan=1.0), fill=True,
+               alpha=0.3, color="gray", label=r"stat. (FullSim $\oplus$ FlashSim)")
+    rax.plot(centers, r.value, "o", ms=4, color="black")
+    rax.axhline(1.0, color="gray", lw=1)
+    finite = r.value[np.isfinite(r.value)]
+    lo, hi = (0.5, 1.5)
+    if finite.size:
+        q10, q90 = np.quantile(finite, [0.1, 0.9])
+        lo, hi = max(0.0, min(lo, 0.9 * q10)), min(3.0, max(hi, 1.1 * q90))
+    rax.set_ylim(lo, hi)
+    rax.set_ylabel("FlashSim / FullSim", fontsize=14)
+    rax.legend(fontsize=10, loc="upper right")
+    rax.set_xlabel(_xlabel(var))
+    return pl.save(fig, folder / f"stack_{region}_{var}.png")
+
+
 def all_figures(outputs: DemoOutputs, numbers: dict, closures: dict[str, ClosureResult], folds: int, folder: Path
                 ) -> dict[str, list[Path]]:
     """Every figure of the report, grouped by section (``process/<name>`` for the per-process ones)."""
     pl.use_style()
-    figs: dict[str, list[Path]] = {"signal_vs_dy": [], "upsampling": [], "single_event": [], "closure": []}
+    figs: dict[str, list[Path]] = {"stack": [], "signal_vs_dy": [], "upsampling": [], "single_event": [], "closure": []}
+    expected = numbers.get("expected_events") or {}
+    for region, var in STACK_HISTS if expected.get("regions") else ():
+        if expected["stack"].get(region) and all(
+                var in getattr(outputs, m)[p]["hists"].get(region, {}) for m in ("fullsim", "flashsim")
+                for p in expected["stack"][region]):
+            figs["stack"].append(stack_figure(outputs, expected, region, var, folder))
     for p in outputs.fullsim:
         figs[f"process/{p}"] = [comparison_figure(outputs, p, c, folder) for c in COMPARISONS]
     if SIGNAL in outputs.fullsim and "dy" in outputs.fullsim:

@@ -103,7 +103,7 @@ def resolve_samples(cfg: DemoConfig, log=print) -> dict[str, Path]:
 def _generated(cfg: DemoConfig, log) -> dict[str, Path]:
     """``flashsim generate`` samples of ``cfg.events`` events each (bundled seeds and filters), cached."""
     from ..generate.driver import generate
-    from ..samples import BUNDLED
+    from ..samples import generate_args
 
     if cfg.events < 1:
         raise UserError(f"--events must be ≥ 1, got {cfg.events}")
@@ -112,10 +112,10 @@ def _generated(cfg: DemoConfig, log) -> dict[str, Path]:
     out = {}
     for p in cfg.processes:
         path = folder / f"{p}.root"
-        settings = BUNDLED[p]
+        process, settings = generate_args(p)
         if _num_entries(path) != cfg.events:
             log(f"generating {cfg.events} {p} events -> {path}")
-            generate(p, cfg.events, settings["seed"], path, workers=max(1, cfg.workers),
+            generate(process, cfg.events, settings["seed"], path, workers=max(1, cfg.workers),
                      filter_name=settings.get("filter_name"), force=True, progress=cfg.progress)
         out[p] = path
     return out

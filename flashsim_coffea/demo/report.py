@@ -2,7 +2,10 @@
 
 summary.json (at least)::
 
-    {"chi2_ndf": {"<process>/<region>/<var>": χ²/ndf, ...},          FlashSim vs FullSim
+    {"expected_events": {"lumi_fb", "stack": {region: [process]}, "regions": {region: {
+         "processes": {p: {"FullSim", "FullSim_err", "FlashSim", "FlashSim_err", "ratio", "xsec_pb",
+                           "norm_weight", "sumw_runs", "in_stack"}}, "total": {...}}}},  σ·L-normalised
+     "chi2_ndf": {"<process>/<region>/<var>": χ²/ndf, ...},          FlashSim vs FullSim
      "upsampling": {"dnn_error_folds1", "dnn_error_folds25", "zstar_error_folds1",
                     "zstar_error_folds25", ...},                        mean rel. error [%]
      "closure_chi2_ndf": χ²/ndf of the closure on DNN18Atan (SR),
@@ -30,7 +33,8 @@ CHI2_DEFINITION = ("χ²/ndf = Σ_i (a_i − b_i)² / (σ_a,i² + σ_b,i²) / nd
                    "(ndf = their number, flow bins excluded); a, b taken as independent")
 ERROR_DEFINITION = "mean over the bins filled in both histograms of σ_i / content_i, in %"
 PLAIN_LABELS = {"vbf_hmm": "VBF H→μμ", "vbf_hmm_alt": "VBF H→μμ (alt. generator)", "ewk_mumujj": "EWK μμjj",
-                "dy": "DY μμ + jets", "ttbar": "tt̄"}
+                "dy": "DY μμ + jets (VBF filter)", "dy_incl": "DY μμ + jets", "ttbar": "tt̄ (inclusive)",
+                "ttbar_mumu": "tt̄ → μν μν"}
 VAR_TEXT = {"dnn_atanh": "DNN18Atan", "rpt": "R(pT)", "log_zstar": "ln z*", "mass": "m_μμ", "mu1_iso": "μ1 pfRelIso04_all",
             "j2_pt": "pT(j2)"}
 
@@ -74,6 +78,36 @@ def _img(path: str | Path, base: Path) -> str:
     return f"![{rel.stem}]({rel.as_posix()})"
 
 
+def _expected_section(s: dict, figures: dict[str, list[Path]], base: Path, region: str = "SR") -> list[str]:
+    """The report's first section: the σ·L-normalised stacks and the expected events per process."""
+    exp = s.get("expected_events") or {}
+    lumi = exp.get("lumi_fb")
+    L = [f"## Expected events, L = {_f(lumi, 'g')} fb⁻¹: FlashSim vs FullSim", ""]
+    if not exp.get("regions"):
+        return L + [f"No σ·L normalisation: {exp.get('error', 'no cross sections')}.", ""]
+    stack = exp["stack"].get(region, [])
+    L += [f"Every process normalised to σ·L: weight = genWeight · σ · L / Σ genEventSumw (σ = the file's "
+          f"`Runs/XSecPb`, Pythia's LO σ × filter efficiency). Stack: FullSim of "
+          f"{', '.join(PLAIN_LABELS.get(p, p) for p in stack)}; points: FlashSim (folds 1) of the same processes; "
+          "ratio panel: FlashSim / FullSim total, band = the combined statistical error √(σ_Full² + σ_Flash²) / "
+          "FullSim. The alternative-generator signal and the inclusive tt̄ (or, per region, the other DY sample) "
+          "are not stacked: they would count a process twice.", ""]
+    L += [" ".join(_img(f, base) for f in figures.get("stack", [])), ""]
+    reg = exp["regions"][region]
+    rows = []
+    for p, y in reg["processes"].items():
+        rows.append([PLAIN_LABELS.get(p, p), "yes" if y["in_stack"] else "no", _f(y["xsec_pb"], ".4g"),
+                     f"{_f(y['FullSim'], '.4g')} ± {_f(y['FullSim_err'], '.2g')}",
+                     f"{_f(y['FlashSim'], '.4g')} ± {_f(y['FlashSim_err'], '.2g')}", _f(y["ratio"], ".3f")])
+    t = reg["total"]
+    rows.append(["**total (stacked)**", "", "", f"{_f(t['FullSim'], '.4g')} ± {_f(t['FullSim_err'], '.2g')}",
+                 f"{_f(t['FlashSim'], '.4g')} ± {_f(t['FlashSim_err'], '.2g')}", _f(t["ratio"], ".3f")])
+    L += [f"Expected events in the {region} (L = {_f(lumi, 'g')} fb⁻¹), ± statistical error of the simulated "
+          "sample:", ""]
+    L += _table(["process", "in stack", "σ [pb]", "FullSim", "FlashSim", "FlashSim / FullSim"], rows)
+    return L
+
+
 def write_markdown(summary: dict, figures: dict[str, list[Path]], cfg: DemoConfig, path: Path) -> Path:
     """The human-readable report: settings, yields, cutflows, χ²/ndf, upsampling, closure, figures."""
     base = path.parent
@@ -86,6 +120,7 @@ def write_markdown(summary: dict, figures: dict[str, list[Path]], cfg: DemoConfi
           "(docs/reference.md), FlashSim the flows injected on the fly in the coffea processor, Gen the Gen-level "
           "objects. Weights: genWeight; yields are Σ genWeight of the selected events.", ""]
     L += [f"FlashSim models: jets `{s['models']['jets']}`, muons `{s['models']['muons']}`.", ""]
+    L += _expected_section(s, figures, base)
     L += ["## Samples", ""]
     L += _table(["process", "file", "events"],
                 [[PLAIN_LABELS.get(p, p), f"`{s['samples'][p]['file']}`", str(s["samples"][p]["events"])] for p in processes])

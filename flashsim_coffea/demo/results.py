@@ -3,19 +3,26 @@
 * :func:`yields` / :func:`cutflows` — Σ genWeight per region and cutflow step, per mode;
 * :func:`flash_vs_full` — χ²/ndf FlashSim (folds 1) vs FullSim for every figure histogram;
 * :func:`upsampling` — mean relative statistical error of FlashSim folds 1 vs folds N;
-* :func:`closure` — VAR_Full vs REF_Full · VAR_Flash / REF_Flash (FlashSim with folds N).
+* :func:`closure` — VAR_Full vs REF_Full · VAR_Flash / REF_Flash (FlashSim with folds N);
+* :func:`normalise` / :func:`expected_events` — σ·L normalisation per process
+  (:func:`flashsim_coffea.runner.normalisation`: σ = the files' ``Runs/XSecPb``, Σw = their
+  ``genEventSumw``) and the expected events per region, FullSim and FlashSim:
+  N = Σ_selected genWeight · σ · L / Σw, stat. error √Σ genWeight² · σ · L / Σw.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..analysis import CUTFLOW_STEPS, REGIONS
-from .config import CLOSURE, CLOSURE_HISTS, COMPARISONS, UPSAMPLING_HISTS
+from .config import CLOSURE, CLOSURE_HISTS, COMPARISONS, STACK, UPSAMPLING_HISTS
 from .runs import DemoOutputs
 from ..stats import Chi2, Hist1D, as_arrays, chi2_ndf, closure_prediction, mean_rel_error
 
-__all__ = ["ClosureResult", "MODES", "closure", "cutflows", "flash_vs_full", "hist", "upsampling", "yields"]
+__all__ = ["ClosureResult", "MODES", "closure", "cutflows", "expected_events", "flash_vs_full", "hist", "normalise",
+           "upsampling", "yields"]
 
 #: report name → attribute of DemoOutputs
 MODES = {"FullSim": "fullsim", "FlashSim": "flashsim", "Gen": "gen"}
@@ -97,4 +104,45 @@ def closure(outputs: DemoOutputs) -> dict[str, ClosureResult]:
             region, name, var_full, pred, ref_full,
             chi2_ndf(var_full.values, var_full.variances, pred.values, pred.variances),
         )
+    return res
+
+
+def normalise(samples: dict[str, Path], lumi_fb: float) -> dict[str, dict]:
+    """process → ``{"xsec_pb", "lumi_fb", "sumw_runs", "norm_weight", ...}`` of
+    :func:`flashsim_coffea.runner.normalisation` (UserError if a file has no cross section or Runs)."""
+    from ..runner import canonical_fileset, normalisation
+
+    fileset = canonical_fileset({p: {"files": {str(path): "Events"}} for p, path in samples.items()})
+    return normalisation(fileset, lumi_fb)
+
+
+def _expected(out: dict, region: str, norm_weight: float) -> tuple[float, float]:
+    h = out["hists"][region]["mass"]
+    var = h.variances(flow=True)
+    err = math.sqrt(float(var.sum())) if var is not None else float("nan")
+    return float(h.values(flow=True).sum()) * norm_weight, err * norm_weight
+
+
+def expected_events(outputs: DemoOutputs, norm: dict[str, dict]) -> dict:
+    """σ·L-normalised yields: ``{"lumi_fb", "stack": {region: [process]}, "regions": {region:
+    {"processes": {p: {"FullSim", "FullSim_err", "FlashSim", "FlashSim_err", "ratio", "xsec_pb",
+    "norm_weight", "sumw_runs", "in_stack"}}, "total": {...}}}}`` (total: the stacked processes)."""
+    lumi = next(iter(norm.values()))["lumi_fb"] if norm else float("nan")
+    res: dict = {"lumi_fb": lumi, "stack": {r: [p for p in STACK[r] if p in norm] for r in STACK}, "regions": {}}
+    for region in REGIONS:
+        per: dict[str, dict] = {}
+        for p, n in norm.items():
+            if p not in outputs.fullsim or p not in outputs.flashsim:
+                continue
+            full, full_err = _expected(outputs.fullsim[p], region, n["norm_weight"])
+            flash, flash_err = _expected(outputs.flashsim[p], region, n["norm_weight"])
+            per[p] = {"FullSim": full, "FullSim_err": full_err, "FlashSim": flash, "FlashSim_err": flash_err,
+                      "ratio": flash / full if full > 0 else float("nan"), "xsec_pb": n["xsec_pb"],
+                      "norm_weight": n["norm_weight"], "sumw_runs": n["sumw_runs"],
+                      "in_stack": p in STACK.get(region, ())}
+        stacked = [per[p] for p in STACK.get(region, ()) if p in per]
+        total = {m: sum(x[m] for x in stacked) for m in ("FullSim", "FlashSim")}
+        total.update({f"{m}_err": math.sqrt(sum(x[f"{m}_err"] ** 2 for x in stacked)) for m in ("FullSim", "FlashSim")})
+        total["ratio"] = total["FlashSim"] / total["FullSim"] if total["FullSim"] > 0 else float("nan")
+        res["regions"][region] = {"processes": per, "total": total}
     return res

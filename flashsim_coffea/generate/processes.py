@@ -55,6 +55,19 @@ PROCESSES: dict[str, Process] = {
             ("Top:gg2ttbar = on", "Top:qqbar2ttbar = on"),
         ),
         Process(
+            "ttbar_mumu",
+            "tt̄ with both W → μν (dimuon tt̄: the tt̄ background of the H→μμ analysis)",
+            ("Top:gg2ttbar = on", "Top:qqbar2ttbar = on", "24:onMode = off", "24:onIfAny = 13"),
+            notes=(
+                "Both W bosons forced to μν (W → τν → μ and non-prompt muons are not included). "
+                "Pythia's sigmaGen already is the physical σ(tt̄ → bμν bμν): it multiplies the hard "
+                "cross section by the open-width fraction of each resonance, including its secondary "
+                "decays (t: 0.1081 = BR(W → μν)), so sigmaGen = σ(tt̄) · BR(W → μν)²; checked against the "
+                "inclusive ttbar process (300 events each: 6.01 / 504.8 pb = 0.0119 vs 0.1081² = "
+                "0.0117). Nothing is multiplied in."
+            ),
+        ),
+        Process(
             "dy",
             "Drell–Yan Z/γ* → μμ + jet, 105 < m_μμ < 160 GeV (around the H→μμ window)",
             (

@@ -28,6 +28,21 @@ from ..errors import MissingBranchesError, UserError
 METADATA_KEY = "FlashSimMetadata"
 
 
+def ensure_writable_dir(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` (with parents) and check a file can be written in it, before any work;
+    a UserError naming the folder otherwise."""
+    import tempfile
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+            pass
+    except OSError as err:
+        raise UserError(f"cannot write to the output folder {folder}: {err.strerror or err}") from err
+    return folder
+
+
 def check_output_path(path: str | os.PathLike, force: bool) -> Path:
     """Fail before any work if ``path`` exists (without ``force``) or its folder is not writable."""
     path = Path(path)

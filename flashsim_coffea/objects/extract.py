@@ -133,8 +133,29 @@ def extract_events(spec: ObjectSpec, events, draw: int = 0, fill_rounding: bool 
         finite = np.isfinite(cond).all(axis=1) & np.isfinite(targets).all(axis=1)
     ok = first & finite
     drops["nonfinite"] += int((first & ~finite).sum())
-    admissible = np.ones(len(ok), dtype=bool)
     clipped: Counter = Counter()
+    admissible = check_targets(spec, targets, ok, clipped)
+    drops["not_admissible"] += int((ok & ~admissible).sum())
+    ok &= admissible
+
+    return Extracted(
+        cond[ok],
+        targets[ok],
+        {k: v[ok] for k, v in ev_keys.items()},
+        {k: v[ok] for k, v in gen.items()},
+        drops,
+        clipped,
+        n_reco=n_reco,
+        n_events=len(idx),
+    )
+
+
+def check_targets(spec: ObjectSpec, targets: np.ndarray, ok: np.ndarray, clipped: Counter) -> np.ndarray:
+    """Which rows have admissible targets (ordinals in their set, integers on their lattice within
+    bounds); real targets of the rows ``ok`` outside their bounds are clipped in place and counted
+    in ``clipped`` (values below a ``below`` spike's bound become the spike value, counted as
+    ``"<name> (sentinel -> v)"``)."""
+    admissible = np.ones(len(ok), dtype=bool)
     for j, t in enumerate(spec.targets):
         x = targets[:, j]
         if t.kind == "ordinal":
@@ -155,19 +176,7 @@ def extract_events(spec: ObjectSpec, events, draw: int = 0, fill_rounding: bool 
             if out.any():
                 clipped[t.name] += int(out.sum())
                 targets[out, j] = np.clip(x[out], lo, hi)
-    drops["not_admissible"] += int((ok & ~admissible).sum())
-    ok &= admissible
-
-    return Extracted(
-        cond[ok],
-        targets[ok],
-        {k: v[ok] for k, v in ev_keys.items()},
-        {k: v[ok] for k, v in gen.items()},
-        drops,
-        clipped,
-        n_reco=n_reco,
-        n_events=len(idx),
-    )
+    return admissible
 
 
 def required_branches(spec: ObjectSpec) -> list[str]:
@@ -328,26 +337,7 @@ def extract_unmatched_events(spec: ObjectSpec, events, draw: int = 0) -> Unmatch
         ok = np.isfinite(cond).all(axis=1) & np.isfinite(targets).all(axis=1)
     drops["nonfinite"] += int((~ok).sum())
     clipped: Counter = Counter()
-    admissible = np.ones(len(ok), dtype=bool)
-    for j, t in enumerate(spec.targets):
-        x = targets[:, j]
-        if t.kind == "ordinal":
-            admissible &= np.isin(x, np.asarray(t.values))
-        elif t.kind == "integer":
-            n = t.lattice_index(x)
-            admissible &= (np.abs(n - np.rint(n)) < (0.1 if t.step > 0 else 0.0) + 1e-9) & (x >= t.bounds[0]) & (x <= t.bounds[1])
-        else:
-            lo, hi = t.bounds
-            spike = t.spike.matches(x, lo) if t.spike is not None else np.zeros(len(x), dtype=bool)
-            if t.spike is not None and t.spike.below:
-                remap = ok & spike & (x != t.spike.value)
-                if remap.any():
-                    clipped[f"{t.name} (sentinel -> {t.spike.value:g})"] += int(remap.sum())
-                    targets[remap, j] = t.spike.value
-            out = ok & ~spike & ((x < lo) | (x > hi))
-            if out.any():
-                clipped[t.name] += int(out.sum())
-                targets[out, j] = np.clip(x[out], lo, hi)
+    admissible = check_targets(spec, targets, ok, clipped)
     drops["not_admissible"] += int((ok & ~admissible).sum())
     ok &= admissible
     objects = Extracted(cond[ok], targets[ok], {k: v[ok] for k, v in keys.items()}, {}, drops, clipped,

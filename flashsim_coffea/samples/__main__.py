@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..generate.driver import generate
-from . import BUNDLED, sample_dir
+from . import BUNDLED, generate_args, sample_dir
 
 
 def main() -> None:
@@ -13,8 +13,9 @@ def main() -> None:
     ap.add_argument("processes", nargs="*", default=list(BUNDLED))
     ap.add_argument("--workers", type=int, default=1)
     args = ap.parse_args()
-    for proc in args.processes:
-        print(generate(proc, output=sample_dir() / f"{proc}.root", workers=args.workers, force=True, **BUNDLED[proc]))
+    for name in args.processes:
+        process, settings = generate_args(name)
+        print(generate(process, output=sample_dir() / f"{name}.root", workers=args.workers, force=True, **settings))
 
 
 if __name__ == "__main__":
