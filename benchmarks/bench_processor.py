@@ -124,21 +124,18 @@ def measure_source(src: Path, args, workdir: Path) -> dict:
 
 def run_dask(path: Path, workers: int, chunksize: int) -> float:
     """Seconds for flashsim (folds 1) on a warm LocalCluster of ``workers`` processes."""
-    from coffea import processor
-    from coffea.nanoevents import NanoAODSchema
     from dask.distributed import Client, LocalCluster
 
+    from flashsim_coffea.runner import run_processor
     from processors import VBFHmmProcessor
 
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
-        runner = processor.Runner(executor=processor.DaskExecutor(client=client, status=False),
-                                  schema=NanoAODSchema, chunksize=chunksize)
         proc = VBFHmmProcessor(mode="flashsim", folds=1, dnn=True)
         # warm-up pass: every worker imports and loads the models (not part of the measurement)
-        runner(fileset_for(path), processor_instance=proc, treename="Events")
+        run_processor(fileset_for(path), proc, client, chunksize=chunksize)
         t = time.perf_counter()
-        runner(fileset_for(path), processor_instance=proc, treename="Events")
+        run_processor(fileset_for(path), proc, client, chunksize=chunksize)
         return time.perf_counter() - t
 
 

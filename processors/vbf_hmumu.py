@@ -10,8 +10,9 @@ Modes (where the analysis' ``Muon`` and ``Jet`` come from):
 
 ``process()`` reads like the analysis, per fold batch of (event, fold) pairs
 (:func:`flashsim_coffea.folds.fold_batches`; one batch of one fold outside flashsim mode):
-muons → dimuon selection → jets, only for the dimuon pairs (FlashSim simulates nothing the
-analysis does not read; histograms are bit-identical to simulating everything, ``staged=False``)
+muons (FlashSim: only in events with ≥ 2 simulated Gen muons) → dimuon selection → jets, only
+for the dimuon pairs (FlashSim simulates nothing the analysis does not read; histograms are
+bit-identical to simulating everything, ``staged=False``)
 → jet selection and cleaning → VBF cuts → SR/SB → variables → DNN (``DNN18Atan`` =
 atanh(score), histogram ``dnn_atanh``) → :class:`~flashsim_coffea.hists.FoldFiller` → fill.
 
@@ -168,12 +169,15 @@ class VBFHmmProcessor(processor.ProcessorABC):
         filler = FoldFiller(self.folds)
         max_pairs = self.max_fold_events if self.mode == "flashsim" else None
         for batch in fold_batches(n, self.folds, max_pairs):
-            muons = source.muons(batch)
-            steps = dimuon_steps(muons)
+            # muons only where two can exist; the other pairs fail two_muons whatever is drawn
+            candidates = source.dimuon_candidates(batch) if self.staged else np.ones(len(batch), dtype=bool)
+            muons = source.muons(batch.subset(candidates))
+            steps = {step: _scatter(mask, candidates) for step, mask in dimuon_steps(muons).items()}
+            steps["all"] = np.ones(len(batch), dtype=bool)
             dimuon = steps["opposite_charge"]
             pairs = batch.subset(dimuon)
             jets = source.jets(pairs) if self.staged else source.jets(batch)[dimuon]
-            res = analyse(muons[dimuon], jets, dnn=self.dnn)
+            res = analyse(muons[dimuon[candidates]], jets, dnn=self.dnn)
             w_all, w = weight[batch.entry], weight[pairs.entry]
             for step in CUTFLOW_STEPS:
                 mask, w_step = (steps[step], w_all) if step in ("all", "two_muons") else (res.cutflow[step], w)
@@ -225,6 +229,13 @@ def dimuon_steps(muons) -> dict[str, np.ndarray]:
     return {"all": np.ones(len(two), dtype=bool), "two_muons": two, "opposite_charge": dimuon_mask(muons)}
 
 
+def _scatter(mask: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """A boolean per pair of the batch: ``mask`` at the pairs ``where`` is true, False elsewhere."""
+    out = np.zeros(len(where), dtype=bool)
+    out[where] = mask
+    return out
+
+
 class _ObjectSource:
     """Where the analysis' muons and jets come from, per (event, fold) pair: the file's reco
     collections (fullsim), Gen-level stand-ins (gen), or FlashSim (simulated per pair: jets only
@@ -233,10 +244,18 @@ class _ObjectSource:
     def __init__(self, proc: VBFHmmProcessor, events):
         self.mode, self.events = proc.mode, events
         self.chunk = proc.flashsim.prepare(events) if proc.mode == "flashsim" else None
-        if self.chunk is not None and proc.staged and hasattr(self.chunk, "restrict"):
-            # jets are read only where the dimuon selection can pass: events with ≥ 2 simulated Gen
-            # muons (every reco muon comes from one); their conditioning is computed for those only
-            self.chunk.restrict("Jet", np.flatnonzero(self.chunk.simulated_per_event("Muon") >= 2))
+        self.two_gen_muons = None
+        if self.chunk is not None and proc.staged and hasattr(self.chunk, "simulated_per_event"):
+            # the dimuon selection can pass only in events with ≥ 2 simulated Gen muons (every reco
+            # muon comes from one): muons are drawn, and jets prepared, for those events only
+            self.two_gen_muons = self.chunk.simulated_per_event("Muon") >= 2
+            self.chunk.restrict("Jet", np.flatnonzero(self.two_gen_muons))
+
+    def dimuon_candidates(self, batch: FoldBatch) -> np.ndarray:
+        """Pairs of ``batch`` that can have two muons (FlashSim: ≥ 2 simulated Gen muons; else all)."""
+        if self.two_gen_muons is None:
+            return np.ones(len(batch), dtype=bool)
+        return self.two_gen_muons[batch.entry]
 
     def muons(self, batch: FoldBatch):
         if self.chunk is not None:

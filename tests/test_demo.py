@@ -116,8 +116,9 @@ def test_models_loaded_before_work(demo_models, tmp_path):
 # --------------------------------------------------------------------------- a whole run
 @pytest.fixture(scope="module")
 def tiny_samples(generated) -> dict[str, Path]:
-    sizes = {"vbf_hmm": 150, "vbf_hmm_alt": 150, "ewk_mumujj": 50, "dy": 50, "ttbar": 30}
-    return {p: generated(p, n, seed=30 + i)[0] for i, (p, n) in enumerate(sizes.items())}
+    sizes = {"vbf_hmm": 150, "vbf_hmm_alt": 150, "ewk_mumujj": 50, "dy": 50, "ttbar": 30, "dy_incl": 60, "ttbar_mumu": 40}
+    process = {"dy_incl": "dy"}
+    return {p: generated(process.get(p, p), n, seed=30 + i)[0] for i, (p, n) in enumerate(sizes.items())}
 
 
 @pytest.fixture(scope="module")
@@ -128,11 +129,30 @@ def demo_models(request) -> dict[str, Path] | None:
 
 
 @pytest.fixture(scope="module")
-def demo_run(tiny_samples, demo_models, tmp_path_factory):
+def demo_full(tiny_samples, demo_models, tmp_path_factory):
+    """(report folder, summary, the texts of every figure saved during the run)."""
+    import matplotlib.figure
+    import matplotlib.text
+
     out = tmp_path_factory.mktemp("demo") / "report"
     cfg = DemoConfig(output=out, samples=tiny_samples, models=demo_models, folds=5, single_event_folds=200,
                      executor="iterative", chunksize=500, progress=False)
-    return out, run_demo(cfg)
+    texts: dict[str, list[str]] = {}
+    savefig = matplotlib.figure.Figure.savefig
+
+    def recording(fig, path, *args, **kwargs):
+        texts[Path(path).name] = [t.get_text() for t in fig.findobj(matplotlib.text.Text)]
+        return savefig(fig, path, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(matplotlib.figure.Figure, "savefig", recording)
+        summary = run_demo(cfg)
+    return out, summary, texts
+
+
+@pytest.fixture(scope="module")
+def demo_run(demo_full):
+    return demo_full[:2]
 
 
 def test_report_image_links_relative_to_report(tmp_path, monkeypatch):
@@ -205,3 +225,56 @@ def test_events_option_generates_once_and_caches(tiny_samples, tmp_path, monkeyp
     resolve_samples(cfg, log=lambda *_: None)
     assert len(calls) == 2  # cached: same number of events already there
     prepare_output(cfg)  # the samples cache does not make the folder "not empty"
+
+
+STACKS = {"stack_SR_mass.png", "stack_SR_dnn_atanh.png", "stack_presel_mass.png"}
+
+
+def test_stack_figures_first_with_expected_events_table(demo_run):
+    out, s = demo_run
+    names = {Path(f).name for f in s["figures"]}
+    assert STACKS <= names
+    md = (out / "summary.md").read_text()
+    first = md.index("## Expected events, L = 137 fb⁻¹")
+    assert first < md.index("## Samples") < md.index("## Headline numbers")  # the report starts with it
+    table = md[first:md.index("## Samples")]
+    assert "| process | in stack | σ [pb] | FullSim | FlashSim | FlashSim / FullSim |" in table
+    for name in ("VBF H→μμ", "tt̄ → μν μν", "DY μμ + jets", "**total (stacked)**"):
+        assert f"| {name} |" in table, name
+    for name in STACKS:
+        assert f"](figures/{name})" in table, name
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["expected_events"]["regions"]["SR"]["total"]["FullSim"] == pytest.approx(
+        s["expected_events"]["regions"]["SR"]["total"]["FullSim"])
+
+
+def test_expected_events_are_sigma_lumi_normalised(demo_run, tiny_samples):
+    """σ·L·(Σw in the SR)/Σw recomputed from the file for one process; the stack excludes the variation
+    and the inclusive tt̄, and its total is the sum of its processes."""
+    import uproot
+
+    _, s = demo_run
+    exp = s["expected_events"]
+    assert exp["lumi_fb"] == 137.0 and s["settings"]["lumi_fb"] == 137.0
+    runs = uproot.open(tiny_samples["vbf_hmm"])["Runs"].arrays(library="np")
+    xsec, sumw = float(runs["XSecPb"][0]), float(runs["genEventSumw"].sum())
+    sr = exp["regions"]["SR"]["processes"]
+    for mode in ("FullSim", "FlashSim"):
+        hand = xsec * 137.0 * 1000.0 * s["yields"]["vbf_hmm"][mode]["SR"] / sumw
+        assert sr["vbf_hmm"][mode] == pytest.approx(hand, rel=1e-9), mode
+    assert sr["vbf_hmm"]["xsec_pb"] == pytest.approx(xsec)
+    stack = exp["stack"]["SR"]
+    assert "vbf_hmm_alt" not in stack and "ttbar" not in stack and {"vbf_hmm", "ttbar_mumu"} <= set(stack)
+    assert "dy_incl" in exp["stack"]["presel"] and sum(p.startswith("dy") for p in stack) == 1
+    total = exp["regions"]["SR"]["total"]
+    assert total["FullSim"] == pytest.approx(sum(sr[p]["FullSim"] for p in stack))
+    assert total["FlashSim"] == pytest.approx(sum(sr[p]["FlashSim"] for p in stack))
+
+
+def test_no_demo_figure_says_cms(demo_full):
+    _, s, texts = demo_full
+    assert STACKS <= set(texts) and len(texts) == len(s["figures"])
+    for name, t in texts.items():
+        joined = " | ".join(t)
+        assert "CMS" not in joined.upper(), (name, joined)
+        assert "flashsim-coffea" in t, name

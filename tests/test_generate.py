@@ -69,6 +69,20 @@ def test_vbf_sample_is_nanoaod(generated):
     assert ak.all(abs(mu.matched_gen.pdgId) == 13)
 
 
+def test_ttbar_mumu_both_w_to_munu_and_physical_xsec(generated):
+    """ttbar_mumu: both W → μν in every event; XSecPb is σ(tt̄)·BR(W → μν)² (Pythia applies the BR)."""
+    path, summary = generated("ttbar_mumu", 40, seed=5)
+    gp = events_of(path).GenPart
+    ws = gp[(abs(gp.pdgId) == 24) & flag(gp, "isLastCopy")]
+    hard_mu = gp[(abs(gp.pdgId) == 13) & (gp.status == 1) & flag(gp, "isPrompt") & flag(gp, "fromHardProcess")]
+    assert ak.all(ak.num(ws) == 2) and ak.all(ak.num(hard_mu) == 2)
+    assert ak.all(ak.sum(hard_mu.pdgId, axis=1) == 0)  # μ⁺μ⁻
+    incl = generated("ttbar", 60)[1]
+    br = 0.1081  # Pythia's BR(W → μν)
+    assert 0.6 < summary.xsec_pb / (incl.xsec_pb * br**2) < 1.6, (summary.xsec_pb, incl.xsec_pb)
+    assert read_metadata(path)["process"] == "ttbar_mumu"
+
+
 def test_genpart_mothers_and_flags_consistent(generated):
     path, _ = generated("ttbar", 60)
     ev = events_of(path)

@@ -237,7 +237,7 @@ def test_staged_injection_is_bit_identical_to_simulating_everything(vbf_file, ti
     info = staged["vbf"]["flashsim"]
     # fewer jets were simulated than Gen jets exist, and the histograms do not notice
     assert info["Jet"]["n_gen"] < everything["vbf"]["flashsim"]["Jet"]["n_gen"]
-    assert info["Muon"]["n_gen"] == everything["vbf"]["flashsim"]["Muon"]["n_gen"]
+    assert info["Muon"]["n_gen"] < everything["vbf"]["flashsim"]["Muon"]["n_gen"]  # only events with ≥ 2 Gen muons
     _assert_same_output(everything, staged)
     _assert_same_output(everything, run_processor(fileset, VBFHmmProcessor(mode="flashsim", folds=folds, flashsim=sim),
                                                   chunksize=37))
