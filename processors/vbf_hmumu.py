@@ -258,11 +258,11 @@ class _ObjectSource:
         return self.two_gen_muons[batch.entry]
 
     def muons(self, batch: FoldBatch):
-        if self.chunk is not None:
-            return self.chunk.simulate("Muon", batch)
+        if self.chunk is not None:  # not attached to the events: the analysis reads no cross-reference
+            return self.chunk.simulate("Muon", batch, attach=False)
         return batch.take(obj.reco_muons(self.events) if self.mode == "fullsim" else obj.gen_muons(self.events))
 
     def jets(self, batch: FoldBatch):
         if self.chunk is not None:
-            return self.chunk.simulate("Jet", batch)
+            return self.chunk.simulate("Jet", batch, attach=False)
         return batch.take(obj.reco_jets(self.events) if self.mode == "fullsim" else obj.gen_jets(self.events))

@@ -156,7 +156,7 @@ class _FakeChunk:
     def __init__(self, events):
         self.events = events
 
-    def simulate(self, coll, batch):
+    def simulate(self, coll, batch, attach=True):
         sigma = {"Muon": 0.01, "Jet": 0.15}[coll]
         c = batch.take(self.events[coll])
         counts = ak.to_numpy(ak.num(c, axis=1))
