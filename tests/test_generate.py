@@ -145,7 +145,7 @@ def test_vbf_filter_records_efficiency(tmp_path):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["generate", "higgs", "-n", "5", "--seed", "1", "-o", "{tmp}/x.root"], "valid processes: ttbar, dy"),
+        (["generate", "higgs", "-n", "5", "--seed", "1", "-o", "{tmp}/x.root"], "valid processes: ttbar, ttbar_mumu, dy"),
         (["generate", "ttbar", "-n", "0", "--seed", "1", "-o", "{tmp}/x.root"], "-n must be a positive"),
         (["generate", "ttbar", "-n", "5", "--seed", "0", "-o", "{tmp}/x.root"], "outside Pythia's range"),
         (["generate", "ttbar", "-n", "5", "--seed", "900000001", "-o", "{tmp}/x.root"], "outside Pythia's range"),
