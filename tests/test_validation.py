@@ -93,7 +93,8 @@ def test_validate_end_to_end(tmp_path):
                "--floor-draws", "2"])
     assert rc == 0
     m = json.loads((tmp_path / "report" / "metrics.json").read_text())
-    assert set(m) == {"targets", "c2st_auc"} and set(m["targets"]) == set(spec.target_names)
+    assert set(m) == {"targets", "c2st_auc", "conditional"} and set(m["targets"]) == set(spec.target_names)
+    assert {"jet_response", "btag_eff", "jet_id"} <= set(m["conditional"])
     for v in m["targets"].values():
         assert set(v) == {"w1", "w1_floor", "ratio"} and v["w1"] >= 0 and v["w1_floor"] >= 0
     assert 0.0 <= m["c2st_auc"] <= 1.0

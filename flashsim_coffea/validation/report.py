@@ -1,7 +1,8 @@
 """``run_validation``: samples → metrics.json, plots and index.md in REPORT_DIR.
 
 ``metrics.json`` has exactly the shape
-``{"targets": {name: {"w1": .., "w1_floor": .., "ratio": ..}}, "c2st_auc": ..}``;
+``{"targets": {name: {"w1": .., "w1_floor": .., "ratio": ..}}, "c2st_auc": .., "conditional": {table: ..}}``
+(``conditional``: the tables of :mod:`.conditional`, with noise floors and flagged cells);
 run details (inputs, model, seeds, counts) go to ``provenance.json``.
 """
 
@@ -21,6 +22,7 @@ from flashsim_coffea.objects import ObjectSpec
 from flashsim_coffea.reference.resimulate import reference_fingerprint
 
 from . import plots
+from .conditional import conditional_markdown, conditional_tables
 from .metrics import c2st_auc, w1_draws, w1_table
 from .samples import ValidationSamples, build_samples
 
@@ -63,6 +65,7 @@ def comparable(spec: ObjectSpec, mat: np.ndarray, gen: dict[str, np.ndarray]) ->
 
 
 def write_report(spec: ObjectSpec, s: ValidationSamples, out: Path, title: str, seed: int = 0) -> dict:
+    conditional = conditional_tables(spec, s)
     s = ValidationSamples(replace(s.ref, targets=comparable(spec, s.ref.targets, s.ref.gen)),
                           [comparable(spec, f, s.ref.gen) for f in s.flash_draws],
                           [replace(r, targets=comparable(spec, r.targets, r.gen)) for r in s.ref2_draws], s.info)
@@ -73,7 +76,7 @@ def write_report(spec: ObjectSpec, s: ValidationSamples, out: Path, title: str, 
     table = w1_table(names, s.flash_draws, s.ref.targets, ref2_targets)
     floors = w1_draws(names, ref2_targets, s.ref.targets)
     auc = c2st_auc(np.concatenate([s.flash, s.ref.cond], axis=1), np.concatenate([s.ref.targets, s.ref.cond], axis=1), seed)
-    metrics = {"targets": table, "c2st_auc": auc}
+    metrics = {"targets": table, "c2st_auc": auc, "conditional": conditional}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
 
     plots.style()
@@ -121,6 +124,7 @@ def write_report(spec: ObjectSpec, s: ValidationSamples, out: Path, title: str, 
                                                  if key.startswith("n_") and key not in ("n_ref", "n_ref2", "n_events")), ""]
     for caption, fname in figs:
         lines += [f"### {caption}", "", f"![{caption}](plots/{fname})", ""]
+    lines += conditional_markdown(conditional)
     (out / "index.md").write_text("\n".join(lines))
     return metrics
 

@@ -1,0 +1,178 @@
+"""Conditional validation tables (flashsim_coffea.validation.conditional): noise floors per cell,
+flags beyond 2× the floor, low-stat cells, and their place in the `flashsim validate` report."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from flashsim_coffea.objects import get_spec
+from flashsim_coffea.objects.extract import Extracted
+from flashsim_coffea.validation.conditional import (BTAG_WP, MIN_COUNT, TABLES, cell_quantities,
+                                                    conditional_markdown, conditional_tables)
+from flashsim_coffea.validation.samples import ValidationSamples
+
+K = 5
+
+
+def _extracted(spec, cols: dict[str, np.ndarray], gen_pt: np.ndarray) -> Extracted:
+    n = len(gen_pt)
+    cond = np.zeros((n, len(spec.conditioning_names)))
+    targets = np.zeros((n, len(spec.target_names)))
+    for name, v in cols.items():
+        if name in spec.conditioning_names:
+            cond[:, spec.conditioning_names.index(name)] = v
+        else:
+            targets[:, spec.target_names.index(name)] = v
+    return Extracted(cond, targets, {}, {"pt": gen_pt})
+
+
+def _muon_samples(rng, n=60_000, widen=1.0, n_low=10):
+    """Synthetic muons: R, K FlashSim folds (ptRatio spread × ``widen``) and K reference′ draws on
+    the same Gen objects; only ``n_low`` muons with Gen pT in 5–10 GeV (a low-stat row)."""
+    spec = get_spec("muons")
+    pt = np.concatenate([np.exp(rng.uniform(np.log(10), np.log(300), n - n_low)), rng.uniform(5, 10, n_low)])
+    eta = rng.uniform(-2.4, 2.4, n)
+    prompt = (rng.random(n) < 0.9).astype(float)
+    sigma = 0.01 + 0.0001 * pt + 0.01 * (np.abs(eta) > 1.2)
+
+    def draw(scale=1.0):
+        return 1.0 + scale * sigma * rng.standard_normal(n)
+
+    def sample(ratio):
+        return _extracted(spec, {"GenMuon_pt": pt, "GenMuon_eta": eta, "GenMuon_isPrompt": prompt, "ptRatio": ratio}, pt)
+
+    ref = sample(draw())
+    flash = [sample(draw(widen)).targets for _ in range(K)]
+    ref2 = [sample(draw()) for _ in range(K)]
+    return spec, ValidationSamples(ref, flash, ref2, {})
+
+
+def _values(table, q):
+    return [c[q] for c in table["cells"] if not c["low_stats"] and c[q]["ratio"] is not None]
+
+
+def test_cell_quantities_definitions():
+    v = cell_quantities([1.0, 3.0], 1.5, [1.0, 2.5, 1.5])
+    assert v == {"flash": 2.0, "ref": 1.5, "floor": pytest.approx(0.5), "deviation": 0.5, "ratio": pytest.approx(1.0)}
+    assert cell_quantities([1.0], 1.0, [1.0])["ratio"] == 1.0  # 0 / 0
+    assert cell_quantities([2.0], 1.0, [1.0])["ratio"] == float("inf")
+
+
+def test_muon_response_table_shape_and_keys():
+    spec, s = _muon_samples(np.random.default_rng(0), n=20_000)
+    tables = conditional_tables(spec, s)
+    assert set(tables) == {"muon_response"}  # the jet tables need jet columns
+    t = tables["muon_response"]
+    table = next(x for x in TABLES if x.name == "muon_response")
+    n_cells = np.prod([len(edges) - 1 for _, edges, _ in table.bins])
+    assert len(t["cells"]) == n_cells and t["quantities"] == ["median", "w68", "w95"]
+    assert t["axes"] == ["GenMuon_pt", "|GenMuon_eta|"]
+    for c in t["cells"]:
+        assert set(c) >= {"bin", "label", "n_ref", "n_flash", "n_ref2", "low_stats", "median", "w68", "w95"}
+        assert set(c["bin"]) == {"GenMuon_pt", "|GenMuon_eta|"}
+        for q in t["quantities"]:
+            assert set(c[q]) == {"flash", "ref", "floor", "deviation", "ratio", "flagged"}
+    # prompt muons only: the cells count ~90 % of the muons
+    assert 0.85 < sum(c["n_ref"] for c in t["cells"]) / 20_000 < 0.95
+    # metrics.json-ready: strict JSON after NaN → null
+    json.loads(json.dumps(tables, allow_nan=True))
+
+
+def test_perfect_model_flags_almost_nothing():
+    spec, s = _muon_samples(np.random.default_rng(1))
+    t = conditional_tables(spec, s)["muon_response"]
+    vals = [v for q in t["quantities"] for v in _values(t, q)]
+    assert len(vals) > 60
+    assert np.mean([v["flagged"] for v in vals]) < 0.1
+    assert 0.4 < np.median([v["ratio"] for v in vals]) < 1.5
+
+
+def test_widened_response_flags_the_widths():
+    """FlashSim ptRatio spread × 1.3: the 68 % and 95 % widths are flagged, the median is not."""
+    spec, s = _muon_samples(np.random.default_rng(2), widen=1.3)
+    t = conditional_tables(spec, s)["muon_response"]
+    for q in ("w68", "w95"):
+        assert np.mean([v["flagged"] for v in _values(t, q)]) > 0.8, q
+    assert np.mean([v["flagged"] for v in _values(t, "median")]) < 0.15
+    md = "\n".join(conditional_markdown({"muon_response": t}))
+    assert "## Conditional tables" in md and "⚠" in md and "| w68 |" in md
+
+
+def test_low_stat_cells_are_marked_and_never_flagged():
+    spec, s = _muon_samples(np.random.default_rng(3), n=20_000, widen=3.0)
+    t = conditional_tables(spec, s)["muon_response"]
+    low = [c for c in t["cells"] if c["low_stats"]]
+    assert low and all(c["n_ref"] < MIN_COUNT for c in low)
+    assert any(c["bin"]["GenMuon_pt"] == [5.0, 10.0] for c in low)
+    assert not any(c[q]["flagged"] for c in low for q in t["quantities"])
+    assert t["n_flagged"] > 0  # the widened high-stat cells are
+    md = "\n".join(conditional_markdown({"muon_response": t}))
+    assert "*low stats*" in md
+
+
+def _jet_samples(rng, n=40_000, b_shift=0.0):
+    spec = get_spec("jets")
+    pt = np.exp(rng.uniform(np.log(20), np.log(400), n))
+    eta = rng.uniform(-4.7, 4.7, n)
+    flav = rng.choice([0.0, 4.0, 5.0], n, p=[0.6, 0.15, 0.25])
+
+    def draw(shift=0.0):
+        ratio = 1 + 0.1 * rng.standard_normal(n)
+        p_tag = np.where(flav == 5, 0.8, np.where(flav == 4, 0.3, 0.05)) + np.where(flav == 5, shift, 0.0)
+        tag = np.where(rng.random(n) < p_tag, rng.uniform(0.75, 1.0, n), rng.uniform(0.0, 0.04, n))
+        puid = np.where(rng.random(n) < 0.9, 7.0, 0.0)
+        jetid = np.where(rng.random(n) < 0.95, 6.0, 0.0)
+        return {"GenJet_pt": pt, "GenJet_eta": eta, "GenJet_hadronFlavour": flav, "ptRatio": ratio,
+                "btagDeepFlavB": tag, "puId": puid, "jetId": jetid}
+
+    ref = _extracted(spec, draw(), pt)
+    flash = [_extracted(spec, draw(b_shift), pt).targets for _ in range(K)]
+    ref2 = [_extracted(spec, draw(), pt) for _ in range(K)]
+    return spec, ValidationSamples(ref, flash, ref2, {})
+
+
+def test_jet_tables_btag_and_id_rates():
+    spec, s = _jet_samples(np.random.default_rng(4))
+    tables = conditional_tables(spec, s)
+    assert set(tables) == {"jet_response", "btag_eff", "jet_id"}
+    assert tables["btag_eff"]["quantities"] == [f"eff_{k}" for k in BTAG_WP]
+    assert {c["bin"]["GenJet_hadronFlavour"] for c in tables["btag_eff"]["cells"]} == {"b", "c", "light"}
+    assert tables["jet_id"]["quantities"] == ["puId_loose", "jetId_tight"]
+    b_cell = next(c for c in tables["btag_eff"]["cells"] if c["bin"]["GenJet_hadronFlavour"] == "b" and not c["low_stats"])
+    assert b_cell["eff_T"]["ref"] == pytest.approx(0.8, abs=0.05)
+    high = [c for c in tables["jet_id"]["cells"] if c["bin"]["GenJet_pt"][0] >= 100 and not c["low_stats"]]
+    assert all(c["puId_loose"]["ref"] == 1.0 for c in high)  # puId is not applied above 50 GeV
+    assert all(0.9 < c["jetId_tight"]["ref"] < 1.0 for c in high)
+    vals = [v for t in tables.values() for q in t["quantities"] for v in _values(t, q)]
+    assert np.mean([v["flagged"] for v in vals]) < 0.1
+    # a FlashSim b efficiency 5 points high: flagged in the b cells, not in c or light
+    spec, s = _jet_samples(np.random.default_rng(5), b_shift=0.05)
+    t = conditional_tables(spec, s)["btag_eff"]
+    by = {f: [c["eff_M"]["flagged"] for c in t["cells"] if c["bin"]["GenJet_hadronFlavour"] == f and not c["low_stats"]]
+          for f in ("b", "c", "light")}
+    assert np.mean(by["b"]) > 0.8 and np.mean(by["c"] + by["light"]) < 0.2
+
+
+def test_validate_report_has_conditional_tables(tmp_path):
+    """`run_validation` writes the tables to metrics.json (key `conditional`) and index.md, the
+    existing report content unchanged (shipped muons model, a small bundled DY sample)."""
+    import torch
+
+    from flashsim_coffea.flows import load_model, shipped_model_path
+    from flashsim_coffea.samples import sample_path
+    from flashsim_coffea.validation import run_validation
+
+    torch.set_num_threads(1)
+    spec = get_spec("muons")
+    model = load_model(shipped_model_path("muons"), "muons")
+    m = run_validation(spec, model, [str(sample_path("dy_incl"))], tmp_path, ref_seed=202, resimulate=201,
+                       max_events=3000, floor_draws=2)
+    assert set(m) == {"targets", "c2st_auc", "conditional"} and set(m["conditional"]) == {"muon_response"}
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    assert on_disk["conditional"]["muon_response"]["quantities"] == ["median", "w68", "w95"]
+    index = (tmp_path / "index.md").read_text()
+    assert "| ptRatio |" in index and "## Conditional tables" in index and "| median |" in index
+    assert index.index("| ptRatio |") < index.index("## Conditional tables")
