@@ -10,10 +10,10 @@
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from ..errors import UserError
+from ..nanoaod.io import ensure_writable_dir
 from .config import DemoConfig
 
 __all__ = ["REPORT_FILES", "check_models", "check_output_free", "prepare_output", "resolve_samples", "make_simulator"]
@@ -42,13 +42,7 @@ def prepare_output(cfg: DemoConfig) -> Path:
 
     Reused: ``DIR/samples`` (generated samples cache) is not counted as content.
     """
-    out = check_output_free(cfg)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
-            pass
-    except OSError as err:
-        raise UserError(f"cannot write to the output folder {out}: {err.strerror or err}") from err
+    out = ensure_writable_dir(check_output_free(cfg))
     if cfg.force:
         for name in REPORT_FILES:
             (out / name).unlink(missing_ok=True)

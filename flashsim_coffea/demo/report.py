@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..analysis import CUTFLOW_STEPS, REGIONS
+from ..cards import json_safe
 from .config import CLOSURE, CLOSURE_HISTS, COMPARISONS, SIGNAL, DemoConfig
 from ..stats import __doc__ as STATS_DOC
 
@@ -39,23 +40,8 @@ VAR_TEXT = {"dnn_atanh": "DNN18Atan", "rpt": "R(pT)", "log_zstar": "ln z*", "mas
             "j2_pt": "pT(j2)"}
 
 
-def _clean(x: Any) -> Any:
-    """JSON-safe: NaN/inf → None, numpy scalars → Python, Paths → str."""
-    if isinstance(x, dict):
-        return {str(k): _clean(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_clean(v) for v in x]
-    if isinstance(x, Path):
-        return str(x)
-    if hasattr(x, "item") and not isinstance(x, (str, bytes)):
-        x = x.item()
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    return x
-
-
 def write_json(summary: dict, path: Path) -> Path:
-    path.write_text(json.dumps(_clean(summary), indent=1) + "\n")
+    path.write_text(json.dumps(json_safe(summary), indent=1) + "\n")
     return path
 
 
@@ -218,6 +204,6 @@ def write_markdown(summary: dict, figures: dict[str, list[Path]], cfg: DemoConfi
         L += [f"### {PLAIN_LABELS.get(p, p)}", ""]
         L += [" ".join(_img(f, base) for f in figures.get(f"process/{p}", [])), ""]
     L += ["## Definitions", "", "```", STATS_DOC.strip(), "```", ""]
-    L += ["## Settings", "", "```json", json.dumps(_clean(s["settings"]), indent=1), "```", ""]
+    L += ["## Settings", "", "```json", json.dumps(json_safe(s["settings"]), indent=1), "```", ""]
     path.write_text("\n".join(L))
     return path

@@ -20,7 +20,6 @@ from .. import noise
 from ..noise import SEED_MAX
 from ..nanoaod.precision import apply_nanoaod_precision
 from .._quiet import quiet_stdout as _quiet_stdout
-from ..errors import UserError
 from .filters import apply_filter
 from .genjets import cluster_genjets
 from .genpart import FlatRecord, build_genpart

@@ -21,11 +21,9 @@ target in ``clipped``; values below the bound of a ``below`` spike are set to th
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import awkward as ak
 import numpy as np
