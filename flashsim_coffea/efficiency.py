@@ -12,10 +12,11 @@ u < ε(b), u = ``noise.uniform(seed, "efficiency/<spec>", run, lumi, event, obje
 keyed, so the same object is kept or lost whatever the chunking.
 
 The binning is the spec's (:class:`~flashsim_coffea.objects.rules.RecoRules`: ``efficiency_*``).
-For jets the map is measured only where the NanoAOD reco threshold (pT > 15 GeV, which
-FlashSim applies after sampling) cannot confound it: bins with Gen pT below
-``efficiency_threshold_free_pt`` take the value of the first bin above it. The map is stored as
-``efficiency.json`` beside a model's ``card.json``.
+A flow trained on stored reco objects samples their reco values *given* that they are stored, so
+the map is the matched fraction itself, NanoAOD's reco threshold included (jets: finely binned
+around it); bins with Gen pT below ``efficiency_threshold_free_pt`` (0 in the shipped specs) would
+take the value of the first bin above it. The map is stored as ``efficiency.json`` beside a
+model's ``card.json``.
 """
 
 from __future__ import annotations

@@ -221,7 +221,13 @@ for s in jets:head_jets muons:head_muons; do
 done
 
 # 2b. reconstruction efficiency maps (efficiency.json beside each card), from the same files
-flashsim efficiency jets "$TRAIN_DIR/ttbar.root" -o flashsim_coffea/models/jets
+# jets: the matched fraction with the 15 GeV threshold included, finely binned at low pT (objects/jets.py
+# JET_RULES), measured on the first 6000 events of ttbar.root and dy.root (the same events as
+# `flashsim generate ttbar -n 6000 --seed 1001` and `flashsim generate dy -n 6000 --seed 1002`: events
+# come in seeded blocks of 500)
+flashsim generate ttbar -n 6000 --seed 1001 --workers 2 -o "$WORK/eff_ttbar.root" --force --no-progress
+flashsim generate dy    -n 6000 --seed 1002 --workers 2 -o "$WORK/eff_dy.root" --force --no-progress
+flashsim efficiency jets "$WORK/eff_ttbar.root" "$WORK/eff_dy.root" -o flashsim_coffea/models/jets
 flashsim efficiency muons "$TRAIN_DIR/ttbar.root" "$DY_DIR/dy.root" -o flashsim_coffea/models/muons
 
 # 3. validation reports on the held-out files (HELDOUT_DIR, default train-data/heldout) (reference R and R' re-drawn with seeds 201, 202)

@@ -31,15 +31,18 @@ CMVA_LOGIT = Logit(lo=-1.0, hi=1.0, eps=1e-3)
 
 
 #: NanoAOD around the jet flow: GenJets with |η| < 5 (the calorimeters; GenJets reach further),
-#: reco pT > 15 GeV after sampling, flavours copied from the GenJet; efficiency binned in Gen pT × |η|,
-#: measured only above 25 GeV where the 15 GeV reco threshold cannot confound it
+#: reco pT > 15 GeV after sampling, flavours copied from the GenJet. The efficiency map is the
+#: matched fraction N(GenJets with a stored reco jet) / N(GenJets) per Gen pT × |η| bin, the 15 GeV
+#: threshold included, finely binned where it bites: the flow is trained on stored jets (reco
+#: pT > 15), i.e. it samples the reco pT of a jet *given* that it is stored, so the map must carry
+#: the threshold's effect (extrapolating the map from above 25 GeV made 2-6x too many jets from
+#: 10-15 GeV GenJets)
 JET_RULES = RecoRules(
     gen_max_abs_eta=JET_MAX_ABS_ETA,
     min_pt=JET_MIN_PT,
     gen_defaults=(("partonFlavour", "int32"), ("hadronFlavour", "int32")),
-    efficiency_pt_edges=(10, 15, 20, 25, 30, 40, 60, 100, 200, 1e9),
+    efficiency_pt_edges=(10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 22, 25, 30, 40, 60, 100, 200, 1e9),
     efficiency_abseta_edges=(0, 1.3, 2.5, 3.0, 4.7, 1e9),
-    efficiency_threshold_free_pt=25.0,
 )
 
 GENJET = GenCollection("GenJet", "GenJet", ("pt", "eta", "phi", "mass", "partonFlavour", "hadronFlavour"))
