@@ -97,15 +97,16 @@ __all__ = [
 EXECUTORS = ("iterative", "futures", "dask")
 #: σ [pb] · L [fb⁻¹] = 1000 events
 PB_TIMES_FB_INV = 1000.0
-#: the coffea NanoAOD warning filtered during runs (exactly this one)
-CROSSREF_WARNING = r"Missing cross-reference index"
+#: the coffea NanoAOD warnings filtered during runs (exactly these: a collection referenced by an
+#: index branch is not stored, or the index branch is absent — real files reference SubJet, FsrPhoton, …)
+CROSSREF_WARNING = r"Missing cross-reference (index|target)"
 
 _SKIP_HINT = "use --skip-bad-files to skip and report them"
 
 
 # =========================================================================== warnings
 def ignore_crossref_warnings() -> None:
-    """Install a filter for coffea's "Missing cross-reference index" RuntimeWarning (only that one)."""
+    """Install a filter for coffea's "Missing cross-reference index/target" RuntimeWarnings (only those)."""
     warnings.filterwarnings("ignore", message=CROSSREF_WARNING, category=RuntimeWarning)
 
 

@@ -232,6 +232,7 @@ def test_crossref_warnings_filtered_in_workers_and_cli(files, tmp_path, capfd):
         warnings.simplefilter("always")
         runner.ignore_crossref_warnings()
         warnings.warn("Missing cross-reference index for FsrPhoton_muonIdx => Muon", RuntimeWarning)
+        warnings.warn("Missing cross-reference target for FatJet_subJetIdx1 => SubJet", RuntimeWarning)  # real Run-3 files
         warnings.warn("FlashSim: something else", RuntimeWarning)
     assert [str(w.message) for w in seen] == ["FlashSim: something else"]
 
