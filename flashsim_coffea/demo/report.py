@@ -105,7 +105,8 @@ def write_markdown(summary: dict, figures: dict[str, list[Path]], cfg: DemoConfi
           f"{s['settings']['workers']} worker(s)). FullSim is this project's reference detector response "
           "(docs/reference.md), FlashSim the flows injected on the fly in the coffea processor, Gen the Gen-level "
           "objects. Weights: genWeight; yields are Σ genWeight of the selected events.", ""]
-    L += [f"FlashSim models: jets `{s['models']['jets']}`, muons `{s['models']['muons']}`.", ""]
+    L += [f"FlashSim models: jets `{s['models']['jets']}`, muons `{s['models']['muons']}`, pile-up jets (no GenJet): "
+          "the shipped `pileup_jets`.", ""]
     L += _expected_section(s, figures, base)
     L += ["## Samples", ""]
     L += _table(["process", "file", "events"],

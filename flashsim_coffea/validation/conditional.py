@@ -29,13 +29,22 @@ Jets of every sample are compared above the NanoAOD reco threshold (reco pT > 15
 and R′ satisfy by construction and FlashSim applies at injection), so that the threshold does
 not show up as a FlashSim mis-modelling in the lowest bins.
 
-Reconstruction efficiency (the matched fraction vs Gen pT, η, flavour, nearby muons) is not
-tabulated here: the samples hold matched objects only.
+Reconstruction efficiency (:func:`efficiency_table`, from events rather than matched samples):
+the fraction of the spec's Gen objects (jets: GenJets with |η| < 5; muons: status-1 Gen muons
+with |η| < 2.4, pT > 3 GeV — the FlashSim acceptance) that a reco object points at
+(``Jet_genJetIdx`` / ``Muon_genPartIdx``). R = the events' own reco, R′_k = the reference re-drawn
+on the same Gen events with seed k (:func:`~flashsim_coffea.reference.resimulate.resimulate_events`),
+F_k = fold k of FlashSim's injected collection on the same events. Tables (same cell format):
+
+* ``jet_efficiency``: GenJet pT × |η|; ``jet_efficiency_flavour``: hadronFlavour b/c/light ×
+  GenJet pT; ``jet_efficiency_muon``: "a status-1 Gen muon within ΔR < 0.4" yes/no × GenJet pT;
+* ``muon_efficiency``: Gen pT × |η|; ``muon_efficiency_prompt``: isPrompt yes/no × Gen pT.
 
 Public API::
 
     tables = conditional_tables(spec, samples)        # {"muon_response": {...}, ...}
-    lines = conditional_markdown(tables)               # index.md section
+    eff = efficiency_table("jets", events, FlashSim(jets=..., muons=False, pileup_jets=False), ref_seeds)
+    lines = conditional_markdown({**tables, **eff})    # index.md section
 """
 
 from __future__ import annotations
@@ -49,8 +58,8 @@ from flashsim_coffea.objects import ObjectSpec
 
 from .samples import ValidationSamples
 
-__all__ = ["BTAG_WP", "FLAG_RATIO", "MIN_COUNT", "TABLES", "Table", "conditional_tables", "conditional_markdown",
-           "cell_quantities"]
+__all__ = ["BTAG_WP", "EFFICIENCY_TABLES", "FLAG_RATIO", "MIN_COUNT", "TABLES", "Table", "conditional_tables",
+           "conditional_markdown", "cell_quantities", "efficiency_table", "efficiency_table_from_draws"]
 
 #: a cell is flagged when |q(F) − q(R)| exceeds this many times its noise floor
 FLAG_RATIO = 2.0
@@ -223,42 +232,181 @@ def conditional_tables(spec: ObjectSpec, s: ValidationSamples, min_count: int = 
             bases = [_base_mask(spec, table, c) for c in samples]
         except KeyError:
             continue
-        rows = []
-        for cell in _cells(table):
-            masks = []
-            for c, base in zip(samples, bases):
-                m = base.copy()
-                for _, _, member, _ in cell:
-                    m &= member(c)
-                masks.append(m)
-            m_ref, m_flash, m_ref2 = masks[0], masks[1:1 + len(flash_cols)], masks[1 + len(flash_cols):]
-            n_ref = int(m_ref.sum())
-            low = n_ref < min_count
-            row = {"bin": {name: b for name, _, _, b in cell}, "label": {name: lab for name, lab, _, _ in cell},
-                   "n_ref": n_ref, "n_flash": float(np.mean([m.sum() for m in m_flash])),
-                   "n_ref2": float(np.mean([m.sum() for m in m_ref2])), "low_stats": low}
-            for qname, fn in table.quantities.items():
-                try:
-                    v = cell_quantities([_q(fn, c, m) for c, m in zip(flash_cols, m_flash)], _q(fn, ref_cols, m_ref),
-                                        [_q(fn, c, m) for c, m in zip(ref2_cols, m_ref2)])
-                except KeyError:
-                    v = None
-                if v is None:
-                    continue
-                v["flagged"] = bool(not low and v["ratio"] > flag_ratio)  # NaN > x is False
-                row[qname] = {k: _nan_to_none(x) for k, x in v.items()}
-            rows.append(row)
-        qnames = [q for q in table.quantities if any(q in r for r in rows)]
-        if not qnames:
-            continue
-        out[table.name] = {
-            "title": table.title, "selection": table.selection,
-            "axes": [f"|{c}|" if a and c not in table.categories else c for c, _, a in table.bins],
-            "quantities": qnames, "min_count": min_count, "flag_ratio": flag_ratio, "cells": rows,
-            "n_flagged": sum(1 for r in rows for q in qnames if q in r and r[q]["flagged"]),
-            "n_low_stats": sum(1 for r in rows if r["low_stats"]),
-        }
+        t = _evaluate(table, ref_cols, flash_cols, ref2_cols, bases, min_count, flag_ratio)
+        if t is not None:
+            out[table.name] = t
     return out
+
+
+def _evaluate(table: Table, ref_cols: dict, flash_cols: list[dict], ref2_cols: list[dict], bases: list[np.ndarray],
+              min_count: int, flag_ratio: float) -> dict | None:
+    """One table's cells (``bases``: the selection of each sample, in the order ref, flash…, ref′…)."""
+    samples = [ref_cols, *flash_cols, *ref2_cols]
+    rows = []
+    for cell in _cells(table):
+        masks = []
+        for c, base in zip(samples, bases):
+            m = base.copy()
+            for _, _, member, _ in cell:
+                m &= member(c)
+            masks.append(m)
+        m_ref, m_flash, m_ref2 = masks[0], masks[1:1 + len(flash_cols)], masks[1 + len(flash_cols):]
+        n_ref = int(m_ref.sum())
+        low = n_ref < min_count
+        row = {"bin": {name: b for name, _, _, b in cell}, "label": {name: lab for name, lab, _, _ in cell},
+               "n_ref": n_ref, "n_flash": float(np.mean([m.sum() for m in m_flash])),
+               "n_ref2": float(np.mean([m.sum() for m in m_ref2])), "low_stats": low}
+        for qname, fn in table.quantities.items():
+            try:
+                v = cell_quantities([_q(fn, c, m) for c, m in zip(flash_cols, m_flash)], _q(fn, ref_cols, m_ref),
+                                    [_q(fn, c, m) for c, m in zip(ref2_cols, m_ref2)])
+            except KeyError:
+                v = None
+            if v is None:
+                continue
+            v["flagged"] = bool(not low and v["ratio"] > flag_ratio)  # NaN > x is False
+            row[qname] = {k: _nan_to_none(x) for k, x in v.items()}
+        rows.append(row)
+    qnames = [q for q in table.quantities if any(q in r for r in rows)]
+    if not qnames:
+        return None
+    return {
+        "title": table.title, "selection": table.selection,
+        "axes": [f"|{c}|" if a and c not in table.categories else c for c, _, a in table.bins],
+        "quantities": qnames, "min_count": min_count, "flag_ratio": flag_ratio, "cells": rows,
+        "n_flagged": sum(1 for r in rows for q in qnames if q in r and r[q]["flagged"]),
+        "n_low_stats": sum(1 for r in rows if r["low_stats"]),
+    }
+
+
+# -- reconstruction efficiency ---------------------------------------------------------------
+
+def _eff(c: dict) -> float:
+    return float(np.mean(c["matched"]))
+
+
+JET_EFF_PT = (10.0, 15.0, 20.0, 30.0, 50.0, 100.0, 200.0, INF)
+MU_EFF_PT = (3.0, 5.0, 10.0, 20.0, 30.0, 50.0, 100.0, INF)
+_YES_NO = {"yes": (1.0,), "no": (0.0,)}
+_EFF = {"eff": _eff}
+
+EFFICIENCY_TABLES: tuple[Table, ...] = (
+    Table("jet_efficiency", "jets", "Jet reconstruction efficiency (GenJets with a reco jet, reco pT > 15 GeV)",
+          (("GenJet_pt", JET_EFF_PT, False), ("GenJet_eta", JET_ETA, True)), _EFF, selection="GenJets, |η| < 5"),
+    Table("jet_efficiency_flavour", "jets", "Jet reconstruction efficiency by hadronFlavour",
+          (("GenJet_hadronFlavour", (), True), ("GenJet_pt", JET_EFF_PT, False)), _EFF, selection="GenJets, |η| < 5",
+          categories={"GenJet_hadronFlavour": {"b": (5.0,), "c": (4.0,), "light": (0.0,)}}),
+    Table("jet_efficiency_muon", "jets", "Jet reconstruction efficiency with / without a status-1 Gen muon within ΔR < 0.4",
+          (("GenJet_nearMuon", (), False), ("GenJet_pt", JET_EFF_PT, False)), _EFF, selection="GenJets, |η| < 5",
+          categories={"GenJet_nearMuon": _YES_NO}),
+    Table("muon_efficiency", "muons", "Muon reconstruction efficiency (status-1 Gen muons with a reco muon)",
+          (("GenMuon_pt", MU_EFF_PT, False), ("GenMuon_eta", MU_ETA, True)), _EFF,
+          selection="status-1 Gen muons, |η| < 2.4, pT > 3 GeV"),
+    Table("muon_efficiency_prompt", "muons", "Muon reconstruction efficiency, prompt (Gen statusFlags isPrompt) or not",
+          (("GenMuon_isPrompt", (), False), ("GenMuon_pt", MU_EFF_PT, False)), _EFF,
+          selection="status-1 Gen muons, |η| < 2.4, pT > 3 GeV", categories={"GenMuon_isPrompt": _YES_NO}),
+)
+
+
+def _gen_efficiency_objects(spec: ObjectSpec, events):
+    """The spec's Gen objects inside the FlashSim acceptance (jagged, with ``index``) and their
+    flat conditioning columns for the efficiency tables."""
+    import awkward as ak
+
+    from flashsim_coffea.objects.jets import GENMUON
+
+    objs = spec.simulated.load(events)
+    rules = spec.rules
+    acc = ak.ones_like(objs.pt, dtype=bool)
+    if rules.gen_max_abs_eta is not None:
+        acc = acc & (abs(objs.eta) < rules.gen_max_abs_eta)
+    if rules.gen_min_pt is not None:
+        acc = acc & (objs.pt > rules.gen_min_pt)
+    objs = objs[acc]
+    name = spec.simulated.name
+    flat = lambda x: ak.to_numpy(ak.flatten(x, axis=1)).astype(np.float64)  # noqa: E731
+    cols = {f"{name}_pt": flat(objs.pt), f"{name}_eta": flat(objs.eta)}
+    if "hadronFlavour" in ak.fields(objs):
+        cols[f"{name}_hadronFlavour"] = flat(objs.hadronFlavour)
+    if "statusFlags" in ak.fields(objs):
+        cols[f"{name}_isPrompt"] = flat(objs.statusFlags & 1)
+    if spec.simulated.name == "GenJet":
+        mu = GENMUON.load(events)
+        deta = objs.eta[:, :, None] - mu.eta[:, None, :]
+        dphi = (objs.phi[:, :, None] - mu.phi[:, None, :] + np.pi) % (2 * np.pi) - np.pi
+        cols[f"{name}_nearMuon"] = flat(ak.any(deta ** 2 + dphi ** 2 < 0.4 ** 2, axis=2))
+    return objs, cols
+
+
+def _matched(objs, idx) -> np.ndarray:
+    """Flat: is each Gen object pointed at by some reco index of its event."""
+    import awkward as ak
+
+    return ak.to_numpy(ak.flatten(ak.any(objs["index"][:, :, None] == idx[:, None, :], axis=2), axis=1))
+
+
+def efficiency_table_from_draws(spec_name: str, events, ref2_events: list, flash_idx: list,
+                                min_count: int = MIN_COUNT, flag_ratio: float = FLAG_RATIO) -> dict:
+    """The efficiency tables of spec ``spec_name`` from reco indices already drawn on ``events``:
+    ``ref2_events`` = K flat event arrays with the re-drawn reference (``Jet_genJetIdx`` …),
+    ``flash_idx`` = K jagged arrays (one list per event of ``events``) of FlashSim's
+    ``genJetIdx``/``genPartIdx``. Same return format as :func:`conditional_tables`."""
+    from flashsim_coffea.objects import get_spec
+
+    spec = get_spec(spec_name)
+    match = f"{spec.reco}_{spec.match}"
+    objs, cols = _gen_efficiency_objects(spec, events)
+    ref_cols = {**cols, "matched": _matched(objs, events[match])}
+    ref2_cols = [{**cols, "matched": _matched(objs, r[match])} for r in ref2_events]
+    flash_cols = [{**cols, "matched": _matched(objs, f)} for f in flash_idx]
+    n = len(ref_cols["matched"])
+    out = {}
+    for table in EFFICIENCY_TABLES:
+        if table.spec != spec_name or not {c for c, _, _ in table.bins} <= set(cols):
+            continue
+        bases = [np.ones(n, dtype=bool)] * (1 + len(flash_cols) + len(ref2_cols))
+        t = _evaluate(table, ref_cols, flash_cols, ref2_cols, bases, min_count, flag_ratio)
+        if t is not None:
+            out[table.name] = t
+    return out
+
+
+def _nested(events):
+    """Flat uproot events with GenJet/GenPart also as nested collections (FlashSim's global Gen
+    indices read ``events["GenJet"]``); flat branch names keep precedence in ``branch``."""
+    import awkward as ak
+
+    fields = ak.fields(events)
+    for coll in ("GenJet", "GenPart"):
+        if coll in fields:
+            continue
+        sub = {f[len(coll) + 1:]: events[f] for f in fields if f.startswith(coll + "_")}
+        if sub:
+            events = ak.with_field(events, ak.zip(sub), coll)
+    return events
+
+
+def efficiency_table(spec_name: str, events, flashsim, ref_seeds: list[int], folds: int | None = None,
+                     min_count: int = MIN_COUNT, flag_ratio: float = FLAG_RATIO) -> dict:
+    """Reconstruction-efficiency tables (see module doc) of spec ``"jets"`` or ``"muons"``.
+
+    events: flat NanoAOD events with Gen branches and the reference reco (uproot
+    ``tree.arrays(library="ak")``; :func:`resimulate_events` needs flat branch names);
+    flashsim: a :class:`~flashsim_coffea.inject.FlashSim` simulating the spec's collection (jets:
+    ``pileup_jets=False``; pile-up jets point at no GenJet anyway); ref_seeds: the K reference′
+    seeds; folds: FlashSim folds averaged (default K = ``len(ref_seeds)``).
+    """
+    from flashsim_coffea.folds import FoldBatch
+    from flashsim_coffea.objects import get_spec
+    from flashsim_coffea.reference.resimulate import resimulate_events
+
+    spec = get_spec(spec_name)
+    folds = len(ref_seeds) if folds is None else int(folds)
+    ref2 = [resimulate_events(events, int(seed)) for seed in ref_seeds]
+    reco = flashsim.prepare(_nested(events)).simulate(spec.reco, FoldBatch.all_folds(len(events), folds), attach=False)
+    idx = reco[spec.match]
+    flash_idx = [idx[k::folds] for k in range(folds)]  # event-major: row r = event r // K, fold r % K
+    return efficiency_table_from_draws(spec_name, events, ref2, flash_idx, min_count, flag_ratio)
 
 
 def _fmt(x) -> str:
