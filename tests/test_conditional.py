@@ -170,9 +170,74 @@ def test_validate_report_has_conditional_tables(tmp_path):
     model = load_model(shipped_model_path("muons"), "muons")
     m = run_validation(spec, model, [str(sample_path("dy_incl"))], tmp_path, ref_seed=202, resimulate=201,
                        max_events=3000, floor_draws=2)
-    assert set(m) == {"targets", "c2st_auc", "conditional"} and set(m["conditional"]) == {"muon_response"}
+    assert set(m) == {"targets", "c2st_auc", "conditional"} and set(m["conditional"]) == {"muon_response", "muon_efficiency", "muon_efficiency_prompt"}
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
     assert on_disk["conditional"]["muon_response"]["quantities"] == ["median", "w68", "w95"]
     index = (tmp_path / "index.md").read_text()
     assert "| ptRatio |" in index and "## Conditional tables" in index and "| median |" in index
     assert index.index("| ptRatio |") < index.index("## Conditional tables")
+
+
+def test_efficiency_tables_floor_and_broken_efficiency(tiny_models, generated, tmp_path):
+    """Reconstruction efficiency vs Gen pT × |η|, flavour and nearby muons: a re-drawn reference
+    flags (almost) nothing; FlashSim with a flat 50 % efficiency map is flagged at high pT."""
+    import shutil
+
+    import uproot
+
+    from flashsim_coffea.efficiency import EfficiencyMap
+    from flashsim_coffea.inject import FlashSim
+    from flashsim_coffea.reference.resimulate import resimulate_events
+    from flashsim_coffea.validation.conditional import (EFFICIENCY_TABLES, efficiency_table,
+                                                        efficiency_table_from_draws)
+
+    path, _ = generated("ttbar", 400, seed=11)
+    events = uproot.open(path)["Events"].arrays(library="ak")
+    seeds = [301, 302, 303]
+    # reference vs reference: "FlashSim" = the reference re-drawn with other seeds
+    other = [resimulate_events(events, s)["Jet_genJetIdx"] for s in (401, 402, 403)]
+    ref2 = [resimulate_events(events, s) for s in seeds]
+    t = efficiency_table_from_draws("jets", events, ref2, other)
+    assert set(t) == {"jet_efficiency", "jet_efficiency_flavour", "jet_efficiency_muon"}
+    for name, tab in t.items():
+        table = next(x for x in EFFICIENCY_TABLES if x.name == name)
+        n_cells = np.prod([len(table.categories[c]) if c in table.categories else len(e) - 1 for c, e, _ in table.bins])
+        assert len(tab["cells"]) == n_cells and tab["quantities"] == ["eff"]
+        for c in tab["cells"]:
+            assert set(c["eff"]) == {"flash", "ref", "floor", "deviation", "ratio", "flagged"}
+    assert {c["bin"]["GenJet_hadronFlavour"] for c in t["jet_efficiency_flavour"]["cells"]} == {"b", "c", "light"}
+    assert {c["bin"]["GenJet_nearMuon"] for c in t["jet_efficiency_muon"]["cells"]} == {"yes", "no"}
+    vals = [v for tab in t.values() for v in _values(tab, "eff")]
+    assert len(vals) > 10 and np.mean([v["flagged"] for v in vals]) < 0.15
+    high = [c for c in t["jet_efficiency"]["cells"] if c["bin"]["GenJet_pt"][0] >= 50 and not c["low_stats"]]
+    assert high and all(c["eff"]["ref"] > 0.8 for c in high)
+    json.loads(json.dumps(t, allow_nan=True))
+
+    # FlashSim with every efficiency 0.5: flagged in the high-pT cells
+    broken = tmp_path / "jets"
+    shutil.copytree(tiny_models["jets"], broken)
+    rules = get_spec("jets").rules
+    pt_e, eta_e = np.asarray(rules.efficiency_pt_edges), np.asarray(rules.efficiency_abseta_edges)
+    shape = (len(pt_e) - 1, len(eta_e) - 1)
+    EfficiencyMap("jets", pt_e, eta_e, np.full(shape, 0.5), np.ones(shape)).save(broken)
+    sim = FlashSim(jets=broken, muons=False, pileup_jets=False)
+    t = efficiency_table("jets", events, sim, seeds)
+    high = [c for c in t["jet_efficiency"]["cells"] if c["bin"]["GenJet_pt"][0] >= 50 and not c["low_stats"]]
+    assert high and all(c["eff"]["flagged"] for c in high)
+    assert all(0.3 < c["eff"]["flash"] < 0.7 for c in high)
+    md = "\n".join(conditional_markdown(t))
+    assert "⚠" in md and "| eff |" in md
+
+
+def test_muon_efficiency_table_shape(tiny_models, generated):
+    import uproot
+
+    from flashsim_coffea.inject import FlashSim
+    from flashsim_coffea.validation.conditional import efficiency_table
+
+    path, _ = generated("ttbar", 400, seed=11)
+    events = uproot.open(path)["Events"].arrays(library="ak")
+    t = efficiency_table("muons", events, FlashSim(jets=False, muons=tiny_models["muons"]), [301, 302], min_count=5)
+    assert set(t) == {"muon_efficiency", "muon_efficiency_prompt"}
+    assert {c["bin"]["GenMuon_isPrompt"] for c in t["muon_efficiency_prompt"]["cells"]} == {"yes", "no"}
+    assert sum(c["n_ref"] for c in t["muon_efficiency"]["cells"]) > 0

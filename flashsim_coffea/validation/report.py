@@ -22,7 +22,7 @@ from flashsim_coffea.objects import ObjectSpec
 from flashsim_coffea.reference.resimulate import reference_fingerprint
 
 from . import plots
-from .conditional import conditional_markdown, conditional_tables
+from .conditional import conditional_markdown, conditional_tables, efficiency_table
 from .metrics import c2st_auc, w1_draws, w1_table
 from .samples import ValidationSamples, build_samples
 
@@ -64,8 +64,9 @@ def comparable(spec: ObjectSpec, mat: np.ndarray, gen: dict[str, np.ndarray]) ->
     return out
 
 
-def write_report(spec: ObjectSpec, s: ValidationSamples, out: Path, title: str, seed: int = 0) -> dict:
-    conditional = conditional_tables(spec, s)
+def write_report(spec: ObjectSpec, s: ValidationSamples, out: Path, title: str, seed: int = 0,
+                 extra_tables: dict | None = None) -> dict:
+    conditional = {**conditional_tables(spec, s), **(extra_tables or {})}
     s = ValidationSamples(replace(s.ref, targets=comparable(spec, s.ref.targets, s.ref.gen)),
                           [comparable(spec, f, s.ref.gen) for f in s.flash_draws],
                           [replace(r, targets=comparable(spec, r.targets, r.gen)) for r in s.ref2_draws], s.info)
@@ -129,6 +130,36 @@ def write_report(spec: ObjectSpec, s: ValidationSamples, out: Path, title: str, 
     return metrics
 
 
+def _efficiency_tables(spec: ObjectSpec, model: FlowModel, files: list[str], ref_seed: int, max_events: int | None,
+                       resimulate: int | None, floor_draws: int) -> dict:
+    """The reconstruction-efficiency tables (:func:`.conditional.efficiency_table`) of the ``jets`` and
+    ``muons`` specs on the held-out files: reference, ``floor_draws`` reference′ draws (seeds
+    ref_seed + k) and FlashSim (the model with its efficiency map, ``floor_draws`` folds); {} for other specs."""
+    if spec.name not in ("jets", "muons"):
+        return {}
+    import awkward as ak
+    import uproot
+
+    from flashsim_coffea.inject import FlashSim
+    from flashsim_coffea.reference.resimulate import resimulate_events
+
+    parts, left = [], max_events
+    for f in files:
+        with uproot.open(f) as fh:
+            tree = fh["Events"]
+            stop = tree.num_entries if left is None else min(tree.num_entries, left)
+            parts.append(tree.arrays(library="ak", entry_stop=stop))
+        left = None if left is None else left - stop
+        if left is not None and left <= 0:
+            break
+    events = ak.concatenate(parts) if len(parts) > 1 else parts[0]
+    if resimulate is not None:
+        events = resimulate_events(events, resimulate, source=files[0])
+    models = {"jets": False, "muons": False, spec.name: str(model.path)}
+    flashsim = FlashSim(**models, pileup_jets=False, precision=model.precision)
+    return efficiency_table(spec.name, events, flashsim, [ref_seed + k for k in range(floor_draws)], folds=floor_draws)
+
+
 def run_validation(spec: ObjectSpec, model: FlowModel, files: list[str], out_dir: str | Path, ref_seed: int = 90210,
                    title: str | None = None, max_events: int | None = None, resimulate: int | None = None,
                    floor_draws: int = FLOOR_DRAWS) -> dict:
@@ -136,7 +167,8 @@ def run_validation(spec: ObjectSpec, model: FlowModel, files: list[str], out_dir
     out = Path(out_dir)
     samples = build_samples(spec, model, files, ref_seed, max_events, resimulate, draws=floor_draws)
     title = title or Path(files[0]).stem
-    metrics = write_report(spec, samples, out, title)
+    metrics = write_report(spec, samples, out, title,
+                           extra_tables=_efficiency_tables(spec, model, files, ref_seed, max_events, resimulate, floor_draws))
     prov = {"spec": spec.name, "spec_hash": spec.hash(), "model": Path(str(model.path)).name,
             "model_weights_sha256": model.card.get("weights_sha256"), "precision": model.precision,
             "model_metrics": model.card.get("metrics"),
