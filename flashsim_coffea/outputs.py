@@ -39,7 +39,7 @@ import numpy as np
 from .hists import FoldHist
 from .stats import Hist1D, as_arrays, closure_prediction
 
-__all__ = ["NOMINAL", "by_variable", "flash_variation", "write_root"]
+__all__ = ["NOMINAL", "by_variable", "flash_variation", "output_differences", "write_root"]
 
 NOMINAL = "nominal"
 
@@ -124,3 +124,29 @@ def write_root(hists: Mapping[str, hist.Hist], path: str | Path) -> int:
                         f[f"{ds}/{region}/{var}" + ("" if variation == NOMINAL else f"_{variation}")] = one
                         n += 1
     return n
+
+
+def output_differences(a: Mapping, b: Mapping, ignore: tuple[str, ...] | set[str] = ()) -> list[str]:
+    """How two run outputs differ, one line per difference (empty: identical bit for bit): datasets,
+    their cutflow, cutflow_weighted, sumw and nevents, and every histogram's values and variances
+    (flow bins included); variables in ``ignore`` are not compared. Used by the executor/chunking
+    identity tests and ``scripts/compare_outputs.py``."""
+    diffs = [] if set(a) == set(b) else [f"datasets differ: {sorted(a)} vs {sorted(b)}"]
+    for ds in sorted(set(a) & set(b)):
+        ra, rb = a[ds], b[ds]
+        diffs += [f"{ds}: {key} {ra.get(key)} != {rb.get(key)}"
+                  for key in ("cutflow", "cutflow_weighted", "sumw", "nevents") if ra.get(key) != rb.get(key)]
+        for region, hists in ra.get("hists", {}).items():
+            for var, h in hists.items():
+                if var in ignore:
+                    continue
+                other = rb.get("hists", {}).get(region, {}).get(var)
+                if other is None:
+                    diffs.append(f"{ds}/{region}/{var}: missing in the second output")
+                    continue
+                va, vb = h.values(flow=True), other.values(flow=True)
+                if va.shape != vb.shape:
+                    diffs.append(f"{ds}/{region}/{var}: binning differs")
+                elif not (np.array_equal(va, vb) and np.array_equal(h.variances(flow=True), other.variances(flow=True))):
+                    diffs.append(f"{ds}/{region}/{var}: values differ (max |Δ| {np.max(np.abs(va - vb)):.3g})")
+    return diffs

@@ -54,3 +54,10 @@ def tiny_models(generated, tmp_path_factory):
         train(spec, load_data(npz), folder / name, TrainConfig(**TINY), progress=False)
         out[name] = folder / name
     return out
+
+
+def assert_same_output(a: dict, b: dict) -> None:
+    """Two run outputs identical bit for bit (flashsim_coffea.outputs.output_differences)."""
+    from flashsim_coffea.outputs import output_differences
+
+    assert output_differences(a, b) == []

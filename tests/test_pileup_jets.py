@@ -187,7 +187,7 @@ def test_staged_processor_is_bit_identical_with_pileup_jets(generated, tiny_mode
     from processors.vbf_hmumu import VBFHmmProcessor
 
     from flashsim_coffea.runner import run_processor
-    from test_processor import _assert_same_output
+    from conftest import assert_same_output
 
     path, _ = generated("dy", 300, seed=6)
     sim = FlashSim(jets=tiny_models["jets"], muons=tiny_models["muons"], pileup_jets=tiny_pileup)
@@ -197,7 +197,7 @@ def test_staged_processor_is_bit_identical_with_pileup_jets(generated, tiny_mode
     staged = run_processor(fileset, VBFHmmProcessor(mode="flashsim", folds=3, flashsim=sim, max_fold_events=200),
                            chunksize=70)
     assert staged["dy"]["flashsim"]["Jet"]["n_unmatched"] < everything["dy"]["flashsim"]["Jet"]["n_unmatched"]
-    _assert_same_output(everything, staged)
+    assert_same_output(everything, staged)
 
 
 # --------------------------------------------------------------------------- shipped model

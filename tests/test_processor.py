@@ -12,6 +12,7 @@ import pytest
 from coffea import processor
 from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
 
+from conftest import assert_same_output
 from flashsim_coffea.analysis import analyse, reco_jets, reco_muons
 from flashsim_coffea.analysis import CUTFLOW_STEPS
 from flashsim_coffea.errors import MissingBranchesError, UserError
@@ -209,18 +210,6 @@ def test_processor_is_a_small_stateless_bundle():
         VBFHmmProcessor(mode="fullsim", flashsim=proc.flashsim)
 
 
-def _assert_same_output(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for ds in a:
-        for key in ("cutflow", "cutflow_weighted", "sumw", "nevents"):
-            assert a[ds][key] == b[ds][key], (ds, key)
-        for region, hs in a[ds]["hists"].items():
-            for var, h in hs.items():
-                other = b[ds]["hists"][region][var]
-                np.testing.assert_array_equal(h.values(flow=True), other.values(flow=True), err_msg=f"{region}/{var}")
-                np.testing.assert_array_equal(h.variances(flow=True), other.variances(flow=True), err_msg=f"{region}/{var}")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("folds", [1, 5])
 def test_staged_injection_is_bit_identical_to_simulating_everything(vbf_file, tiny_models, folds):
@@ -237,12 +226,12 @@ def test_staged_injection_is_bit_identical_to_simulating_everything(vbf_file, ti
     # fewer jets were simulated than Gen jets exist, and the histograms do not notice
     assert info["Jet"]["n_gen"] < everything["vbf"]["flashsim"]["Jet"]["n_gen"]
     assert info["Muon"]["n_gen"] < everything["vbf"]["flashsim"]["Muon"]["n_gen"]  # only events with ≥ 2 Gen muons
-    _assert_same_output(everything, staged)
-    _assert_same_output(everything, run_processor(fileset, VBFHmmProcessor(mode="flashsim", folds=folds, flashsim=sim),
+    assert_same_output(everything, staged)
+    assert_same_output(everything, run_processor(fileset, VBFHmmProcessor(mode="flashsim", folds=folds, flashsim=sim),
                                                   chunksize=37))
-    _assert_same_output(everything, run_processor(fileset, VBFHmmProcessor(mode="flashsim", folds=folds, flashsim=sim,
+    assert_same_output(everything, run_processor(fileset, VBFHmmProcessor(mode="flashsim", folds=folds, flashsim=sim,
                                                                           max_fold_events=150), chunksize=60))
-    _assert_same_output(everything, run_processor(fileset, VBFHmmProcessor(mode="flashsim", folds=folds, flashsim=sim),
+    assert_same_output(everything, run_processor(fileset, VBFHmmProcessor(mode="flashsim", folds=folds, flashsim=sim),
                                                   "futures", workers=2, chunksize=50))
 
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import uproot
 
+from conftest import assert_same_output
 from flashsim_coffea.cli import main
 from flashsim_coffea.runner import load_fileset, run_processor
 from flashsim_coffea.errors import UserError
@@ -24,19 +25,6 @@ def files(generated) -> dict[str, str]:
 
 def _fileset(files):
     return {"vbf": {"files": {files["vbf"]: "Events"}}, "ewk": {"files": {files["ewk"]: "Events"}}}
-
-
-def _assert_identical(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for ds in a:
-        assert a[ds]["cutflow"] == b[ds]["cutflow"]
-        assert a[ds]["cutflow_weighted"] == b[ds]["cutflow_weighted"]
-        assert a[ds]["sumw"] == b[ds]["sumw"] and a[ds]["nevents"] == b[ds]["nevents"]
-        for region, hs in a[ds]["hists"].items():
-            for var, h in hs.items():
-                other = b[ds]["hists"][region][var]
-                np.testing.assert_array_equal(h.values(flow=True), other.values(flow=True), err_msg=f"{ds}/{region}/{var}")
-                np.testing.assert_array_equal(h.variances(flow=True), other.variances(flow=True), err_msg=f"{ds}/{region}/{var}")
 
 
 @pytest.fixture(scope="module")
@@ -55,12 +43,12 @@ def test_iterative_chunk_sizes_identical(files, reference, chunksize):
     out = run_processor(_fileset(files), VBFHmmProcessor(mode="fullsim"), "iterative", chunksize=chunksize)
     if chunksize == 37:
         assert out["vbf"]["chunks"] >= 4
-    _assert_identical(reference, out)
+    assert_same_output(reference, out)
 
 
 def test_futures_executor_identical(files, reference):
     out = run_processor(_fileset(files), VBFHmmProcessor(mode="fullsim"), "futures", workers=2, chunksize=50)
-    _assert_identical(reference, out)
+    assert_same_output(reference, out)
 
 
 def test_cli_fileset_json_coffea_and_root_outputs(files, reference, tmp_path):
@@ -71,7 +59,7 @@ def test_cli_fileset_json_coffea_and_root_outputs(files, reference, tmp_path):
     out, root = tmp_path / "out.coffea", tmp_path / "hists.root"
     assert main(["run", str(fs), "--mode", "fullsim", "--chunksize", "64", "-o", str(out), "--root", str(root)]) == 0
     res = load(str(out))
-    _assert_identical(reference, res)
+    assert_same_output(reference, res)
     with uproot.open(root) as f:
         h = f["vbf/SR/mass"].to_hist()
     np.testing.assert_array_equal(h.values(), res["vbf"]["hists"]["SR"]["mass"].values())
@@ -182,7 +170,7 @@ def test_dask_identical_even_with_a_worker_killed(files, reference, tmp_path):
     proc = _DiesOnceProcessor(str(marker), mode="fullsim")
     out = run_processor(_fileset(files), proc, "dask", workers=2, chunksize=50)
     assert marker.exists()  # a worker really died
-    _assert_identical(reference, out)
+    assert_same_output(reference, out)
 
 
 @pytest.mark.slow
@@ -200,11 +188,11 @@ def test_flashsim_mode_identical_across_chunkings_and_executors(files, tiny_mode
     ref = run_processor(fileset, make(), "iterative", chunksize=1000)
     assert ref["vbf"]["cutflow"]["all"] == 200 * folds
     assert isinstance(ref["vbf"]["hists"]["SR"]["mass"], FoldHist if folds > 1 else hist.Hist)
-    _assert_identical(ref, run_processor(fileset, make(), "iterative", chunksize=37))
-    _assert_identical(ref, run_processor(fileset, make(), "futures", workers=2, chunksize=50))
+    assert_same_output(ref, run_processor(fileset, make(), "iterative", chunksize=37))
+    assert_same_output(ref, run_processor(fileset, make(), "futures", workers=2, chunksize=50))
     # folds simulated and analysed in batches of ≤ 150 (event, fold) pairs: same histograms
     batched = VBFHmmProcessor(mode="flashsim", folds=folds, flashsim=sim, max_fold_events=150)
-    _assert_identical(ref, run_processor(fileset, batched, "iterative", chunksize=60))
+    assert_same_output(ref, run_processor(fileset, batched, "iterative", chunksize=60))
     # the same through the command line
     from coffea.util import load
 
@@ -214,4 +202,4 @@ def test_flashsim_mode_identical_across_chunkings_and_executors(files, tiny_mode
     assert main(args) == 0
     res = load(str(out))
     res["vbf"] = res.pop(Path(files["vbf"]).stem)
-    _assert_identical(ref, res)
+    assert_same_output(ref, res)

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import uproot
 
+from conftest import assert_same_output
 from flashsim_coffea import runner
 from flashsim_coffea.cli import main
 from flashsim_coffea.errors import UserError
@@ -40,19 +41,6 @@ def _fileset(files):
 @pytest.fixture(scope="module")
 def reference(files):
     return run_processor(_fileset(files), VBFHmmProcessor(mode="fullsim"), "iterative", chunksize=1000)
-
-
-def _assert_identical(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for ds in a:
-        assert a[ds]["cutflow"] == b[ds]["cutflow"]
-        assert a[ds]["cutflow_weighted"] == b[ds]["cutflow_weighted"]
-        assert a[ds]["sumw"] == b[ds]["sumw"] and a[ds]["nevents"] == b[ds]["nevents"]
-        for region, hs in a[ds]["hists"].items():
-            for var, h in hs.items():
-                other = b[ds]["hists"][region][var]
-                np.testing.assert_array_equal(h.values(flow=True), other.values(flow=True), err_msg=f"{ds}/{region}/{var}")
-                np.testing.assert_array_equal(h.variances(flow=True), other.variances(flow=True), err_msg=f"{ds}/{region}/{var}")
 
 
 def _error_line(capsys) -> str:
@@ -199,7 +187,7 @@ def test_futures_worker_killed_once_is_retried(files, reference, tmp_path):
     with pytest.warns(RuntimeWarning, match="worker process died"):
         out = run_processor(_fileset(files), proc, "futures", workers=2, chunksize=50)
     assert len(list(markers.iterdir())) == 1  # a worker really died
-    _assert_identical(reference, out)
+    assert_same_output(reference, out)
 
 
 def test_futures_worker_always_killed_names_the_chunk(files, tmp_path):
@@ -360,12 +348,12 @@ def test_dask_jobqueue_cluster_identical(files, reference, tmp_path):
     try:
         cluster.scale(jobs=2)
         out = run_processor(_fileset(files), VBFHmmProcessor(mode="fullsim"), cluster, chunksize=50)
-        _assert_identical(reference, out)
+        assert_same_output(reference, out)
         fs = tmp_path / "fs.json"
         fs.write_text(json.dumps({"vbf": [files["vbf"]], "ewk": [files["ewk"]]}))
         res = tmp_path / "jq.coffea"
         assert main(["run", str(fs), "--executor", "dask", "--scheduler", cluster.scheduler_address,
                      "--chunksize", "64", "-o", str(res)]) == 0
-        _assert_identical(reference, load(str(res)))
+        assert_same_output(reference, load(str(res)))
     finally:
         cluster.close()

@@ -94,7 +94,10 @@ JET_KINEMATIC_TARGETS = (
 )
 
 
-def make_jets_spec() -> ObjectSpec:
+def detector_targets() -> dict[str, Target]:
+    """The jet targets that are reco quantities in their own right (taggers, qgl, area, energy
+    fractions, constituents, IDs), by name: shared by the GenJet-matched ``jets`` spec and the
+    ``pileup_jets`` spec (:mod:`.pileup_jets`), which differ only in their kinematic targets."""
     targets = (
         Target("area", "area", kind="integer", step=AREA_QUANTUM, bounds=(0.0, 2.0)),
         Target("btagCMVA", "btagCMVA", bounds=(-1.0, 1.0), transform=CMVA_LOGIT,
@@ -104,18 +107,26 @@ def make_jets_spec() -> ObjectSpec:
         tagger("btagDeepC", -1.0, eps=1e-5),
         tagger("btagDeepFlavB", -1.0),
         tagger("btagDeepFlavC", -1.0, eps=1e-5),
-        JET_KINEMATIC_TARGETS[0],
         Target("bRegCorr", "bRegCorr", bounds=(0.0, 3.0)),
-        JET_KINEMATIC_TARGETS[3],
         Target("nConstituents", "nConstituents", kind="integer", bounds=(1.0, 200.0), transform=Log(eps=0.0), dtype="int32"),
-        JET_KINEMATIC_TARGETS[1],
-        JET_KINEMATIC_TARGETS[2],
         tagger("qgl", -1.0),
         Target("muEF", "muEF", bounds=(0.0, 1.0), spike=Spike(0.0, lo=-0.6, hi=-0.1, cut=-0.05)),
         Target("puId", "puId", kind="ordinal", values=(0.0, 4.0, 6.0, 7.0), dtype="int32", dequantize="quantile",
                classify=True),
         Target("jetId", "jetId", kind="ordinal", values=(0.0, 2.0, 6.0), dtype="int32", dequantize="quantile",
                classify=True),
+    )
+    return {t.name: t for t in targets}
+
+
+def make_jets_spec() -> ObjectSpec:
+    d = detector_targets()
+    eta, phi, pt, mass = JET_KINEMATIC_TARGETS
+    # the order is part of the spec (and its hash): alphabetical, as the seed listed them
+    targets = (
+        *(d[n] for n in ("area", "btagCMVA", "btagCSVV2", "btagDeepB", "btagDeepC", "btagDeepFlavB", "btagDeepFlavC")),
+        eta, d["bRegCorr"], mass, d["nConstituents"], phi, pt,
+        *(d[n] for n in ("qgl", "muEF", "puId", "jetId")),
     )
     return ObjectSpec(
         name="jets",

@@ -28,14 +28,14 @@ from __future__ import annotations
 import awkward as ak
 import numpy as np
 
-from flashsim_coffea.nanoaod.conventions import AREA_QUANTUM, JET_MIN_PT
+from flashsim_coffea.nanoaod.conventions import JET_MIN_PT
 
 from .features import EventBranch
 from .gen import GenCollection
-from .jets import CMVA_LOGIT, sentinel_band, tagger
+from .jets import detector_targets
 from .rules import RecoRules
 from .spec import ObjectSpec
-from .targets import SCALES, Spike, Target, register_scale
+from .targets import SCALES, Target, register_scale
 from .transforms import Log
 
 __all__ = ["make_pileup_jets_spec", "event_conditioning", "PILEUP_BRANCHES", "PILEUP_JET_RULES", "COUNT_FEATURE", "COUNT_EDGES"]
@@ -69,22 +69,7 @@ def make_pileup_jets_spec() -> ObjectSpec:
         Target("eta", "eta", bounds=(-5.0, 5.0)),
         Target("phi", "phi", bounds=(-np.pi, np.pi)),
         Target("massOverPt", "mass", relation="scaled", scale="jet_pt", transform=Log(eps=1e-3), bounds=(0.0, 2.0)),
-        Target("area", "area", kind="integer", step=AREA_QUANTUM, bounds=(0.0, 2.0)),
-        Target("btagCMVA", "btagCMVA", bounds=(-1.0, 1.0), transform=CMVA_LOGIT,
-               spike=sentinel_band(CMVA_LOGIT, -1.0, -1.0, below=False)),
-        tagger("btagCSVV2"),
-        tagger("btagDeepB"),
-        tagger("btagDeepC", -1.0, eps=1e-5),
-        tagger("btagDeepFlavB", -1.0),
-        tagger("btagDeepFlavC", -1.0, eps=1e-5),
-        Target("bRegCorr", "bRegCorr", bounds=(0.0, 3.0)),
-        Target("nConstituents", "nConstituents", kind="integer", bounds=(1.0, 200.0), transform=Log(eps=0.0), dtype="int32"),
-        tagger("qgl", -1.0),
-        Target("muEF", "muEF", bounds=(0.0, 1.0), spike=Spike(0.0, lo=-0.6, hi=-0.1, cut=-0.05)),
-        Target("puId", "puId", kind="ordinal", values=(0.0, 4.0, 6.0, 7.0), dtype="int32", dequantize="quantile",
-               classify=True),
-        Target("jetId", "jetId", kind="ordinal", values=(0.0, 2.0, 6.0), dtype="int32", dequantize="quantile",
-               classify=True),
+        *detector_targets().values(),
     )
     conditioning = tuple(EventBranch(b, branch=b) for b in PILEUP_BRANCHES)  # standardised as they are
     return ObjectSpec(
