@@ -395,3 +395,43 @@ def test_split_seed_keeps_the_validation_set_across_training_seeds(split):
     assert np.array_equal(base[0], same[0]) and np.array_equal(base[1], same[1])
     assert not np.array_equal(base[0], other[0])
     assert TrainConfig(seed=3).validation_seed == 3 and TrainConfig(seed=3, split_seed=5).validation_seed == 5
+
+
+def test_init_from_a_model_with_fewer_conditioning_features(tmp_path):
+    """A spec that appends conditioning features fine-tunes from the initial model: the new context
+    columns start at zero weight (the same density), the old columns keep their standardisation."""
+    from dataclasses import replace
+
+    from flashsim_coffea.flows.model import build_flow
+    from flashsim_coffea.flows.train import appends_conditioning, extend_context
+
+    torch.set_num_threads(1)
+    # the network: zero columns after the context inputs leave log p(y | c) unchanged
+    flow = build_flow(5, 3, {"layers": 2, "hidden": 8, "blocks": 2, "bins": 4, "tail_bound": 4.0}, seed=1)
+    wider = build_flow(5, 4, {"layers": 2, "hidden": 8, "blocks": 2, "bins": 4, "tail_bound": 4.0}, seed=1)
+    wider.load_state_dict(extend_context(flow.state_dict(), 1))
+    y, c = torch.randn(64, 5), torch.randn(64, 3)
+    c4 = torch.cat([c, 7.0 * torch.randn(64, 1)], dim=1)
+    with torch.no_grad():
+        np.testing.assert_allclose(wider.log_prob(y, c4).numpy(), flow.log_prob(y, c).numpy(), rtol=1e-5, atol=1e-5)
+
+    spec = get_spec("muons")
+    old = replace(spec, conditioning=spec.conditioning[:-1])
+    assert appends_conditioning(json.loads(json.dumps(old.to_dict())), spec) == 1
+    assert appends_conditioning(json.loads(json.dumps(spec.to_dict())), old) == 0
+    base = tmp_path / "old"
+    data_old = synthetic(old, 1500, seed=3)
+    train(old, data_old, base, TrainConfig(**TINY), progress=False)
+    data = synthetic(spec, 1500, seed=3)
+    data.cond[:, :-1] = data_old.cond  # the same objects, one more feature
+    tuned = tmp_path / "new"
+    train(spec, data, tuned, TrainConfig(**dict(TINY, epochs=1), init=str(base)), progress=False)
+    a, b = json.loads((base / "card.json").read_text()), json.loads((tuned / "card.json").read_text())
+    assert (a["n_context"], b["n_context"]) == (len(old.conditioning), len(spec.conditioning))
+    n = len(old.conditioning)
+    assert b["preprocessing"]["cond_mean"][:n] == a["preprocessing"]["cond_mean"]
+    assert b["preprocessing"]["cond_std"][:n] == a["preprocessing"]["cond_std"]
+    # a spec that changes (not appends) the conditioning is still refused
+    shuffled = replace(spec, conditioning=spec.conditioning[1:] + spec.conditioning[:1])
+    with pytest.raises(UserError, match="only append"):
+        train(shuffled, synthetic(shuffled, 600, seed=3), tmp_path / "x", TrainConfig(**TINY, init=str(base)), progress=False)

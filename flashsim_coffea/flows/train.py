@@ -14,6 +14,10 @@ dequantization. The learning rate follows a cosine from ``lr`` to
 ``lr·min_lr_factor`` over ``epochs`` (an epoch is one pass, or ``epoch_size`` random objects); training stops after ``patience`` epochs without a
 better validation loss or after ``max_minutes``. ``init`` fine-tunes an existing model (its
 architecture and standardisation are kept; the conditioning range is widened to the new data).
+A spec that *appends* conditioning features to the initial model's (same targets, the old
+features first and unchanged) starts from the initial network with zero weights on the new
+context columns (:func:`extend_context`), i.e. from exactly the initial model's density; the
+new columns are standardised afresh, the old ones keep their standardisation.
 
 A spec with classified targets (``Target.classify``) gets a discrete head
 (:mod:`.head`) trained after the flow: cross-entropy of the combination of classified values
@@ -97,6 +101,32 @@ class TrainConfig:
 #: configuration for tests: trains in seconds
 TINY = dict(arch="tiny", epochs=4, batch_size=256, lr=5e-3, patience=10, head_epochs=4, head_batch_size=256,
             head_lr=5e-3)
+
+
+def _as_dicts(features) -> list[dict]:
+    return [json.loads(json.dumps(f if isinstance(f, dict) else f.to_dict())) for f in features]
+
+
+def appends_conditioning(old_spec: dict, spec: ObjectSpec) -> int:
+    """Number of conditioning features ``spec`` appends to ``old_spec``'s (a card's spec dict),
+    0 when ``spec``'s conditioning does not start with exactly the old features."""
+    old, new = _as_dicts(old_spec["conditioning"]), _as_dicts(spec.conditioning)
+    return len(new) - len(old) if len(new) > len(old) and new[: len(old)] == old else 0
+
+
+def extend_context(state: dict[str, torch.Tensor], n_added: int) -> dict[str, torch.Tensor]:
+    """The flow's weights with ``n_added`` zero columns after the context inputs.
+
+    nflows' ResidualNet reads the context as the last columns of ``initial_layer``'s input
+    (cat(x_A, c)) and as the whole input of each block's ``context_layer``: zero columns there
+    make the extended network compute exactly what the initial one did.
+    """
+    out = {}
+    for k, v in state.items():
+        if k.endswith(("initial_layer.weight", "context_layer.weight")) and v.ndim == 2:
+            v = torch.cat([v, v.new_zeros(v.shape[0], n_added)], dim=1)
+        out[k] = v
+    return out
 
 
 def _keep_unchanged(pre: Preprocessor, old: Preprocessor, old_spec: dict, spec: ObjectSpec, cond, targ, u) -> int:
@@ -230,11 +260,18 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
         # fine-tuning: keep the initial model's standardisation (the network's input meaning)
         # and widen its conditioning range to cover the new data
         init_card, init_path = read_card(config.init)
-        same_shape = (init_card["n_targets"], init_card["n_context"]) == (len(spec.targets), len(spec.conditioning))
+        n_added = appends_conditioning(init_card["spec"], spec) if not config.head_only else 0
+        same_shape = (init_card["n_targets"], init_card["n_context"] + n_added) == (len(spec.targets), len(spec.conditioning))
         if init_card["spec"]["name"] != spec.name or not same_shape:
-            raise UserError(f"{init_path}: --init model was trained for another spec ({init_card['spec']['name']!r})")
+            raise UserError(f"{init_path}: --init model was trained for another spec ({init_card['spec']['name']!r}: "
+                            f"{init_card['n_context']} conditioning features → {init_card['n_targets']} targets; this spec: "
+                            f"{len(spec.conditioning)} → {len(spec.targets)}); a spec may only append conditioning features")
         init_state, _ = load_weights(init_card, init_path)
         init_state = {k: v for k, v in init_state.items() if not k.startswith("head.")}
+        if n_added:
+            init_state = extend_context(init_state, n_added)
+            if progress:
+                print(f"--init {init_path}: {n_added} conditioning feature(s) appended; their weights start at zero")
         arch = init_card["architecture"]
         u_fit = _uniforms(spec, config.seed, "fit", 0, train_rows)
         same_flow = ObjectSpec.from_dict(init_card["spec"]).flow_hash() == spec.flow_hash()

@@ -32,7 +32,7 @@ from flashsim_coffea import noise
 from flashsim_coffea.nanoaod.conventions import EVENT_ID
 from flashsim_coffea.nanoaod.precision import NANOAOD_MANTISSA_BITS, fill_rounding_cell, round_mantissa
 
-from .features import Feature, feature_from_dict, neighbour_table
+from .features import Feature, NeighbourTable, feature_from_dict
 from .gen import GenCollection, branch
 from .rules import RecoRules
 from .targets import SCALES, Target
@@ -46,7 +46,7 @@ class GenContext:
     def __init__(self, spec: "ObjectSpec", events):
         self.spec, self.events = spec, events
         self._collections: dict[str, ak.Array] = {}
-        self._neighbours: dict[tuple[str, float], ak.Array] = {}
+        self._neighbours: dict[tuple[str, float], NeighbourTable] = {}
 
     def collection(self, name: str) -> ak.Array:
         if name not in self._collections:
@@ -56,10 +56,10 @@ class GenContext:
     def objects(self) -> ak.Array:
         return self.collection(self.spec.simulated.name)
 
-    def neighbours(self, name: str, max_dr: float) -> ak.Array:
+    def neighbours(self, name: str, max_dr: float) -> NeighbourTable:
         key = (name, float(max_dr))
         if key not in self._neighbours:
-            self._neighbours[key] = neighbour_table(self.objects(), self.collection(name), max_dr)
+            self._neighbours[key] = NeighbourTable(self.objects(), self.collection(name), max_dr)
         return self._neighbours[key]
 
 

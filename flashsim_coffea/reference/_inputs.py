@@ -17,6 +17,7 @@ from scipy.special import gammaln, ndtri, pdtr
 from flashsim_coffea import noise
 from flashsim_coffea.errors import MissingBranchesError
 from flashsim_coffea.nanoaod.conventions import EVENT_ID, delta_phi
+from flashsim_coffea.nanoaod.pairs import closest_in_cone, pairs_within
 
 __all__ = [
     "EVENT_KEYS",
@@ -213,52 +214,6 @@ def read_gen(gen: Mapping, source: str = "<input>") -> GenInput:
 
 
 # --------------------------------------------------------------------------- matching
-def pairs_within(
-    a_counts: np.ndarray, b_counts: np.ndarray, a_offsets: np.ndarray | None = None,
-    b_offsets: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """All (a, b) pairs of the same event, as flat global indices (ia, ib), a-major order."""
-    a_counts = np.asarray(a_counts, dtype=np.int64)
-    b_counts = np.asarray(b_counts, dtype=np.int64)
-    if a_offsets is None:
-        a_offsets = np.concatenate([[0], np.cumsum(a_counts)])
-    if b_offsets is None:
-        b_offsets = np.concatenate([[0], np.cumsum(b_counts)])
-    a_evt = np.repeat(np.arange(len(a_counts), dtype=np.int64), a_counts)
-    nb_a = b_counts[a_evt]  # partners of each a
-    total = int(nb_a.sum())
-    if total == 0:
-        e = np.zeros(0, dtype=np.int64)
-        return e, e
-    ia = np.repeat(np.arange(a_evt.size, dtype=np.int64), nb_a)
-    shift = b_offsets[:-1][a_evt] - (np.cumsum(nb_a) - nb_a)  # b index = shift[a] + pair number
-    return ia, shift[ia] + np.arange(total, dtype=np.int64)
-
-
-def closest_in_cone(
-    ia: np.ndarray, ib: np.ndarray, dr: np.ndarray, n_a: int, rank: int | tuple[int, ...] = 0,
-    cone: float = 0.4,
-) -> np.ndarray | list[np.ndarray]:
-    """For each a (0..n_a−1): the global index of its (rank+1)-th closest b with ΔR < cone, or −1.
-
-    ``rank`` may be a tuple of ranks (one sort serves them all; a list is returned then).
-    Ties are broken by the b index (lower first), so the result is deterministic.
-    """
-    ranks = (rank,) if isinstance(rank, int) else tuple(rank)
-    outs = [np.full(n_a, -1, dtype=np.int64) for _ in ranks]
-    keep = dr < cone
-    ia, ib, dr = ia[keep], ib[keep], dr[keep]
-    if ia.size:
-        order = np.lexsort((ib, dr, ia))
-        ia, ib = ia[order], ib[order]
-        start = np.flatnonzero(np.r_[True, ia[1:] != ia[:-1]])
-        r = np.arange(ia.size) - np.repeat(start, np.diff(np.r_[start, ia.size]))
-        for out, rk in zip(outs, ranks):
-            sel = r == rk
-            out[ia[sel]] = ib[sel]
-    return outs[0] if isinstance(rank, int) else outs
-
-
 def delta_r(eta1, phi1, eta2, phi2) -> np.ndarray:
     return np.hypot(eta1 - eta2, delta_phi(phi1, phi2))
 
