@@ -266,6 +266,31 @@ class PreparedChunk:
             raise UserError(f"FlashSim {collection}: its objects have no Gen counterpart to count")
         return np.sum(counts, axis=0)
 
+    def reachable_per_event(self, collection: str, min_pt: float) -> np.ndarray:
+        """Per event of the chunk: the Gen objects of ``collection`` inside the FlashSim acceptance
+        whose reco pT *can* exceed ``min_pt``: Gen pT × (1 + 2⁻⁹) × the largest pT ratio the model
+        can draw (:meth:`~flashsim_coffea.flows.preprocess.Preprocessor.max_value`, the edge of its
+        training support; 2⁻⁹ covers NanoAOD's mantissa rounding) > ``min_pt``. Read from the Gen
+        collection alone (no conditioning): an upper bound of the reco objects above ``min_pt``,
+        so an analysis that needs n of them may skip, exactly, the events with fewer (and
+        :meth:`restrict` the collections to the others)."""
+        counts = np.zeros(len(self.events), dtype=np.int64)
+        for model in self._models_of(collection):
+            if _count_model(model) is not None:
+                raise UserError(f"FlashSim {collection}: {model.spec.name!r} draws objects without a Gen counterpart; "
+                                "their number has no Gen-level bound")
+            spec, rules = model.spec, model.spec.rules
+            objs = spec.context(self.events).objects()
+            pt, eta = ak.flatten(objs.pt, axis=1), ak.flatten(objs.eta, axis=1)
+            pt, eta = np.asarray(ak.to_numpy(pt), dtype=np.float64), np.asarray(ak.to_numpy(eta), dtype=np.float64)
+            ok = _reco_pt_bound(model, pt) > min_pt
+            if rules.gen_max_abs_eta is not None:
+                ok &= np.abs(eta) < rules.gen_max_abs_eta
+            if rules.gen_min_pt is not None:
+                ok &= pt > rules.gen_min_pt
+            counts += ak.to_numpy(ak.sum(ak.unflatten(ok, ak.to_numpy(ak.num(objs, axis=1))), axis=1)).astype(np.int64)
+        return counts
+
     def _models_of(self, collection: str) -> list[Any]:
         if collection not in self.models:
             raise UserError(f"FlashSim simulates {', '.join(self.models) or 'nothing'} here, not {collection!r}")
@@ -300,6 +325,15 @@ class PreparedChunk:
         reco = ak.with_name(reco[ak.argsort(reco.pt, axis=1, ascending=False, stable=True)], collection,
                             behavior=getattr(self.events, "behavior", None))
         return ak.with_field(batch.take(self.events), reco, collection)[collection] if attach else reco
+
+
+def _reco_pt_bound(model, gen_pt: np.ndarray) -> np.ndarray:
+    """The largest reco pT the model can give each Gen object (inf if its spec has no pT target)."""
+    for t in model.spec.targets:
+        if t.branch == "pt":
+            top = model.pre.max_value(t.name) * (1.0 + 2.0**-9)
+            return gen_pt * top if t.relation == "ratio" and t.gen_field == "pt" else np.full(gen_pt.shape, top)
+    return np.full(gen_pt.shape, np.inf)
 
 
 def _merge(parts: list[ak.Array]) -> ak.Array:

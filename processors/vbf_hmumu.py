@@ -10,7 +10,8 @@ Modes (where the analysis' ``Muon`` and ``Jet`` come from):
 
 ``process()`` reads like the analysis, per fold batch of (event, fold) pairs
 (:func:`flashsim_coffea.folds.fold_batches`; one batch of one fold outside flashsim mode):
-muons (FlashSim: only in events with ≥ 2 simulated Gen muons) → dimuon selection → jets, only
+muons (FlashSim: only in events with ≥ 2 Gen muons whose reco pT can pass the muon pT cut:
+Gen pT × the muon flow's largest pT ratio, ``PreparedChunk.reachable_per_event``) → dimuon selection → jets, only
 for the dimuon pairs (FlashSim simulates nothing the analysis does not read; histograms are
 bit-identical to simulating everything, ``staged=False``)
 → jet selection and cleaning → VBF cuts → SR/SB → variables → DNN (``DNN18Atan`` =
@@ -45,6 +46,7 @@ from coffea.analysis_tools import Weights
 
 from flashsim_coffea.analysis import objects as obj
 from flashsim_coffea.analysis import CUTFLOW_STEPS, REGIONS, VARIABLES, analyse, axis_for, dimuon_mask, select_muons
+from flashsim_coffea.analysis.selection import MUON_CUTS
 from flashsim_coffea.errors import MissingBranchesError, UserError
 from flashsim_coffea.folds import FoldBatch, check_folds, fold_batches
 from flashsim_coffea.hists import FoldFiller, fold_hist_or_hist
@@ -245,11 +247,14 @@ class _ObjectSource:
         self.mode, self.events = proc.mode, events
         self.chunk = proc.flashsim.prepare(events) if proc.mode == "flashsim" else None
         self.two_gen_muons = None
-        if self.chunk is not None and proc.staged and hasattr(self.chunk, "simulated_per_event"):
-            # the dimuon selection can pass only in events with ≥ 2 simulated Gen muons (every reco
-            # muon comes from one): muons are drawn, and jets prepared, for those events only
-            self.two_gen_muons = self.chunk.simulated_per_event("Muon") >= 2
-            self.chunk.restrict("Jet", np.flatnonzero(self.two_gen_muons))
+        if self.chunk is not None and proc.staged and hasattr(self.chunk, "reachable_per_event"):
+            # the dimuon selection can pass only in events with ≥ 2 Gen muons whose reco pT can pass
+            # its cut (every reco muon comes from one; the flow's pT ratio is bounded by its support):
+            # muons and jets are prepared, and drawn, for those events only
+            self.two_gen_muons = self.chunk.reachable_per_event("Muon", MUON_CUTS["pt"]) >= 2
+            entries = np.flatnonzero(self.two_gen_muons)
+            self.chunk.restrict("Muon", entries)
+            self.chunk.restrict("Jet", entries)
 
     def dimuon_candidates(self, batch: FoldBatch) -> np.ndarray:
         """Pairs of ``batch`` that can have two muons (FlashSim: ≥ 2 simulated Gen muons; else all)."""

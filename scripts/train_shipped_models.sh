@@ -38,6 +38,12 @@
 #          qgl as logits) from those weights: 60 epochs of 300k, LR 5e-4, then 40 at LR 1.5e-4
 #          and 30 at 1e-4 (2 threads; --split-seed 11 keeps the validation rows of the earlier
 #          stages).
+#          Then the current spec (one more conditioning feature: the Gen activity around the muon,
+#          ClosestGenJet_activity) from those weights (zero weights on the new context column,
+#          flows/train.py extend_context) on 603k tt + DY muons of new Gen files (ACT_DIR: dy.root
+#          = `flashsim generate dy -n 60000 --seed 1002 --no-reference`, ttbar.root = `flashsim
+#          generate ttbar -n 40000 --seed 1001 --no-reference`; 6 reference draws, seeds 101-106),
+#          flow and head together: 16 epochs of 300k, LR 1e-4, 2 threads, head 8 epochs.
 #   both:  a discrete head (flows/head.py) for the classified targets (jets: puId, jetId; muons:
 #          the six ID booleans) trained on top of the final flow (--head-only, 12 epochs).
 #   pileup_jets (Jet_genJetIdx = -1; objects/pileup_jets.py): needs no input file — 1M pile-up-only
@@ -104,6 +110,12 @@ from flashsim_coffea.objects.transforms import Log, Log1p
 work = sys.argv[1]
 for name in ("jets", "muons"):
     spec = get_spec(name)
+    if name == "muons":  # every stage before the last: without the Gen activity feature (appended last)
+        assert spec.conditioning[-1].name == "ClosestGenJet_activity"
+        spec = replace(spec, conditioning=spec.conditioning[:-1],
+                       description="Run-2 NanoAOD muons (seed set): 30 Gen-muon conditioning features -> 22 Muon targets")
+        open(f"{work}/muons30.json", "w").write(spec.to_json())
+        print("muons (30 conditioning features) spec hash", spec.hash()[:12])  # 8b3252148766
     flow = replace(spec, targets=tuple(replace(t, classify=False) for t in spec.targets))
     open(f"{work}/{name}_flow.json", "w").write(flow.to_json())
     print(name, "flow spec hash", flow.hash()[:12])
@@ -157,7 +169,7 @@ flashsim extract jets    "$TRAIN_DIR/ttbar.root" "$DY_DIR/dy.root" "$DY_DIR/dy2.
     -o "$WORK/ttdy_jets_lg.npz" --no-progress
 flashsim extract "$MV1"  "${MU[@]}" --resimulate 101 102 -o "$WORK/ttdy_muons.npz" --no-progress
 flashsim extract "$MR2"  "${MU6[@]}" --resimulate 101 102 103 104 105 106 -o "$WORK/ttdy_muons_x6.npz" --no-progress
-flashsim extract muons   "${MU6[@]}" --resimulate 101 102 103 104 105 106 -o "$WORK/ttdy_muons_x6r.npz" --no-progress
+flashsim extract "$MF"  "${MU6[@]}" --resimulate 101 102 103 104 105 106 -o "$WORK/ttdy_muons_x6r.npz" --no-progress
 
 jets() {
   flashsim train "$REV1" "$WORK/synth_jets.npz" -o "$WORK/pre_jets" --epochs 40 --epoch-size 150000 \
@@ -206,8 +218,15 @@ muons() {
   flashsim train "$MF" "$WORK/ttdy_muons_x6r.npz" -o "$WORK/r6_muons" --init "$WORK/r5_muons" --epochs 30 \
     --epoch-size 300000 --patience 8 --lr 1e-4 --seed 42 $T
   # 1c. discrete head (the six ID booleans) on top of that flow
-  flashsim train muons "$WORK/ttdy_muons_x6r.npz" -o "$WORK/head_muons" --init "$WORK/r6_muons" --head-only \
+  flashsim train "$WORK/muons30.json" "$WORK/ttdy_muons_x6r.npz" -o "$WORK/head_muons" --init "$WORK/r6_muons" --head-only \
     --head-epochs 12 --seed 1 $T
+  # the current spec: + ClosestGenJet_activity (flow and head), new Gen files
+  A="${ACT_DIR:-train-data/act}"
+  [ -f "$A/dy.root" ] || flashsim generate dy -n 60000 --seed 1002 --workers 2 --no-reference -o "$A/dy.root" --no-progress
+  [ -f "$A/ttbar.root" ] || flashsim generate ttbar -n 40000 --seed 1001 --workers 2 --no-reference -o "$A/ttbar.root" --no-progress
+  flashsim extract muons "$A/dy.root" "$A/ttbar.root" --resimulate 101 102 103 104 105 106 -o "$WORK/act_muons.npz" --no-progress
+  flashsim train muons "$WORK/act_muons.npz" -o "$WORK/act_muons" --init "$WORK/head_muons" --epochs 16 --epoch-size 300000 \
+    --lr 1e-4 --patience 8 --seed 7 --split-seed 7 --threads 2 --head-epochs 8 --no-progress
 }
 jets > "$WORK/train_jets.log" 2>&1 &
 muons > "$WORK/train_muons.log" 2>&1 &
@@ -215,7 +234,7 @@ wait
 pileup_jets > "$WORK/train_pileup_jets.log" 2>&1  # ships and validates itself
 
 # 2. ship the best epoch of the last stage (card.json + model.safetensors)
-for s in jets:head_jets muons:head_muons; do
+for s in jets:head_jets muons:act_muons; do
   mkdir -p "flashsim_coffea/models/${s%%:*}"
   cp "$WORK/${s##*:}/card.json" "$WORK/${s##*:}/model.safetensors" "flashsim_coffea/models/${s%%:*}/"
 done

@@ -64,7 +64,7 @@ def test_cell_quantities_definitions():
 def test_muon_response_table_shape_and_keys():
     spec, s = _muon_samples(np.random.default_rng(0), n=20_000)
     tables = conditional_tables(spec, s)
-    assert set(tables) == {"muon_response"}  # the jet tables need jet columns
+    assert set(tables) == {"muon_response", "muon_isolation"}  # the jet tables need jet columns
     t = tables["muon_response"]
     table = next(x for x in TABLES if x.name == "muon_response")
     n_cells = np.prod([len(edges) - 1 for _, edges, _ in table.bins])
@@ -111,6 +111,44 @@ def test_low_stat_cells_are_marked_and_never_flagged():
     assert t["n_flagged"] > 0  # the widened high-stat cells are
     md = "\n".join(conditional_markdown({"muon_response": t}))
     assert "*low stats*" in md
+
+
+def _isolation_samples(rng, blur: bool, n=60_000):
+    """Prompt muons whose pfRelIso04_all = (0.6 A L + U)/pT (A: the Gen activity in the closest
+    GenJet, L lognormal, U a UE term); the FlashSim folds ignore A (``blur``: its draws are those
+    of muons with the same pT but another muon's activity) or use it (a perfect model)."""
+    spec = get_spec("muons")
+    pt = np.exp(rng.uniform(np.log(20), np.log(150), n))
+    act = np.where(rng.random(n) < 0.2, 0.0, pt * rng.exponential(0.08, n))  # absolute A in GeV
+    jet_pt = np.where(act > 0, pt + act, 0.0)
+
+    def iso(a):
+        return (0.6 * a * np.exp(0.3 * rng.standard_normal(n)) + 0.4 * rng.exponential(1.0, n)) / pt
+
+    def sample(values):
+        return _extracted(spec, {"GenMuon_pt": pt, "GenMuon_isPrompt": np.ones(n), "ClosestGenJet_pt": jet_pt,
+                                 "pfRelIso04_all": values}, pt)
+
+    ref = sample(iso(act))
+    flash = [sample(iso(rng.permutation(act) if blur else act)).targets for _ in range(K)]
+    return spec, ValidationSamples(ref, flash, [sample(iso(act)) for _ in range(K)], {})
+
+
+def test_isolation_vs_gen_activity_flags_a_model_that_ignores_it():
+    """Same marginal-ish isolation, wrong dependence on the activity around the muon: the pass
+    rates of the loose cut are flagged in the activity bins; a perfect model is not flagged."""
+    spec, s = _isolation_samples(np.random.default_rng(7), blur=True)
+    t = conditional_tables(spec, s)["muon_isolation"]
+    assert t["axes"] == ["GenMuon_activity", "GenMuon_pt"] and t["quantities"] == ["median", "pass_0.15", "pass_0.25"]
+    assert np.mean([v["flagged"] for v in _values(t, "pass_0.25")]) > 0.6
+    # no activity (A/pT < 0.02): the blurred model isolates too rarely there, too often at A/pT > 0.2
+    cells = {tuple(c["bin"]["GenMuon_activity"]): c for c in t["cells"] if c["bin"]["GenMuon_pt"] == [20.0, 40.0]}
+    assert cells[(0.0, 0.02)]["pass_0.25"]["flash"] < cells[(0.0, 0.02)]["pass_0.25"]["ref"]
+    assert cells[(0.2, 0.5)]["pass_0.25"]["flash"] > cells[(0.2, 0.5)]["pass_0.25"]["ref"]
+    spec, s = _isolation_samples(np.random.default_rng(8), blur=False)
+    t = conditional_tables(spec, s)["muon_isolation"]
+    vals = [v for q in t["quantities"] for v in _values(t, q)]
+    assert len(vals) > 20 and np.mean([v["flagged"] for v in vals]) < 0.15
 
 
 def _jet_samples(rng, n=40_000, b_shift=0.0):
@@ -170,7 +208,7 @@ def test_validate_report_has_conditional_tables(tmp_path):
     model = load_model(shipped_model_path("muons"), "muons")
     m = run_validation(spec, model, [str(sample_path("dy_incl"))], tmp_path, ref_seed=202, resimulate=201,
                        max_events=3000, floor_draws=2)
-    assert set(m) == {"targets", "c2st_auc", "conditional"} and set(m["conditional"]) == {"muon_response", "muon_efficiency", "muon_efficiency_prompt"}
+    assert set(m) == {"targets", "c2st_auc", "conditional"} and set(m["conditional"]) == {"muon_response", "muon_isolation", "muon_efficiency", "muon_efficiency_prompt"}
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
     assert on_disk["conditional"]["muon_response"]["quantities"] == ["median", "w68", "w95"]
     index = (tmp_path / "index.md").read_text()

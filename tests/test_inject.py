@@ -207,6 +207,25 @@ def test_pileup_jets_need_flashsim_jets(tiny_models):
         FlashSim(pileup_jets="no/such/model")
 
 
+def test_reachable_objects_bound_the_reco_objects_above_a_cut(sim, ev):
+    """reachable_per_event(collection, min_pt) counts, from the Gen collection alone, the objects
+    whose reco pT can exceed min_pt (Gen pT × the flow's largest pT ratio): no draw exceeds it."""
+    chunk = sim.prepare(ev)
+    model = chunk.models["Muon"][0]
+    top = model.pre.max_value("ptRatio")
+    assert 1.0 < top <= model.spec.targets[model.spec.target_names.index("ptRatio")].bounds[1]
+    assert np.all(chunk.reachable_per_event("Muon", 0.0) >= chunk.simulated_per_event("Muon"))
+    folds = 20
+    muons = chunk.simulate("Muon", FoldBatch.all_folds(len(ev), folds))  # attached: matched_gen resolves
+    assert ak.all(muons.pt <= muons.matched_gen.pt * top * (1 + 2**-9))
+    skipped = 0
+    for cut in (5.0, 20.0, 40.0):
+        reach = np.repeat(chunk.reachable_per_event("Muon", cut), folds)
+        assert np.all(ak.to_numpy(ak.sum(muons.pt > cut, axis=1)) <= reach), cut
+        skipped += int(np.sum(reach < np.repeat(chunk.simulated_per_event("Muon"), folds)))
+    assert skipped > 0  # the bound does exclude Gen muons
+
+
 def test_restricted_preparation_gives_the_same_objects(sim, ev):
     """Preparing jets only for some events (PreparedChunk.restrict) changes nothing for their pairs."""
     whole = sim.inject(ev, folds=2)

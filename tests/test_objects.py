@@ -27,7 +27,7 @@ needs_real = pytest.mark.skipif(not (REAL / "nano_dy.root").is_file(), reason="r
 def test_default_spec_dimensions():
     jets, muons = get_spec("jets"), get_spec("muons")
     assert (len(jets.conditioning), len(jets.targets)) == (14, 17)
-    assert (len(muons.conditioning), len(muons.targets)) == (30, 22)
+    assert (len(muons.conditioning), len(muons.targets)) == (31, 22)
     assert {"nConstituents", "jetId", "puId", "btagDeepB", "qgl"} <= set(jets.target_names)
     assert {"isGlobal", "mediumId", "pfRelIso04_all", "ptErr", "dxyErr"} <= set(muons.target_names)
 
@@ -103,6 +103,16 @@ def test_neighbour_features_match_bruteforce():
     assert list(col["GenJet_pt"]) == [50.0, 30.0, 40.0]
     keys = spec.noise_keys(spec.context(events))
     assert list(keys["event"]) == [1, 1, 2] and list(keys["object"]) == [0, 1, 0]
+    # the muons' closest GenJet and its activity around the muon, max(pT_jet − pT_μ, 0)/pT_μ,
+    # (raw: the transform log(x + 0.01) is the preprocessing's): muon 0 (pT 10) and muon 1 (pT 20) are both closest to jet 0 (pT 50);
+    # the event-2 muon (pT 3, η 2) has no GenJet within 0.4
+    muons = get_spec("muons")
+    for name in ("gpudensity", "nPU", "nTrueInt", "pudensity", "sumEOOT", "sumLOOT"):
+        events = ak.with_field(events, [20.0, 30.0], f"Pileup_{name}")
+    mcond = muons.conditioning_matrix(muons.context(events))
+    mcol = {n: mcond[:, i] for i, n in enumerate(muons.conditioning_names)}
+    assert mcol["ClosestGenJet_dr"][:2] == pytest.approx([d0, d1])
+    np.testing.assert_allclose(mcol["ClosestGenJet_activity"], [40 / 10, 30 / 20, 0.0])
 
 
 def test_rebuild_relations_and_precision():

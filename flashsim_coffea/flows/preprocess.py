@@ -93,6 +93,11 @@ def decode_target(t: Target, e: np.ndarray, cdf=None) -> np.ndarray:
     return x
 
 
+#: support margin of sampling: standardised real targets may exceed the training range by this
+#: fraction of its width on each side (:meth:`Preprocessor.in_support`)
+SUPPORT_MARGIN = 0.02
+
+
 @dataclass
 class Preprocessor:
     """Fitted standardisation of one spec (see module docstring for the formulas)."""
@@ -172,7 +177,32 @@ class Preprocessor:
         """Standardised float64 targets; ``u`` (N, T) uniforms for dequantization/spikes."""
         return (self._encode_targets_raw(self.spec, targets, u, self.ordinal_cdf) - self.targ_mean) / self.targ_std
 
-    def in_support(self, y: np.ndarray, margin: float = 0.02) -> np.ndarray:
+    def max_value(self, name: str, margin: float = SUPPORT_MARGIN) -> float:
+        """Largest raw value of target ``name`` that sampling can return: for a real target the
+        upper edge of the support :meth:`in_support` accepts, decoded (every transform is
+        increasing) and clipped to the target's bounds (its spike value included); for integer
+        and ordinal targets their largest value. An exact bound — e.g. reco pT ≤ ptRatio_max ·
+        Gen pT — that lets an analysis skip objects that cannot pass its cuts."""
+        j = self.spec.target_names.index(name)
+        t = self.spec.targets[j]
+        if t.kind == "ordinal":
+            return float(max(t.values))
+        lo, hi = t.bounds
+        if self.targ_max is None or t.kind != "real":
+            return float(hi)
+        width = self.targ_max[j] - self.targ_min[j]
+        e = (self.targ_max[j] + margin * width) * self.targ_std[j] + self.targ_mean[j]
+        inside = lambda v: bool(t.transform.valid(np.array([v]))[0])  # noqa: E731
+        if not inside(e):  # the edge lies beyond the transform's image (arctan: π/2): bisect to it
+            a, b = float(self.targ_mean[j]), e
+            for _ in range(200):
+                mid = 0.5 * (a + b)
+                a, b = (mid, b) if inside(mid) else (a, mid)
+            e = a
+        x = min(float(t.transform.inverse(np.array([e]))[0]), float(hi))
+        return max(x, float(t.spike.value)) if t.spike is not None else x
+
+    def in_support(self, y: np.ndarray, margin: float = SUPPORT_MARGIN) -> np.ndarray:
         """Rows whose standardised *real* targets lie within the training support widened by
         ``margin`` × its width on each side, and inside their transform's image (arctan:
         |e| < π/2); the sampler redraws the others.

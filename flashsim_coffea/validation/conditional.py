@@ -21,6 +21,11 @@ Tables (muons spec / jets spec):
 * ``btag_eff``: fraction of jets with ``btagDeepFlavB`` > the DeepJet loose / medium / tight
   working points 0.0494 / 0.2770 / 0.7264 (the 2018 UL values of the CMS BTV POG; used here as
   representative cuts), per ``hadronFlavour`` (b = 5, c = 4, light = 0) × GenJet pT;
+* ``muon_isolation``: prompt muons with Gen pT > 20 GeV, ``pfRelIso04_all``: ``median`` and the
+  pass rates of the tight (< 0.15) and loose (< 0.25, the VBF H→μμ selection's) cuts, in bins of
+  the Gen activity around the muon A/pT = max(pT(closest GenJet within ΔR < 0.4) − pT_μ, 0)/pT_μ
+  (from the conditioning's closest-GenJet and muon pT) × Gen pT — isolation is where a muon
+  model can match every marginal and still select the wrong muons;
 * ``jet_id``: pass rate of the loose pile-up ID as analyses apply it (``puId`` ≥ 4, required
   only below reco pT 50 GeV: a jet above passes) and of the tight jet ID (``jetId`` bit 1),
   in GenJet pT × |η| bins.
@@ -102,6 +107,14 @@ def _jetid_tight(c: dict) -> float:
 RESPONSE = {"median": _median, "w68": _half_width(0.68), "w95": _half_width(0.95)}
 
 
+def _iso_pass(cut: float) -> Callable[[dict], float]:
+    return lambda c: float(np.mean(c["pfRelIso04_all"] < cut))
+
+
+ISOLATION = {"median": lambda c: float(np.median(c["pfRelIso04_all"])), "pass_0.15": _iso_pass(0.15),
+             "pass_0.25": _iso_pass(0.25)}
+
+
 @dataclass(frozen=True)
 class Table:
     """A conditional table: cells = product of the bins, quantities computed per cell."""
@@ -122,12 +135,18 @@ class Table:
 MU_PT = (5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 70.0, 100.0, 200.0, INF)
 MU_ETA = (0.0, 0.9, 1.2, 2.1, 2.4)
 JET_PT = (15.0, 20.0, 30.0, 50.0, 100.0, 200.0, INF)
+#: Gen activity around a muon, A/pT (see ``muon_isolation``)
+ACTIVITY = (0.0, 0.02, 0.05, 0.1, 0.2, 0.5, INF)
 JET_ETA = (0.0, 1.3, 2.5, 3.0, 5.0)
 
 TABLES: tuple[Table, ...] = (
     Table("muon_response", "muons", "Prompt-muon pT response (reco pT / Gen pT)",
           (("GenMuon_pt", MU_PT, False), ("GenMuon_eta", MU_ETA, True)), RESPONSE,
           select=lambda c: c["GenMuon_isPrompt"] > 0.5, selection="Gen statusFlags isPrompt"),
+    Table("muon_isolation", "muons", "Prompt-muon isolation (pfRelIso04_all: median, pass < 0.15 / < 0.25) vs "
+          "the Gen activity around the muon A/pT", (("GenMuon_activity", ACTIVITY, False), ("GenMuon_pt", (20.0, 40.0, INF), False)),
+          ISOLATION, select=lambda c: c["GenMuon_isPrompt"] > 0.5,
+          selection="Gen statusFlags isPrompt, Gen pT > 20 GeV; A/pT = max(pT(closest GenJet, ΔR < 0.4) − pT_μ, 0)/pT_μ"),
     Table("jet_response", "jets", "Jet pT response and resolution (reco pT / GenJet pT)",
           (("GenJet_pt", JET_PT, False), ("GenJet_eta", JET_ETA, True)), RESPONSE,
           selection="matched jets, reco pT > 15 GeV"),
@@ -143,8 +162,12 @@ TABLES: tuple[Table, ...] = (
 
 
 def _columns(spec: ObjectSpec, cond: np.ndarray, targets: np.ndarray, gen: dict) -> dict[str, np.ndarray]:
-    """Conditioning and target columns by name, plus ``reco_pt`` = ptRatio × Gen pT."""
+    """Conditioning and target columns by name, plus ``reco_pt`` = ptRatio × Gen pT and, for muons,
+    ``GenMuon_activity`` = max(ClosestGenJet_pt − GenMuon_pt, 0)/GenMuon_pt (0 without a GenJet
+    within ΔR < 0.4: its pT column is 0 then)."""
     cols = {n: cond[:, i] for i, n in enumerate(spec.conditioning_names)}
+    if {"ClosestGenJet_pt", "GenMuon_pt"} <= set(cols):
+        cols["GenMuon_activity"] = np.maximum(cols["ClosestGenJet_pt"] - cols["GenMuon_pt"], 0.0) / cols["GenMuon_pt"]
     cols.update({n: targets[:, j] for j, n in enumerate(spec.target_names)})
     if "ptRatio" in cols and "pt" in gen:
         cols["reco_pt"] = cols["ptRatio"] * gen["pt"]
