@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -136,6 +137,12 @@ def _efficiency_tables(spec: ObjectSpec, model: FlowModel, files: list[str], ref
     ``muons`` specs on the held-out files: reference, ``floor_draws`` reference′ draws (seeds
     ref_seed + k) and FlashSim (the model with its efficiency map, ``floor_draws`` folds); {} for other specs."""
     if spec.name not in ("jets", "muons"):
+        return {}
+    from flashsim_coffea.objects import get_spec
+
+    if get_spec(spec.name).hash() != spec.hash():  # FlashSim injects models of the registered specs only
+        warnings.warn(f"validate {spec.name}: the spec given is not the registered {spec.name!r} spec (a revision?): "
+                      "the reconstruction-efficiency tables, which inject through FlashSim, are skipped", stacklevel=2)
         return {}
     import awkward as ak
     import uproot
