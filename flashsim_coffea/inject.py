@@ -279,15 +279,9 @@ class PreparedChunk:
             if _count_model(model) is not None:
                 raise UserError(f"FlashSim {collection}: {model.spec.name!r} draws objects without a Gen counterpart; "
                                 "their number has no Gen-level bound")
-            spec, rules = model.spec, model.spec.rules
-            objs = spec.context(self.events).objects()
-            pt, eta = ak.flatten(objs.pt, axis=1), ak.flatten(objs.eta, axis=1)
-            pt, eta = np.asarray(ak.to_numpy(pt), dtype=np.float64), np.asarray(ak.to_numpy(eta), dtype=np.float64)
-            ok = _reco_pt_bound(model, pt) > min_pt
-            if rules.gen_max_abs_eta is not None:
-                ok &= np.abs(eta) < rules.gen_max_abs_eta
-            if rules.gen_min_pt is not None:
-                ok &= pt > rules.gen_min_pt
+            objs = model.spec.context(self.events).objects()
+            pt, eta = (np.asarray(ak.to_numpy(ak.flatten(objs[f], axis=1)), dtype=np.float64) for f in ("pt", "eta"))
+            ok = model.spec.rules.in_acceptance(pt, eta) & (_reco_pt_bound(model, pt) > min_pt)
             counts += ak.to_numpy(ak.sum(ak.unflatten(ok, ak.to_numpy(ak.num(objs, axis=1))), axis=1)).astype(np.int64)
         return counts
 
@@ -357,11 +351,7 @@ def _prepare(model, events) -> dict:
     objs = ctx.objects()
     cond = spec.conditioning_matrix(ctx)
     gen = {f: ak.to_numpy(ak.flatten(objs[f], axis=1)) for f in ak.fields(objs)}
-    accept = np.ones(len(cond), dtype=bool)
-    if rules.gen_max_abs_eta is not None:
-        accept &= np.abs(gen["eta"]) < rules.gen_max_abs_eta
-    if rules.gen_min_pt is not None:
-        accept &= gen["pt"] > rules.gen_min_pt
+    accept = rules.in_acceptance(gen["pt"], gen["eta"])
     finite = np.all(np.isfinite(cond), axis=1) if cond.size else np.ones(len(cond), dtype=bool)
     for f in ("pt", "eta", "phi", "mass"):
         if f in gen:

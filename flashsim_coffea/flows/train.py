@@ -132,16 +132,18 @@ def extend_context(state: dict[str, torch.Tensor], n_added: int) -> dict[str, to
 def _keep_unchanged(pre: Preprocessor, old: Preprocessor, old_spec: dict, spec: ObjectSpec, cond, targ, u) -> int:
     """Copy ``old``'s standardisation into ``pre`` for columns whose definition did not change."""
     kept = 0
-    for j, f in enumerate(spec.conditioning):
-        if j < len(old_spec["conditioning"]) and old_spec["conditioning"][j] == json.loads(json.dumps(f.to_dict())):
+    old_cond, new_cond = _as_dicts(old_spec["conditioning"]), _as_dicts(spec.conditioning)
+    for j, f in enumerate(new_cond):
+        if j < len(old_cond) and old_cond[j] == f:
             for a in ("cond_mean", "cond_std"):
                 getattr(pre, a)[j] = getattr(old, a)[j]
             pre.cond_min[j] = min(pre.cond_min[j], old.cond_min[j])
             pre.cond_max[j] = max(pre.cond_max[j], old.cond_max[j])
             kept += 1
     e = Preprocessor._encode_targets_raw(spec, targ, u, pre.ordinal_cdf)
-    for j, t in enumerate(spec.targets):
-        if j < len(old_spec["targets"]) and old_spec["targets"][j] == json.loads(json.dumps(t.to_dict())):
+    old_targ, new_targ = _as_dicts(old_spec["targets"]), _as_dicts(spec.targets)
+    for j, t in enumerate(new_targ):
+        if j < len(old_targ) and old_targ[j] == t:
             pre.targ_mean[j], pre.targ_std[j] = old.targ_mean[j], old.targ_std[j]
             pre.targ_min[j] = (e[:, j].min() - pre.targ_mean[j]) / pre.targ_std[j]
             pre.targ_max[j] = (e[:, j].max() - pre.targ_mean[j]) / pre.targ_std[j]

@@ -21,6 +21,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+import awkward as ak
+import numpy as np
+
 __all__ = ["RecoRules"]
 
 
@@ -34,6 +37,18 @@ class RecoRules:
     efficiency_pt_edges: tuple[float, ...] = (0.0, 1e9)
     efficiency_abseta_edges: tuple[float, ...] = (0.0, 1e9)
     efficiency_threshold_free_pt: float = 0.0
+
+    def in_acceptance(self, pt, eta):
+        """Mask of the Gen objects that are simulated: |η| < gen_max_abs_eta and pT > gen_min_pt
+        (numpy or awkward arrays, flat or jagged)."""
+        cuts = []
+        if self.gen_max_abs_eta is not None:
+            cuts.append(abs(eta) < self.gen_max_abs_eta)
+        if self.gen_min_pt is not None:
+            cuts.append(pt > self.gen_min_pt)
+        if not cuts:
+            return ak.ones_like(pt, dtype=bool) if isinstance(pt, ak.Array) else np.ones(np.shape(pt), dtype=bool)
+        return cuts[0] & cuts[1] if len(cuts) == 2 else cuts[0]
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -339,13 +339,7 @@ def _gen_efficiency_objects(spec: ObjectSpec, events):
     from flashsim_coffea.objects.jets import GENMUON
 
     objs = spec.simulated.load(events)
-    rules = spec.rules
-    acc = ak.ones_like(objs.pt, dtype=bool)
-    if rules.gen_max_abs_eta is not None:
-        acc = acc & (abs(objs.eta) < rules.gen_max_abs_eta)
-    if rules.gen_min_pt is not None:
-        acc = acc & (objs.pt > rules.gen_min_pt)
-    objs = objs[acc]
+    objs = objs[spec.rules.in_acceptance(objs.pt, objs.eta)]
     name = spec.simulated.name
     flat = lambda x: ak.to_numpy(ak.flatten(x, axis=1)).astype(np.float64)  # noqa: E731
     cols = {f"{name}_pt": flat(objs.pt), f"{name}_eta": flat(objs.eta)}
