@@ -62,7 +62,7 @@ from .errors import MissingBranchesError, UserError
 from .folds import FoldBatch, check_folds, fold_batches
 from .nanoaod.conventions import EVENT_ID
 from .objects import event_conditioning
-from .objects.gen import branch, has_branch
+from .objects.gen import branch, has_branch, jagged_records
 from .sampling_precision import check_precision
 
 __all__ = ["FlashSim", "PreparedChunk", "InjectedBatch", "INFO_COUNTS"]
@@ -282,7 +282,7 @@ class PreparedChunk:
             objs = model.spec.context(self.events).objects()
             pt, eta = (np.asarray(ak.to_numpy(ak.flatten(objs[f], axis=1)), dtype=np.float64) for f in ("pt", "eta"))
             ok = model.spec.rules.in_acceptance(pt, eta) & (_reco_pt_bound(model, pt) > min_pt)
-            counts += ak.to_numpy(ak.sum(ak.unflatten(ok, ak.to_numpy(ak.num(objs, axis=1))), axis=1)).astype(np.int64)
+            counts += _per_event_sum(ok, ak.to_numpy(ak.num(objs, axis=1)))
         return counts
 
     def _models_of(self, collection: str) -> list[Any]:
@@ -356,20 +356,24 @@ def _prepare(model, events) -> dict:
     for f in ("pt", "eta", "phi", "mass"):
         if f in gen:
             finite &= np.isfinite(gen[f])
-    counts = ak.to_numpy(ak.num(objs, axis=1))
-    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    local = ak.local_index(objs, axis=1)
-    keep = ak.unflatten(accept & finite, counts)
+    counts = np.asarray(ak.to_numpy(ak.num(objs, axis=1)), dtype=np.int64)
+    keep = accept & finite
     return {
         "cond": cond,
         "keys": spec.noise_keys(ctx),
         "n_objects": counts,
-        "n_outside": ak.to_numpy(ak.sum(ak.unflatten(~accept, counts), axis=1)).astype(np.int64),
-        "n_nonfinite": ak.to_numpy(ak.sum(ak.unflatten(accept & ~finite, counts), axis=1)).astype(np.int64),
-        "row_of": (local + offsets)[keep],  # simulated rows of the flat object table, jagged per event
+        "n_outside": _per_event_sum(~accept, counts),
+        "n_nonfinite": _per_event_sum(accept & ~finite, counts),
+        # simulated rows of the flat object table, jagged per event
+        "row_of": ak.unflatten(np.flatnonzero(keep).astype(np.int64), _per_event_sum(keep, counts)),
         "gen": gen,
         "src_offsets": _src_offsets(model, events),
     }
+
+
+def _per_event_sum(mask: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Per event, the number of its objects (flat, event-major; ``counts`` per event) where ``mask`` is true."""
+    return np.bincount(np.repeat(np.arange(len(counts)), counts)[mask], minlength=len(counts)).astype(np.int64)
 
 
 def _src_offsets(model, events) -> np.ndarray:
@@ -401,7 +405,7 @@ def _gen_objects(model, prep: dict, batch: FoldBatch, info: dict):
     eff = _efficiency_map(model)
     if eff is not None:  # reconstruction efficiency, drawn per (object, fold)
         ok = eff.keep(prep["gen"]["pt"][rows], prep["gen"]["eta"][rows], model.seed, row_keys, fold)
-        out_counts = ak.to_numpy(ak.sum(ak.unflatten(ok, out_counts), axis=1)).astype(np.int64)
+        out_counts = _per_event_sum(ok, out_counts)
         rows, fold = rows[ok], fold[ok]
         row_keys = {k: v[ok] for k, v in row_keys.items()}
         info["n_not_reconstructed"] = int((~ok).sum())
@@ -459,17 +463,16 @@ def _simulate(model, prep: dict, batch: FoldBatch) -> tuple[ak.Array, dict]:
     for f, dtype in rules.gen_defaults:  # copied from the Gen object; 0 for objects without one
         fields.setdefault(f, gen[f].astype(dtype) if f in gen else np.zeros(n, dtype=dtype))
 
-    reco = ak.zip({k: ak.unflatten(v, out_counts) for k, v in fields.items()}, depth_limit=2)
-    if rules.min_pt is not None:
-        above = reco.pt > rules.min_pt
-        info["n_below_threshold"] = int(ak.sum(~above))
-        reco = reco[above]
-    info["n_reco"] = int(ak.sum(ak.num(reco, axis=1)))
-
     # global index for matched_gen: coffea resolves it in the Gen collection of the
     # *originally constructed* events (``_events()``), so offsets are those of the
     # original events, taken per pair; −1 stays −1 (matched_gen: None)
-    idx = reco[spec.match]
-    offsets = prep["src_offsets"][batch.entry] if "src_offsets" in prep else 0
-    reco = ak.with_field(reco, ak.where(idx >= 0, idx + offsets, -1), f"{spec.match}G")
-    return reco, info
+    idx = fields[spec.match]
+    offsets = np.repeat(prep["src_offsets"][batch.entry], out_counts) if "src_offsets" in prep else 0
+    fields[f"{spec.match}G"] = np.where(idx >= 0, idx.astype(np.int64) + offsets, -1)
+    if rules.min_pt is not None:
+        above = fields["pt"] > rules.min_pt
+        info["n_below_threshold"] = int((~above).sum())
+        out_counts = _per_event_sum(above, out_counts)
+        fields = {k: v[above] for k, v in fields.items()}
+    info["n_reco"] = int(out_counts.sum())
+    return jagged_records(fields, out_counts), info

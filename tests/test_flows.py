@@ -435,3 +435,27 @@ def test_init_from_a_model_with_fewer_conditioning_features(tmp_path):
     shuffled = replace(spec, conditioning=spec.conditioning[1:] + spec.conditioning[:1])
     with pytest.raises(UserError, match="only append"):
         train(shuffled, synthetic(shuffled, 600, seed=3), tmp_path / "x", TrainConfig(**TINY, init=str(base)), progress=False)
+
+
+def test_training_warns_about_targets_beyond_the_spline_range(tmp_path):
+    """A spline coupling is the identity beyond ±tail_bound: standardised training values out
+    there are never sampled, so training names the target and its fraction (the muon pT response
+    tails were lost that way); a target inside the range is not named."""
+    from flashsim_coffea.flows.train import beyond_tail_bound
+
+    y = np.zeros((1000, 2))
+    y[:3, 0] = 6.0
+    assert beyond_tail_bound(y, ["a", "b"], 5.0) == {"a": 0.003}
+    assert beyond_tail_bound(y, ["a", "b"], 5.0, min_fraction=0.01) == {}
+
+    torch.set_num_threads(1)
+    spec = get_spec("jets")
+    data = synthetic(spec, 3000, seed=4)
+    j = spec.target_names.index("ptRatio")
+    rng = np.random.default_rng(5)
+    tail = rng.random(len(data.targets)) < 0.05  # a narrow core with 5 % of far tails
+    data.targets[:, j] = np.where(tail, 1.0 + 0.6 * rng.standard_t(2, len(tail)).clip(-1.6, 1.6), 1.0 + 0.01 * rng.normal(size=len(tail)))
+    with pytest.warns(UserWarning, match=r"beyond the flow's spline range ±4: .*ptRatio") as rec:
+        train(spec, data, tmp_path / "tails", TrainConfig(**dict(TINY, epochs=1)), progress=False)
+    named = [str(w.message) for w in rec if "spline range" in str(w.message)]
+    assert len(named) == 1 and "etaMinusGen" not in named[0]

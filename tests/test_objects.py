@@ -12,7 +12,7 @@ import uproot
 
 from flashsim_coffea.errors import MissingBranchesError, UserError
 from flashsim_coffea.objects import (
-    Arctan, Identity, Log, Log1p, Logit, ObjectSpec, Target, get_spec, known_specs, register_spec,
+    Arctan, Asinh, Identity, Log, Log1p, Logit, ObjectSpec, Target, get_spec, known_specs, register_spec,
 )
 from flashsim_coffea.objects.extract import extract_files
 from flashsim_coffea.nanoaod.conventions import delta_r
@@ -53,7 +53,8 @@ def test_spec_from_json_file(tmp_path):
     assert get_spec(str(path)).hash() == get_spec("jets").hash()
 
 
-@pytest.mark.parametrize("tr", [Identity(), Arctan(scale=150.0), Arctan(scale=5.0, shift=1.0), Log(eps=1e-3), Log1p()])
+@pytest.mark.parametrize("tr", [Identity(), Arctan(scale=150.0), Arctan(scale=5.0, shift=1.0), Asinh(scale=100.0, shift=1.0),
+                                Log(eps=1e-3), Log1p()])
 def test_transform_exact_inverse(tr):
     x = np.concatenate([np.linspace(0.0, 2.0, 1001), np.geomspace(1e-6, 50.0, 500)])
     np.testing.assert_allclose(tr.inverse(tr.forward(x)), x, rtol=1e-12, atol=1e-14)

@@ -42,7 +42,7 @@ from flashsim_coffea.nanoaod.conventions import EVENT_ID
 from flashsim_coffea.objects import ObjectSpec, get_spec
 
 from ..sampling_precision import check_precision
-from .checkpoint import load_weights, read_card
+from .checkpoint import load_weights, read_card, resolve_card_path
 from .fast_inverse import FUSED, FastInverse
 from .head import DiscreteHead, draw, head_columns
 from .model import build_flow
@@ -285,15 +285,27 @@ def cpu_has_fast_bf16() -> bool:
 
 
 _CACHE: dict[tuple[str, str, str, str], FlowModel] = {}
+#: parsed cards by (card path, modification time, size): a worker asks for its models once per
+#: chunk, and parsing the jets card (ordinal CDFs, metrics) took ~15 ms each time
+_CARDS: dict[tuple[str, int, int], tuple[dict, Path]] = {}
+
+
+def _read_card_cached(path: str | Path) -> tuple[dict, Path]:
+    card_path = resolve_card_path(path).resolve()
+    st = card_path.stat()
+    key = (str(card_path), st.st_mtime_ns, st.st_size)
+    if key not in _CARDS:
+        _CARDS[key] = read_card(card_path)
+    return _CARDS[key]
 
 
 def load_model(path: str | Path, spec: str | ObjectSpec | None = None, device: str = "cpu",
                precision: str = "float32") -> FlowModel:
     """Cached :meth:`FlowModel.load` (moved to ``device``, sampling in ``precision``) keyed on
     (resolved card path, weights SHA-256, device, precision)."""
-    card, card_path = read_card(path)
+    card, card_path = _read_card_cached(path)
     precision = check_precision(precision)
-    key = (str(card_path.resolve()), str(card.get("weights_sha256")), str(device), precision)
+    key = (str(card_path), str(card.get("weights_sha256")), str(device), precision)
     model = _CACHE.get(key)
     if model is None:
         model = FlowModel.load(path)

@@ -20,10 +20,10 @@ from .pileup_jets import event_conditioning
 from .registry import get_spec, known_specs, register_spec
 from .spec import GenContext, ObjectSpec
 from .targets import Spike, Target
-from .transforms import Arctan, Identity, Log, Log1p, Logit, Transform, register_transform
+from .transforms import Arctan, Asinh, Identity, Log, Log1p, Logit, Transform, register_transform
 
 __all__ = [
-    "Arctan", "Bit", "EventBranch", "Feature", "Field", "GenCollection",
+    "Arctan", "Asinh", "Bit", "EventBranch", "Feature", "Field", "GenCollection",
     "GenContext", "Identity", "Log", "Log1p", "Logit", "Neighbour", "ObjectSpec", "Spike", "Target",
     "Transform", "branch", "event_conditioning", "get_spec", "has_branch", "known_specs", "register_feature",
     "register_spec", "register_transform",
