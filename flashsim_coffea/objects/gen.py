@@ -35,8 +35,9 @@ def branch(events, name: str) -> ak.Array:
 
 def jagged_records(columns: dict[str, np.ndarray], counts: np.ndarray) -> ak.Array:
     """One list of records per event from flat, event-major numpy columns and per-event counts:
-    the list-offset layout built directly (``ak.zip`` of ``ak.unflatten``-ed columns gives the
-    same array after broadcasting every column against the first, ~5× slower on 10⁵ events)."""
+    the list-offset layout built directly. ``ak.zip`` of ``ak.unflatten``-ed columns gives the same
+    array by broadcasting every column against the first (26 ms against 0.8 ms for 200k lists of
+    20 float32 columns)."""
     offsets = np.concatenate([[0], np.cumsum(np.asarray(counts, dtype=np.int64))])
     record = ak.contents.RecordArray([ak.contents.NumpyArray(np.asarray(v)) for v in columns.values()], list(columns),
                                      length=int(offsets[-1]))
@@ -70,11 +71,8 @@ class GenCollection:
         return sorted({f"{self.prefix}_{x}" for x in f})
 
     def load(self, events) -> ak.Array:
-        """Jagged record array of the selected objects, with ``index`` into ``prefix``.
-
-        Selected on the flat object table with numpy and rebuilt as one list-of-records layout:
-        awkward's jagged broadcasting of the same masks (``ak.zip`` + ``objs[mask]``) took ~5× as
-        long on 100k-event chunks of ``GenPart``."""
+        """Jagged record array of the selected objects, with ``index`` into ``prefix``: selected on
+        the flat object table with numpy and rebuilt with :func:`jagged_records`."""
         names = list(dict.fromkeys([*self.fields, *self._selection_fields()]))
         jagged = {f: branch(events, f"{self.prefix}_{f}") for f in names}
         counts = np.asarray(ak.to_numpy(ak.num(jagged[names[0]], axis=1)), dtype=np.int64)
