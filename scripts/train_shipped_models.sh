@@ -46,10 +46,11 @@
 #          flow and head together, three stages (same validation events, --split-seed 7): 16 epochs
 #          of 300k at LR 1e-4, 40 at 2e-4, 30 at 1e-4 (val NLL 7.86 of the initial weights on these
 #          events → 7.47 → 7.13 → 7.04), head 8 epochs each; ~55 min on 2 cores. Those stages use the
-#          spec with the pT response encoded as arctan(10 (r - 1)) ("muons_act.json"); then the current
-#          spec (pT response as asinh(100 (r - 1)): its standardised tails inside the spline range)
-#          on the same muons re-extracted, 40 epochs of 300k at LR 2e-4 (val NLL 6.89 in that
-#          encoding), head 8 epochs; ~35 min on 2 cores.
+#          spec with the pT response and dphi encoded as arctan(10 (r - 1)), arctan(80 dphi)
+#          ("muons_act.json"); then the pT response as asinh(100 (r - 1)) ("muons_a100.json"), then
+#          the current spec (asinh(40 (r - 1)), asinh(1500 dphi): their standardised tails inside the
+#          spline range), each on the same muons re-extracted, 40 epochs of 300k at LR 2e-4 (val NLL
+#          6.89, 6.90 in those encodings), head 8 epochs; ~35 min each on 2 cores.
 #   both:  a discrete head (flows/head.py) for the classified targets (jets: puId, jetId; muons:
 #          the six ID booleans) trained on top of the final flow (--head-only, 12 epochs).
 #   pileup_jets (Jet_genJetIdx = -1; objects/pileup_jets.py): needs no input file — 1M pile-up-only
@@ -116,12 +117,18 @@ from flashsim_coffea.objects.transforms import Log, Log1p
 work = sys.argv[1]
 for name in ("jets", "muons"):
     spec = get_spec(name)
-    if name == "muons":  # the activity stages: the pT response as arctan(10 (r - 1)), before Asinh(100, 1)
+    if name == "muons":  # the activity stages: pT response and dphi as arctan(10 (r - 1)), arctan(80 dphi) (now asinh)
         assert type(spec.targets[spec.target_names.index("ptRatio")].transform).__name__ == "Asinh"
-        spec = replace(spec, targets=tuple(replace(t, transform=Arctan(scale=10.0, shift=1.0)) if t.name == "ptRatio" else t
+        arctan = {"ptRatio": Arctan(scale=10.0, shift=1.0), "phiMinusGen": Arctan(scale=80.0)}
+        spec = replace(spec, targets=tuple(replace(t, transform=arctan[t.name]) if t.name in arctan else t
                                            for t in spec.targets))
         open(f"{work}/muons_act.json", "w").write(spec.to_json())
         print("muons (arctan pT response) spec hash", spec.hash()[:12])  # 7dedfd2950cd
+        from flashsim_coffea.objects import Asinh
+        a100 = replace(spec, targets=tuple(replace(t, transform=Asinh(scale=100.0, shift=1.0)) if t.name == "ptRatio" else t
+                                           for t in spec.targets))
+        open(f"{work}/muons_a100.json", "w").write(a100.to_json())
+        print("muons (asinh(100 (r - 1)) pT response) spec hash", a100.hash()[:12])  # 4eb63c171136
     if name == "muons":  # every stage before those: without the Gen activity feature (appended last)
         assert spec.conditioning[-1].name == "ClosestGenJet_activity"
         spec = replace(spec, conditioning=spec.conditioning[:-1],
@@ -244,10 +251,14 @@ muons() {
     --lr 2e-4 --patience 10 --seed 8 --split-seed 7 --threads 2 --head-epochs 8 --no-progress
   flashsim train "$MA" "$WORK/act_muons.npz" -o "$WORK/act3_muons" --init "$WORK/act2_muons" --epochs 30 --epoch-size 300000 \
     --lr 1e-4 --patience 10 --seed 9 --split-seed 7 --threads 1 --head-epochs 8 --no-progress
-  # the current spec: the pT response as Asinh(100, 1) (its standardised tails inside the spline range ±5), same muons
-  flashsim extract muons "$A/dy.root" "$A/ttbar.root" --resimulate 101 102 103 104 105 106 -o "$WORK/asinh_muons.npz" --no-progress
-  flashsim train muons "$WORK/asinh_muons.npz" -o "$WORK/asinh_muons" --init "$WORK/act3_muons" --epochs 40 --epoch-size 300000 \
+  # the pT response as Asinh(100, 1) (a first try), then the current spec: Asinh(40, 1) and dphi as Asinh(1500)
+  # (standardised tails inside the spline range ±5), each 40 epochs on the same muons
+  flashsim extract "$WORK/muons_a100.json" "$A/dy.root" "$A/ttbar.root" --resimulate 101 102 103 104 105 106 -o "$WORK/a100_muons.npz" --no-progress
+  flashsim train "$WORK/muons_a100.json" "$WORK/a100_muons.npz" -o "$WORK/a100_muons" --init "$WORK/act3_muons" --epochs 40 --epoch-size 300000 \
     --lr 2e-4 --patience 12 --seed 11 --split-seed 7 --threads 2 --head-epochs 8 --no-progress
+  flashsim extract muons "$A/dy.root" "$A/ttbar.root" --resimulate 101 102 103 104 105 106 -o "$WORK/asinh_muons.npz" --no-progress
+  flashsim train muons "$WORK/asinh_muons.npz" -o "$WORK/asinh_muons" --init "$WORK/a100_muons" --epochs 40 --epoch-size 300000 \
+    --lr 2e-4 --patience 12 --seed 12 --split-seed 7 --threads 2 --head-epochs 8 --no-progress
 }
 jets > "$WORK/train_jets.log" 2>&1 &
 muons > "$WORK/train_muons.log" 2>&1 &

@@ -15,12 +15,13 @@ isolation sums the Gen activity around the muon, and a flow given only log pT_je
 log pT_μ resolved their difference poorly — its isolation was too low where A/pT ≳ 0.1
 (P(pfRelIso04 > 0.25) 0.35 vs the reference's 0.67 at 0.2 < A/pT < 0.5) and too high at
 A/pT < 0.05, which made μ1's isolation tail and the two-muon efficiency miss in VBF H→μμ. Targets follow the seed's
-transforms (arctan scalings of Δη ×100, Δφ ×80, dxy ×150, dz ×50; logs of
+transforms (arctan scalings of Δη ×100, dxy ×150, dz ×50; logs of
 the errors and impact parameters; isolations log(x + 1e-5); jetRelIso = pT_jet/pT_μ − 1 as
 log1p, i.e. log(pT_jet/pT_μ)) with their zero spikes moved to
-bands; the pT response r = pT/pT_gen as asinh(100·(r − 1)) (as arctan(10·(r − 1)) its
-standardised tails reached ±8, beyond the flow's spline range ±5, and muons with |r − 1| > 0.1
-were never drawn: docs/flows.md); booleans as ordinals {0, 1}, drawn jointly by the discrete head from p(IDs | conditioning,
+bands; the pT response r = pT/pT_gen as asinh(40·(r − 1)) and Δφ as asinh(1500·Δφ) (as
+arctan(10·(r − 1)) and arctan(80·Δφ) their standardised tails reached ±8 and ±14, beyond the
+flow's spline range ±5, and muons with |r − 1| > 0.12 were never drawn: docs/flows.md);
+booleans as ordinals {0, 1}, drawn jointly by the discrete head from p(IDs | conditioning,
 other targets) (:mod:`flashsim_coffea.flows.head`). Charge is copied from the Gen muon.
 """
 
@@ -83,9 +84,9 @@ def make_muons_spec() -> ObjectSpec:
     targets = (
         Target("etaMinusGen", "eta", relation="diff", gen_field="eta", transform=Arctan(scale=100.0), bounds=(-0.3, 0.3),
                dequantize="rounding"),
-        Target("phiMinusGen", "phi", relation="dphi", gen_field="phi", transform=Arctan(scale=80.0), bounds=(-0.3, 0.3),
+        Target("phiMinusGen", "phi", relation="dphi", gen_field="phi", transform=Asinh(scale=1500.0), bounds=(-0.3, 0.3),
                dequantize="rounding"),
-        Target("ptRatio", "pt", relation="ratio", gen_field="pt", transform=Asinh(scale=100.0, shift=1.0), bounds=(0.0, 10.0)),
+        Target("ptRatio", "pt", relation="ratio", gen_field="pt", transform=Asinh(scale=40.0, shift=1.0), bounds=(0.0, 10.0)),
         Target("dxy", "dxy", transform=Arctan(scale=150.0), bounds=(-20.0, 20.0)),
         Target("dxyErr", "dxyErr", transform=Log(eps=1e-4), bounds=(0.0, 10.0)),
         Target("dz", "dz", transform=Arctan(scale=50.0), bounds=(-50.0, 50.0)),
