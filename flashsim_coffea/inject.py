@@ -61,6 +61,7 @@ import numpy as np
 from .errors import MissingBranchesError, UserError
 from .folds import FoldBatch, check_folds, fold_batches
 from .nanoaod.conventions import EVENT_ID
+from .nanoaod.pairs import count_per_event
 from .objects import event_conditioning
 from .objects.gen import branch, has_branch, jagged_records
 from .sampling_precision import check_precision
@@ -239,6 +240,7 @@ class PreparedChunk:
     models: dict[str, list[Any]]  # reco collection -> its models (jets: GenJet-matched, then pile-up jets)
     info: dict[str, dict[str, int]] = field(default_factory=dict)
     _prepared: dict[str, tuple[np.ndarray | None, list[dict]]] = field(default_factory=dict, repr=False)
+    _contexts: dict[int, Any] = field(default_factory=dict, repr=False)  # per model (id): the chunk's GenContext
 
     @property
     def collections(self) -> list[str]:
@@ -250,7 +252,7 @@ class PreparedChunk:
         pair of another event then raises."""
         entries = np.unique(np.asarray(entries, dtype=np.int64))
         sub = self.events[entries]
-        preps = [_prepare(model, sub) for model in self._models_of(collection)]
+        preps = [_prepare(model, sub, self._context(model).subset(entries)) for model in self._models_of(collection)]
         for model, prep in zip(self._models_of(collection), preps):
             if "src_offsets" in prep:  # global Gen indices refer to the chunk's events, not the subset's
                 prep["src_offsets"] = _src_offsets(model, self.events)[entries]
@@ -279,11 +281,18 @@ class PreparedChunk:
             if _count_model(model) is not None:
                 raise UserError(f"FlashSim {collection}: {model.spec.name!r} draws objects without a Gen counterpart; "
                                 "their number has no Gen-level bound")
-            objs = model.spec.context(self.events).objects()
+            objs = self._context(model).objects()
             pt, eta = (np.asarray(ak.to_numpy(ak.flatten(objs[f], axis=1)), dtype=np.float64) for f in ("pt", "eta"))
             ok = model.spec.rules.in_acceptance(pt, eta) & (_reco_pt_bound(model, pt) > min_pt)
-            counts += _per_event_sum(ok, ak.to_numpy(ak.num(objs, axis=1)))
+            counts += count_per_event(ok, ak.to_numpy(ak.num(objs, axis=1)))
         return counts
+
+    def _context(self, model) -> Any:
+        """The model's Gen context of the whole chunk (its loaded collections are reused by
+        :meth:`reachable_per_event`, :meth:`restrict` and the preparation)."""
+        if id(model) not in self._contexts:
+            self._contexts[id(model)] = model.spec.context(self.events)
+        return self._contexts[id(model)]
 
     def _models_of(self, collection: str) -> list[Any]:
         if collection not in self.models:
@@ -293,7 +302,7 @@ class PreparedChunk:
     def _preparation(self, collection: str, batch: FoldBatch) -> tuple[FoldBatch, list[dict]]:
         """The collection's preparations and ``batch`` expressed in their event indices."""
         if collection not in self._prepared:
-            self._prepared[collection] = (None, [_prepare(m, self.events) for m in self._models_of(collection)])
+            self._prepared[collection] = (None, [_prepare(m, self.events, self._context(m)) for m in self._models_of(collection)])
         entries, preps = self._prepared[collection]
         if entries is None:
             return batch, preps
@@ -340,14 +349,15 @@ def _merge(parts: list[ak.Array]) -> ak.Array:
     return ak.zip({f: ak.concatenate([p[f] for p in parts], axis=1) for f in fields}, depth_limit=2)
 
 
-def _prepare(model, events) -> dict:
+def _prepare(model, events, ctx=None) -> dict:
     """Per chunk and spec, shared by all folds: Gen objects, acceptance, conditioning, keys (or,
-    for a model with a count model, the events' conditioning and keys)."""
+    for a model with a count model, the events' conditioning and keys). ``ctx``: the spec's
+    :class:`~flashsim_coffea.objects.spec.GenContext` of ``events`` if one exists already."""
     spec = model.spec
     if _count_model(model) is not None:
         return _prepare_unmatched(model, events)
     rules = spec.rules
-    ctx = spec.context(events)
+    ctx = ctx if ctx is not None else spec.context(events)
     objs = ctx.objects()
     cond = spec.conditioning_matrix(ctx)
     gen = {f: ak.to_numpy(ak.flatten(objs[f], axis=1)) for f in ak.fields(objs)}
@@ -362,18 +372,13 @@ def _prepare(model, events) -> dict:
         "cond": cond,
         "keys": spec.noise_keys(ctx),
         "n_objects": counts,
-        "n_outside": _per_event_sum(~accept, counts),
-        "n_nonfinite": _per_event_sum(accept & ~finite, counts),
+        "n_outside": count_per_event(~accept, counts),
+        "n_nonfinite": count_per_event(accept & ~finite, counts),
         # simulated rows of the flat object table, jagged per event
-        "row_of": ak.unflatten(np.flatnonzero(keep).astype(np.int64), _per_event_sum(keep, counts)),
+        "row_of": ak.unflatten(np.flatnonzero(keep).astype(np.int64), count_per_event(keep, counts)),
         "gen": gen,
         "src_offsets": _src_offsets(model, events),
     }
-
-
-def _per_event_sum(mask: np.ndarray, counts: np.ndarray) -> np.ndarray:
-    """Per event, the number of its objects (flat, event-major; ``counts`` per event) where ``mask`` is true."""
-    return np.bincount(np.repeat(np.arange(len(counts)), counts)[mask], minlength=len(counts)).astype(np.int64)
 
 
 def _src_offsets(model, events) -> np.ndarray:
@@ -405,7 +410,7 @@ def _gen_objects(model, prep: dict, batch: FoldBatch, info: dict):
     eff = _efficiency_map(model)
     if eff is not None:  # reconstruction efficiency, drawn per (object, fold)
         ok = eff.keep(prep["gen"]["pt"][rows], prep["gen"]["eta"][rows], model.seed, row_keys, fold)
-        out_counts = _per_event_sum(ok, out_counts)
+        out_counts = count_per_event(ok, out_counts)
         rows, fold = rows[ok], fold[ok]
         row_keys = {k: v[ok] for k, v in row_keys.items()}
         info["n_not_reconstructed"] = int((~ok).sum())
@@ -472,7 +477,7 @@ def _simulate(model, prep: dict, batch: FoldBatch) -> tuple[ak.Array, dict]:
     if rules.min_pt is not None:
         above = fields["pt"] > rules.min_pt
         info["n_below_threshold"] = int((~above).sum())
-        out_counts = _per_event_sum(above, out_counts)
+        out_counts = count_per_event(above, out_counts)
         fields = {k: v[above] for k, v in fields.items()}
     info["n_reco"] = int(out_counts.sum())
     return jagged_records(fields, out_counts), info

@@ -329,9 +329,9 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
             pre.encode_targets(targ[val_rows], _uniforms(spec, config.validation_seed, "val", 0, val_rows)).astype(np.float32)
         ).to(device)
 
-        beyond = beyond_tail_bound(y_val.cpu().numpy(), spec.target_names, float(arch["tail_bound"]))
+        bound = float(arch["tail_bound"])
+        beyond = beyond_tail_bound(y_val.cpu().numpy(), spec.target_names, bound)
         if beyond:
-            bound = float(arch["tail_bound"])
             listed = ", ".join(f"{t} {100 * f:.3g} %" for t, f in beyond.items())
             warnings.warn(f"{spec.name}: standardised training values beyond the flow's spline range ±{bound:g}: {listed} "
                           f"of the validation rows. The flow samples them only with base noise |z| > {bound:g} "

@@ -15,6 +15,8 @@ import awkward as ak
 import numpy as np
 import vector
 
+from flashsim_coffea.nanoaod.pairs import count_per_event
+
 from .genpart import FlatRecord
 
 vector.register_awkward()
@@ -47,8 +49,7 @@ def vbf_filter(rec: FlatRecord, genjets: dict[str, ak.Array]) -> np.ndarray:
     """Boolean mask of events passing the loose VBF dimuon topology."""
     eta = rec.eta
     sel = (rec.status > 0) & (np.abs(rec.pdg) == 13) & (rec.pt > 15.0) & (np.abs(eta) < 2.5)
-    event_of = np.repeat(np.arange(rec.counts.size), rec.counts)
-    counts = np.bincount(event_of[sel], minlength=rec.counts.size)
+    counts = count_per_event(sel, rec.counts)
     mu = ak.unflatten(
         ak.zip(
             {"pt": rec.pt[sel], "eta": eta[sel], "phi": rec.phi[sel], "mass": rec.m[sel], "charge": -np.sign(rec.pdg[sel])},

@@ -3,14 +3,22 @@
 The Gen-level neighbour searches of the reference response and of the FlashSim conditioning
 (closest GenJet of a muon, closest muons of a GenJet) on flat numpy arrays: all (a, b) pairs
 of one event, and for each a its k-th closest b inside a cone, ties broken by the lower b
-index (what a stable sort by ΔR gives).
+index (what a stable sort by ΔR gives); and per-event counts of a flat mask.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["pairs_within", "closest_in_cone", "rank_in_group"]
+__all__ = ["pairs_within", "closest_in_cone", "rank_in_group", "count_per_event"]
+
+
+def count_per_event(mask: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Per event, how many of its objects have ``mask`` true (``mask`` flat and event-major,
+    ``counts`` objects per event): int64, one entry per event."""
+    counts = np.asarray(counts, dtype=np.int64)
+    event_of = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    return np.bincount(event_of[np.asarray(mask, dtype=bool)], minlength=len(counts)).astype(np.int64)
 
 
 def pairs_within(

@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 import awkward as ak
 import numpy as np
 
+from flashsim_coffea.nanoaod.pairs import count_per_event
+
 __all__ = ["branch", "has_branch", "jagged_records", "GenCollection"]
 
 
@@ -84,7 +86,7 @@ class GenCollection:
             keep &= np.abs(flat["pdgId"]) == self.abs_pdg_id
         if self.status is not None:
             keep &= flat["status"] == self.status
-        kept = np.bincount(np.repeat(np.arange(len(counts)), counts)[keep], minlength=len(counts))
+        kept = count_per_event(keep, counts)
         columns = {f: flat[f][keep] for f in self.fields}
         columns["index"] = index[keep]
         for f in self._selection_fields():

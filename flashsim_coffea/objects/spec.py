@@ -56,6 +56,13 @@ class GenContext:
     def objects(self) -> ak.Array:
         return self.collection(self.spec.simulated.name)
 
+    def subset(self, entries: np.ndarray) -> "GenContext":
+        """The context of the events ``entries`` (indices): the collections loaded so far are
+        sliced, not read and selected again."""
+        sub = GenContext(self.spec, self.events[entries])
+        sub._collections = {name: coll[entries] for name, coll in self._collections.items()}
+        return sub
+
     def neighbours(self, name: str, max_dr: float) -> NeighbourTable:
         key = (name, float(max_dr))
         if key not in self._neighbours:
