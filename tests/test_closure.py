@@ -118,9 +118,10 @@ def test_command_end_to_end(tmp_path, capsys):
 
     out = tmp_path / "closure"
     assert main(["closure", str(REF), "-o", str(out), "--executor", "iterative", "--ref-seed", "77",
-                 "--no-figures", "--no-progress", "--dataset", "vbf"]) == 0
+                 "--no-figures", "--no-progress", "--dataset", "vbf", "--folds", "2", "--mass-draws", "2"]) == 0
     printed = capsys.readouterr().out
     assert "chi2 ratio FlashSim/floor" in printed and "m_mumu RMS" in printed
+    assert "FlashSim 2 folds vs 4 reference draws pooled" in printed
     s = json.loads((out / "summary.json").read_text())
     assert set(SUMMARY_KEYS) <= set(s)
     assert s["dataset"] == "vbf" and s["events"] == 2000 and s["inputs"]["ref2_seed"] == 77
@@ -129,8 +130,13 @@ def test_command_end_to_end(tmp_path, capsys):
                                  "above_target", "above_goal"}
     assert set(s["chi2_summary"]) >= {"median_ratio", "worst", "above_target", "above_goal"}
     assert set(s["mass_rms"]) >= {"flashsim", "reference", "reference2", "rel_diff_flashsim", "rel_diff_floor"}
-    assert (out / "summary.md").read_text().startswith("# Closure")
-    assert not list(out.glob(".ref2-*"))  # the temporary reference′ is removed
+    pooled = s["mass_rms"]["pooled"]
+    assert pooled["draws"] == 4 and pooled["folds"] == 2 and s["settings"]["mass_draws"] == 2
+    assert len(set(pooled["rms_draws"])) == 4 and pooled["rms_draws"][:2] == [s["mass_rms"]["reference"]["rms"],
+                                                                              s["mass_rms"]["reference2"]["rms"]]
+    assert 0 < pooled["err"] < 0.2 and abs(pooled["rel_diff"]) < 0.2
+    assert (out / "summary.md").read_text().startswith("# Closure") and "reference draws pooled" in (out / "summary.md").read_text()
+    assert not list(out.glob(".ref2-*"))  # the temporary reference′ (and the extra draws) are removed
     # the output folder now exists: refused without --force
     assert main(["closure", str(REF), "-o", str(out), "--no-figures", "--no-progress"]) == 2
     assert "--force" in capsys.readouterr().err
@@ -159,6 +165,10 @@ def test_clear_errors(runs, tmp_path):
         run_closure(_cfg(tmp_path, ref=no_gen))
     with pytest.raises(UserError, match="folds"):
         run_closure(_cfg(tmp_path, folds=0))
+    with pytest.raises(UserError, match="mass-draws"):
+        run_closure(_cfg(tmp_path, mass_draws=-1))
+    with pytest.raises(UserError, match=f"repeat the draw of seed {REF_OWN_SEED}"):
+        run_closure(_cfg(tmp_path, ref_seed=REF_OWN_SEED - 2, mass_draws=3))
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
     with pytest.raises(UserError, match="not empty"):
@@ -172,6 +182,25 @@ def test_flashsim_models_are_recorded(tmp_path):
     default = flashsim_models(_cfg(tmp_path))
     assert {"jets", "muons"} <= set(default) and all(len(m["weights_sha256"] or "x" * 64) == 64 for m in default.values())
     assert "pileup_jets" not in flashsim_models(_cfg(tmp_path, pileup_jets_model=False))
+
+
+def test_pooled_mass_rms(runs):
+    """Many draws: the reference pooled is the RMS of the summed histograms, σ_Δ from the draws' spread."""
+    from flashsim_coffea.closure import pooled_mass_rms
+
+    assert pooled_mass_rms(ClosureOutputs(runs["ref"], runs["ref11"], runs["flash"])) is None
+    h12 = runs["ref12"]["hists"]["presel"]["mass"]
+    p = pooled_mass_rms(ClosureOutputs(runs["ref"], runs["ref11"], runs["flash"], folds=1, mass_draws=[h12]))
+    hs = [runs[k]["hists"]["presel"]["mass"] for k in ("ref", "ref11", "ref12")]
+    total = hs[0] + hs[1] + hs[2]
+    x, w = total.axes[0].centers, total.values()
+    mean = (w * x).sum() / w.sum()
+    assert p["reference_pooled"] == pytest.approx(np.sqrt((w * (x - mean) ** 2).sum() / w.sum()), rel=1e-12)
+    assert p["draws"] == 3 and p["sigma_draw"] == pytest.approx(np.std(p["rms_draws"], ddof=1))
+    assert p["err"] == pytest.approx(p["sigma_draw"] / p["reference_pooled"] * np.sqrt(1 + 1 / 3))
+    # a reference draw in FlashSim's place: Δ is the draw's own deviation from the pool
+    same = pooled_mass_rms(ClosureOutputs(runs["ref"], runs["ref11"], runs["ref12"], mass_draws=[h12]))
+    assert same["flashsim_pooled"] == same["rms_draws"][2] and abs(same["rel_diff"]) < 3 * same["err"]
 
 
 def test_folds_count_gen_events(runs, tmp_path):
