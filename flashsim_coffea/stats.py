@@ -25,13 +25,14 @@ efficiency), and PRED = 0 with no error where REF_Flash or REF_Full is empty.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from .plotting import hist_data
 
-__all__ = ["Chi2", "Hist1D", "chi2_ndf", "closure_prediction", "mean_rel_error", "as_arrays"]
+__all__ = ["Chi2", "Hist1D", "chi2_ndf", "chi2_pooled", "closure_prediction", "mean_rel_error", "as_arrays"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,34 @@ def chi2_ndf(a: np.ndarray, va: np.ndarray, b: np.ndarray, vb: np.ndarray) -> Ch
     den = va + vb
     ok = den > 0
     return Chi2(float(np.sum((a[ok] - b[ok]) ** 2 / den[ok])), int(ok.sum()))
+
+
+def _unit_weight(c: np.ndarray, v: np.ndarray) -> float:
+    """Variance per unit of content, Σv/Σc (1 for unit weights; 1/N for N independent folds)."""
+    tc, tv = float(c.sum()), float(v.sum())
+    return tv / tc if tc > 0 and tv > 0 else float("nan")
+
+
+def chi2_pooled(a: np.ndarray, va: np.ndarray, b: np.ndarray, vb: np.ndarray) -> Chi2:
+    """Two-histogram χ² with each bin's variance taken from the *pooled* estimate of its content:
+
+        χ² = Σ_i (a_i − b_i)² / ((w_a + w_b) μ̂_i),   μ̂_i = (a_i/w_a + b_i/w_b) / (1/w_a + 1/w_b),
+
+    w_x = Σ v_x / Σ x the variance per unit content of each histogram (1 for unit weights, ≈ 1/N for
+    N folds), over the bins with μ̂_i > 0; ndf = their number. With unit weights it equals
+    :func:`chi2_ndf` (Σ (a−b)²/(a+b)). Unlike :func:`chi2_ndf` it stays ≈ ndf for two samples of the
+    same distribution when one has much smaller errors than the other and the bins are sparse: a
+    bin where the noisier histogram is empty (observed variance 0) no longer counts the other's
+    content against its own small error alone (a toy with 156 events in 30 bins, one side with 20×
+    the events: median χ² ratio to the floor 2.9 with :func:`chi2_ndf`, 1.0 with this)."""
+    a, va, b, vb = (np.asarray(x, dtype=np.float64) for x in (a, va, b, vb))
+    wa, wb = _unit_weight(a, va), _unit_weight(b, vb)
+    if math.isnan(wa) and math.isnan(wb):
+        return Chi2(0.0, 0)
+    wa, wb = (wb if math.isnan(wa) else wa), (wa if math.isnan(wb) else wb)
+    mu = (a / wa + b / wb) / (1 / wa + 1 / wb)
+    ok = mu > 0
+    return Chi2(float(np.sum((a[ok] - b[ok]) ** 2 / ((wa + wb) * mu[ok]))), int(ok.sum()))
 
 
 def mean_rel_error(*hists: Hist1D) -> list[float]:

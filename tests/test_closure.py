@@ -21,7 +21,7 @@ from flashsim_coffea.closure import (
     run_outputs,
     write_report,
 )
-from flashsim_coffea.stats import chi2_ndf
+from flashsim_coffea.stats import chi2_ndf, chi2_pooled
 from flashsim_coffea.errors import MissingBranchesError, UserError
 
 REF = Path(__file__).resolve().parents[1] / "flashsim_coffea" / "samples" / "vbf_hmm.root"
@@ -71,6 +71,22 @@ def test_chi2_of_a_histogram_with_itself_is_zero(runs):
     rows = chi2_table(same)
     assert rows and all(r["chi2_flashsim"] == 0 and r["chi2_floor"] == 0 for r in rows)
     assert all(np.isnan(r["ratio"]) and not r["above_goal"] for r in rows)
+
+
+def test_pooled_chi2():
+    """Unit weights: the demo's χ²; one side with N folds: ≈ ndf in sparse bins, where observed variances inflate it."""
+    a, b = np.array([10.0, 5.0, 0.0, 3.0]), np.array([8.0, 5.0, 2.0, 0.0])
+    assert chi2_pooled(a, a, b, b).chi2 == pytest.approx(chi2_ndf(a, a, b, b).chi2) == pytest.approx(4 / 18 + 4 / 2 + 9 / 3)
+    assert chi2_pooled(a, a, b, b).ndf == 4 and chi2_pooled(np.zeros(3), np.zeros(3), np.zeros(3), np.zeros(3)).ndf == 0
+    rng = np.random.default_rng(5)
+    mu = 156 * np.diff(np.linspace(0, 1, 31) ** 2)  # ~the VBF sideband: 156 events in 30 bins
+    r_obs, r_pool = [], []
+    for _ in range(300):
+        ref, ref2 = rng.poisson(mu).astype(float), rng.poisson(mu).astype(float)
+        f20 = rng.poisson(20 * mu) / 20.0  # a perfect FlashSim with 20 folds: variances content/20
+        r_obs.append(chi2_ndf(f20, f20 / 20, ref, ref).chi2 / chi2_ndf(ref2, ref2, ref, ref).chi2)
+        r_pool.append(chi2_pooled(f20, f20 / 20, ref, ref).chi2 / chi2_pooled(ref2, ref2, ref, ref).chi2)
+    assert np.median(r_obs) > 2.2 and 0.85 < np.median(r_pool) < 1.2
 
 
 def test_reference_closure_with_itself_is_within_the_floor(runs):
