@@ -14,7 +14,8 @@ the reference detector response, i.e. this project's "FullSim"):
 2. **Three runs** of :class:`processors.VBFHmmProcessor` through
    :func:`flashsim_coffea.runner.run_processor`, sharing one executor
    (:func:`~flashsim_coffea.runner.executor_session`): fullsim on REF ("reference"), fullsim on
-   REF2 ("reference′", the noise floor) and flashsim on REF ("FlashSim", ``folds`` N ≥ 1).
+   REF2 ("reference′", the noise floor) and flashsim on REF ("FlashSim", ``folds`` N ≥ 1); with
+   ``mass_draws`` K, the K extra reference draws in fullsim mode on the same executor.
 3. **Numbers** (:func:`compare_outputs`; "a" ∈ {FlashSim, reference′}, "ref" = reference):
 
    * cutflow efficiency of each cumulative step, ε = n_step / (N · n_all) (N = folds for
@@ -307,31 +308,37 @@ def check_inputs(cfg: ClosureConfig) -> dict[str, Any]:
 
 
 # =========================================================================== runs
-def run_outputs(cfg: ClosureConfig, ref2: str | Path) -> ClosureOutputs:
-    """Step 2: fullsim on REF and REF2, flashsim on REF; one executor for the three runs."""
+def _fileset(cfg: ClosureConfig, path: str | Path) -> dict:
+    """The one-file coffea fileset of the closure's dataset."""
+    return {cfg.name: {"files": {str(Path(path).resolve()): "Events"}}}
+
+
+def run_outputs(cfg: ClosureConfig, ref2: str | Path, scratch: str | Path | None = None) -> ClosureOutputs:
+    """Step 2: fullsim on REF and REF2, flashsim on REF — and, with ``cfg.mass_draws`` and a
+    ``scratch`` folder, the extra reference draws (:func:`run_mass_draws`); one executor for all."""
     from .runner import executor_session, run_processor
 
     full, flash = _processors(cfg)
-    name = cfg.name
     timings: dict[str, float] = {}
-
-    def fileset(path):
-        return {name: {"files": {str(Path(path).resolve()): "Events"}}}
-
     runs = (("reference", full, cfg.ref, "fullsim (reference) on REF"),
             ("reference2", full, ref2, "fullsim (reference', 2nd draw) on REF2"),
             ("flashsim", flash, cfg.ref, f"flashsim (folds {cfg.folds}) on REF"))
     out: dict[str, dict] = {}
+    draws: list = []
     with executor_session(cfg.executor, cfg.workers, cfg.scheduler, status=cfg.progress) as ex:
         for k, (key, proc, path, what) in enumerate(runs, start=1):
             _log(cfg.progress, f"[{k + 1}/5] {what} …")
             t0 = time.perf_counter()
-            res = run_processor(fileset(path), proc, ex, chunksize=cfg.chunksize)
+            res = run_processor(_fileset(cfg, path), proc, ex, chunksize=cfg.chunksize)
             timings[key] = round(time.perf_counter() - t0, 2)
-            out[key] = res[name]
+            out[key] = res[cfg.name]
             ev = out[key]["nevents"]
             _log(cfg.progress, f"      done in {timings[key]:.1f} s ({ev / max(timings[key], 1e-9):.0f} events/s)")
-    return ClosureOutputs(out["reference"], out["reference2"], out["flashsim"], cfg.folds, str(ref2), timings)
+        if cfg.mass_draws and scratch is not None:
+            t0 = time.perf_counter()
+            draws = run_mass_draws(cfg, Path(scratch), ex)
+            timings["mass_draws"] = round(time.perf_counter() - t0, 2)
+    return ClosureOutputs(out["reference"], out["reference2"], out["flashsim"], cfg.folds, str(ref2), timings, draws)
 
 
 def mass_draw_seeds(cfg: ClosureConfig) -> list[int]:
@@ -339,26 +346,25 @@ def mass_draw_seeds(cfg: ClosureConfig) -> list[int]:
     return [cfg.ref_seed + i for i in range(1, cfg.mass_draws + 1)]
 
 
-def run_mass_draws(cfg: ClosureConfig, folder: Path) -> list:
+def run_mass_draws(cfg: ClosureConfig, folder: Path, executor) -> list:
     """The ``presel/mass`` histograms of ``cfg.mass_draws`` more reference draws of REF's Gen
-    events (:func:`mass_draw_seeds`), each drawn into ``folder``, run in fullsim mode without the
-    DNN, and removed."""
+    events (:func:`mass_draw_seeds`), each drawn into ``folder``, run with ``executor`` in fullsim
+    mode without the DNN, and removed."""
     from processors import VBFHmmProcessor
 
     from .reference.resimulate import resimulate_file
-    from .runner import executor_session, run_processor
+    from .runner import run_processor
 
     out = []
     seeds = mass_draw_seeds(cfg)
-    with executor_session(cfg.executor, cfg.workers, cfg.scheduler, status=False) as ex:
-        for i, seed in enumerate(seeds, start=1):
-            _log(cfg.progress, f"      m_mumu RMS: reference draw {i}/{len(seeds)} (seed {seed}) …")
-            path = folder / f"{Path(cfg.ref).stem}_ref{seed}.root"
-            resimulate_file(cfg.ref, path, seed, progress=False)
-            res = run_processor({cfg.name: {"files": {str(path.resolve()): "Events"}}},
-                                VBFHmmProcessor(mode="fullsim", dnn=False), ex, chunksize=cfg.chunksize)
-            out.append(res[cfg.name]["hists"][MASS_REGION][MASS_VAR])
-            path.unlink()
+    for i, seed in enumerate(seeds, start=1):
+        _log(cfg.progress, f"      m_mumu RMS: reference draw {i}/{len(seeds)} (seed {seed}) …")
+        path = folder / f"{Path(cfg.ref).stem}_ref{seed}.root"
+        resimulate_file(cfg.ref, path, seed, progress=False)
+        res = run_processor(_fileset(cfg, path), VBFHmmProcessor(mode="fullsim", dnn=False), executor,
+                            chunksize=cfg.chunksize)
+        out.append(res[cfg.name]["hists"][MASS_REGION][MASS_VAR])
+        path.unlink()
     return out
 
 
@@ -743,12 +749,11 @@ def run_closure(cfg: ClosureConfig) -> dict[str, Any]:
     info = check_inputs(cfg)
     out = _prepare_output(cfg)
     timings: dict[str, float] = {}
-    tmp = None
+    tmp = tempfile.mkdtemp(prefix=".ref2-", dir=out) if cfg.ref2 is None or cfg.mass_draws else None
     try:
         if cfg.ref2 is None:
             from .reference.resimulate import resimulate_file
 
-            tmp = tempfile.mkdtemp(prefix=".ref2-", dir=out)
             ref2 = Path(tmp) / f"{Path(cfg.ref).stem}_ref{cfg.ref_seed}.root"
             _log(cfg.progress, f"[1/5] reference' (2nd draw): resimulating {info['events']} events of {cfg.ref} "
                                f"with seed {cfg.ref_seed} …")
@@ -761,13 +766,8 @@ def run_closure(cfg: ClosureConfig) -> dict[str, Any]:
             ref2 = Path(cfg.ref2)
             _log(cfg.progress, f"[1/5] reference' (2nd draw): {ref2} (given)")
             ref2_source = f"`{ref2}` (given)"
-        outputs = run_outputs(cfg, ref2)
+        outputs = run_outputs(cfg, ref2, tmp)
         timings.update(outputs.timings_s)
-        if cfg.mass_draws:
-            tmp = tmp or tempfile.mkdtemp(prefix=".ref2-", dir=out)
-            t0 = time.perf_counter()
-            outputs.mass_draws = run_mass_draws(cfg, Path(tmp))
-            timings["mass_draws"] = round(time.perf_counter() - t0, 2)
     finally:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
