@@ -84,6 +84,12 @@ def _efficiency_map(model):
     key = str(model.path)
     if key not in _EFFICIENCY:
         _EFFICIENCY[key] = EfficiencyMap.load(model.path) if model.path is not None else None
+        if _EFFICIENCY[key] is None and model.path is not None:
+            # once per model and process: a freshly trained model folder has no map until
+            # `flashsim efficiency` writes one, and without it every Gen object is reconstructed
+            warnings.warn(f"flashsim {model.spec.name}: {model.path} has no efficiency.json, so every Gen object in "
+                          f"acceptance is reconstructed (efficiency 1); measure one with `flashsim efficiency "
+                          f"{model.spec.name} FILE.root... -o {model.path}` or copy the shipped model's", stacklevel=2)
     return _EFFICIENCY[key]
 
 

@@ -240,3 +240,30 @@ def test_restricted_preparation_gives_the_same_objects(sim, ev):
     assert ak.all(jets.matched_gen.pt == whole.Jet.matched_gen.pt[keep])
     with pytest.raises(UserError, match="restrict"):
         chunk.simulate("Jet", batch)
+
+
+def test_model_without_efficiency_map_warns_once(tiny_models, ev, tmp_path):
+    """A freshly trained model folder has no efficiency.json: every Gen object is reconstructed,
+    and the user is told so once (with the command that makes the map); with a map, no warning."""
+    import shutil
+    import warnings
+
+    from flashsim_coffea import inject
+    from flashsim_coffea.efficiency import EfficiencyMap
+
+    bare = tmp_path / "muons"
+    shutil.copytree(tiny_models["muons"], bare)
+    with pytest.warns(UserWarning, match=r"has no efficiency\.json.*flashsim efficiency muons") as rec:
+        muons = FlashSim(muons=bare, jets=False, pileup_jets=False).inject(ev).Muon
+    assert sum("efficiency.json" in str(w.message) for w in rec) == 1
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*efficiency\\.json")
+        FlashSim(muons=bare, jets=False, pileup_jets=False).inject(ev)  # cached: not again
+    n_all = int(ak.sum(ak.num(muons)))
+    # with a map (ε = 0.5 everywhere) about half the muons are reconstructed, silently
+    EfficiencyMap("muons", np.array([0.0, 1e9]), np.array([0.0, 1e9]), np.array([[0.5]]), np.array([[100]])).save(bare)
+    inject._EFFICIENCY.pop(str(bare), None)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", message=".*efficiency\\.json")
+        half = FlashSim(muons=bare, jets=False, pileup_jets=False).inject(ev).Muon
+    assert 0.3 * n_all < int(ak.sum(ak.num(half))) < 0.7 * n_all

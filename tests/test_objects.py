@@ -27,7 +27,7 @@ needs_real = pytest.mark.skipif(not (REAL / "nano_dy.root").is_file(), reason="r
 def test_default_spec_dimensions():
     jets, muons = get_spec("jets"), get_spec("muons")
     assert (len(jets.conditioning), len(jets.targets)) == (14, 17)
-    assert (len(muons.conditioning), len(muons.targets)) == (31, 22)
+    assert (len(muons.conditioning), len(muons.targets)) == (32, 22)
     assert {"nConstituents", "jetId", "puId", "btagDeepB", "qgl"} <= set(jets.target_names)
     assert {"isGlobal", "mediumId", "pfRelIso04_all", "ptErr", "dxyErr"} <= set(muons.target_names)
 
@@ -114,6 +114,13 @@ def test_neighbour_features_match_bruteforce():
     mcol = {n: mcond[:, i] for i, n in enumerate(muons.conditioning_names)}
     assert mcol["ClosestGenJet_dr"][:2] == pytest.approx([d0, d1])
     np.testing.assert_allclose(mcol["ClosestGenJet_activity"], [40 / 10, 30 / 20, 0.0])
+    # distance to the axis of the GenJet without the muon, ΔR·pT_jet/(pT_jet − pT_μ): the muon
+    # is at the pT-weighted centroid of itself and that rest
+    np.testing.assert_allclose(mcol["ClosestGenJet_dr_rest"], [d0 * 50 / 40, d1 * 50 / 30, 0.0], rtol=1e-6)
+    # a GenJet made of the muon alone: ΔR·pT_jet/(10⁻³ pT_jet) instead of a division by zero
+    alone = ak.with_field(events, [[20.0, 30.0], [3.0]], "GenJet_pt")
+    acond = muons.conditioning_matrix(muons.context(alone))
+    assert acond[1, muons.conditioning_names.index("ClosestGenJet_dr_rest")] == pytest.approx(d1 * 1e3, rel=1e-6)
 
 
 def test_rebuild_relations_and_precision():

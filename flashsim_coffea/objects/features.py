@@ -10,11 +10,14 @@ the simulated Gen objects ``objs`` (one value per object, no Python loop over ev
     Neighbour(name, collection, rank, quantity, max_dr, default)
         the rank-th closest object (0 = closest) of another Gen collection within
         ΔR < max_dr of the Gen object; quantity ∈ {dr, deta, dphi, pt, eta, phi, mass,
-        activity} with deta = η_neighbour − η_object, dphi = φ_neighbour − φ_object wrapped
+        activity, dr_rest} with deta = η_neighbour − η_object, dphi = φ_neighbour − φ_object wrapped
         to [−π, π) and activity = max(pT_neighbour − pT_object, 0)/pT_object (the neighbour's
         pT beyond the object's own, relative: for a GenJet that contains a Gen muon, the Gen
-        activity around the muon that its isolation sums); ``default`` when there is no such
-        neighbour.
+        activity around the muon that its isolation sums) and dr_rest = ΔR·pT_neighbour/
+        max(pT_neighbour − pT_object, 10⁻³ pT_neighbour), the object's distance to the axis of
+        the neighbour without it (the pT-weighted centroid in (η, φ): for a GenJet that contains
+        a muon, the axis of NanoAOD's Muon_jetPtRelv2, pT_rel ≈ pT_μ·dr_rest at small angles);
+        ``default`` when there is no such neighbour.
 
 Every feature carries a ``transform`` applied before standardisation (e.g. Log for pt).
 User features subclass :class:`Feature` and call :func:`register_feature` so that cards
@@ -89,7 +92,7 @@ class EventBranch(Feature):
         return [self.branch]
 
 
-_QUANTITIES = ("dr", "deta", "dphi", "pt", "eta", "phi", "mass", "activity")
+_QUANTITIES = ("dr", "deta", "dphi", "pt", "eta", "phi", "mass", "activity", "dr_rest")
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,9 @@ class NeighbourTable:
             return delta_phi(self._n["phi"][n], self._o["phi"][o])
         if name == "activity":
             return np.maximum(self._n["pt"][n] - self._o["pt"][o], 0.0) / self._o["pt"][o]
+        if name == "dr_rest":
+            pt_n = self._n["pt"][n]
+            return self.dr[pairs] * pt_n / np.maximum(pt_n - self._o["pt"][o], 1e-3 * pt_n)
         return self._n[name][n]
 
     def ranked(self, name: str, rank: int, default: float) -> ak.Array:

@@ -1,4 +1,4 @@
-"""Default ``muons`` spec: one reco Muon per status-1 Gen muon, 31 conditioning → 22 targets.
+"""Default ``muons`` spec: one reco Muon per status-1 Gen muon, 32 conditioning → 22 targets.
 
 ip3d and sip3d are modelled as their ratios to √(dxy² + (dz/cosh η)²) and to
 ip3d/√(dxyErr² + (dzErr/cosh η)²) (``relation="scaled"``, see :mod:`.targets`): as raw targets
@@ -14,7 +14,11 @@ around the muon, A/pT = max(pT_jet − pT_μ, 0)/pT_μ as log(A/pT + 0.01) (0 wi
 isolation sums the Gen activity around the muon, and a flow given only log pT_jet and
 log pT_μ resolved their difference poorly — its isolation was too low where A/pT ≳ 0.1
 (P(pfRelIso04 > 0.25) 0.35 vs the reference's 0.67 at 0.2 < A/pT < 0.5) and too high at
-A/pT < 0.05, which made μ1's isolation tail and the two-muon efficiency miss in VBF H→μμ. Targets follow the seed's
+A/pT < 0.05, which made μ1's isolation tail and the two-muon efficiency miss in VBF H→μμ;
+and the muon's distance to that GenJet's axis without it, dr_rest = ΔR·pT_jet/A (the
+pT-weighted centroid in (η, φ); as log(dr_rest + 10⁻³), 0 without a GenJet):
+Muon_jetPtRelv2 ≈ pT_μ·dr_rest is its reco analogue, capped near 0.6·pT_μ, and from the
+GenJet's ΔR, pT and activity alone the flow smeared that cap upwards. Targets follow the seed's
 transforms (arctan scalings of Δη ×100, dxy ×150, dz ×50; logs of
 the errors and impact parameters; isolations log(x + 1e-5); jetRelIso = pT_jet/pT_μ − 1 as
 log1p, i.e. log(pT_jet/pT_μ)) with their zero spikes moved to
@@ -80,6 +84,8 @@ def make_muons_spec() -> ObjectSpec:
         *(EventBranch(f"Pileup_{p}", branch=f"Pileup_{p}") for p in PILEUP),
         Neighbour("ClosestGenJet_activity", collection="GenJet", rank=0, quantity="activity", max_dr=0.4,
                   default=0.0, transform=Log(eps=0.01)),
+        Neighbour("ClosestGenJet_dr_rest", collection="GenJet", rank=0, quantity="dr_rest", max_dr=0.4,
+                  default=0.0, transform=Log(eps=1e-3)),
     )
     targets = (
         Target("etaMinusGen", "eta", relation="diff", gen_field="eta", transform=Arctan(scale=100.0), bounds=(-0.3, 0.3),
@@ -118,6 +124,6 @@ def make_muons_spec() -> ObjectSpec:
         conditioning=conditioning,
         targets=targets,
         copy_from_gen=(("charge", "charge"),),
-        description="Run-2 NanoAOD muons: 31 Gen-muon conditioning features -> 22 Muon targets",
+        description="Run-2 NanoAOD muons: 32 Gen-muon conditioning features -> 22 Muon targets",
         rules=MUON_RULES,
     )
