@@ -296,10 +296,11 @@ def check_inputs(cfg: ClosureConfig) -> dict[str, Any]:
                             f"order; {n2} vs {n} events): it must be a second reference draw of REF's Gen events, e.g. "
                             "flashsim resimulate REF -o REF2 --seed S")
     if cfg.mass_draws:
-        for s in mass_draw_seeds(cfg):
+        draw_seeds = mass_draw_seeds(cfg)
+        for s in draw_seeds:
             check_seed(s)
         used = {seed, cfg.ref_seed if cfg.ref2 is None else _reference_seed(Path(cfg.ref2))} - {None}
-        clash = sorted(used & set(mass_draw_seeds(cfg)))
+        clash = sorted(used & set(draw_seeds))
         if clash:
             raise UserError(f"the extra reference draws (--mass-draws {cfg.mass_draws}: seeds {cfg.ref_seed + 1}–"
                             f"{cfg.ref_seed + cfg.mass_draws}) would repeat the draw of seed {clash[0]} (REF or REF2); "
@@ -314,8 +315,9 @@ def _fileset(cfg: ClosureConfig, path: str | Path) -> dict:
 
 
 def run_outputs(cfg: ClosureConfig, ref2: str | Path, scratch: str | Path | None = None) -> ClosureOutputs:
-    """Step 2: fullsim on REF and REF2, flashsim on REF — and, with ``cfg.mass_draws`` and a
-    ``scratch`` folder, the extra reference draws (:func:`run_mass_draws`); one executor for all."""
+    """Step 2: fullsim on REF and REF2, flashsim on REF — and, with ``cfg.mass_draws``, the extra
+    reference draws (:func:`run_mass_draws`, drawn into ``scratch``, default a temporary folder);
+    one executor for all."""
     from .runner import executor_session, run_processor
 
     full, flash = _processors(cfg)
@@ -334,9 +336,13 @@ def run_outputs(cfg: ClosureConfig, ref2: str | Path, scratch: str | Path | None
             out[key] = res[cfg.name]
             ev = out[key]["nevents"]
             _log(cfg.progress, f"      done in {timings[key]:.1f} s ({ev / max(timings[key], 1e-9):.0f} events/s)")
-        if cfg.mass_draws and scratch is not None:
+        if cfg.mass_draws:
             t0 = time.perf_counter()
-            draws = run_mass_draws(cfg, Path(scratch), ex)
+            if scratch is None:
+                with tempfile.TemporaryDirectory(prefix=".mass-draws-") as tmp:
+                    draws = run_mass_draws(cfg, Path(tmp), ex)
+            else:
+                draws = run_mass_draws(cfg, Path(scratch), ex)
             timings["mass_draws"] = round(time.perf_counter() - t0, 2)
     return ClosureOutputs(out["reference"], out["reference2"], out["flashsim"], cfg.folds, str(ref2), timings, draws)
 
