@@ -70,7 +70,8 @@ __all__ = ["FlashSim", "PreparedChunk", "InjectedBatch", "INFO_COUNTS"]
 
 #: counts reported per collection, over simulated (Gen object, fold) pairs; ``n_unmatched``: objects
 #: without a Gen counterpart drawn by a count model (pile-up jets), also counted in the later steps
-INFO_COUNTS = ("n_gen", "n_gen_outside_acceptance", "n_gen_nonfinite", "n_unmatched", "n_not_reconstructed",
+INFO_COUNTS = ("n_gen", "n_gen_outside_acceptance", "n_gen_nonfinite", "n_gen_below_min_pt", "n_unmatched",
+               "n_not_reconstructed",
                "n_out_of_range_cond", "n_redrawn", "n_fallback", "n_below_threshold", "n_reco")
 
 _EFFICIENCY: dict[str, object] = {}
@@ -253,12 +254,16 @@ class PreparedChunk:
         """Reco collections simulated (``"Jet"``, ``"Muon"``)."""
         return list(self.models)
 
-    def restrict(self, collection: str, entries) -> None:
+    def restrict(self, collection: str, entries, min_pt: float | None = None) -> None:
         """Prepare ``collection`` only for the chunk's events ``entries`` (indices); simulating a
-        pair of another event then raises."""
+        pair of another event then raises. With ``min_pt``, also skip the Gen objects whose reco pT
+        cannot exceed it (Gen pT × the model's largest pT ratio, as in :meth:`reachable_per_event`;
+        counted in ``n_gen_below_min_pt``): for an analysis that only reads objects above
+        ``min_pt`` the result is exact, the other objects keep their values (keyed noise)."""
         entries = np.unique(np.asarray(entries, dtype=np.int64))
         sub = self.events[entries]
-        preps = [_prepare(model, sub, self._context(model).subset(entries)) for model in self._models_of(collection)]
+        preps = [_prepare(model, sub, self._context(model).subset(entries), min_pt)
+                 for model in self._models_of(collection)]
         for model, prep in zip(self._models_of(collection), preps):
             if "src_offsets" in prep:  # global Gen indices refer to the chunk's events, not the subset's
                 prep["src_offsets"] = _src_offsets(model, self.events)[entries]
@@ -355,10 +360,11 @@ def _merge(parts: list[ak.Array]) -> ak.Array:
     return ak.zip({f: ak.concatenate([p[f] for p in parts], axis=1) for f in fields}, depth_limit=2)
 
 
-def _prepare(model, events, ctx=None) -> dict:
+def _prepare(model, events, ctx=None, min_pt: float | None = None) -> dict:
     """Per chunk and spec, shared by all folds: Gen objects, acceptance, conditioning, keys (or,
     for a model with a count model, the events' conditioning and keys). ``ctx``: the spec's
-    :class:`~flashsim_coffea.objects.spec.GenContext` of ``events`` if one exists already."""
+    :class:`~flashsim_coffea.objects.spec.GenContext` of ``events`` if one exists already;
+    ``min_pt``: simulate only Gen objects whose reco pT bound exceeds it (:meth:`PreparedChunk.restrict`)."""
     spec = model.spec
     if _count_model(model) is not None:
         return _prepare_unmatched(model, events)
@@ -374,12 +380,17 @@ def _prepare(model, events, ctx=None) -> dict:
             finite &= np.isfinite(gen[f])
     counts = np.asarray(ak.to_numpy(ak.num(objs, axis=1)), dtype=np.int64)
     keep = accept & finite
+    below = np.zeros(len(keep), dtype=bool)
+    if min_pt is not None:
+        below = keep & ~(_reco_pt_bound(model, np.asarray(gen["pt"], dtype=np.float64)) > min_pt)
+        keep &= ~below
     return {
         "cond": cond,
         "keys": spec.noise_keys(ctx),
         "n_objects": counts,
         "n_outside": count_per_event(~accept, counts),
         "n_nonfinite": count_per_event(accept & ~finite, counts),
+        "n_below": count_per_event(below, counts),
         # simulated rows of the flat object table, jagged per event
         "row_of": ak.unflatten(np.flatnonzero(keep).astype(np.int64), count_per_event(keep, counts)),
         "gen": gen,
@@ -413,6 +424,7 @@ def _gen_objects(model, prep: dict, batch: FoldBatch, info: dict):
     info["n_gen"] = int(prep["n_objects"][ev_index].sum())
     info["n_gen_outside_acceptance"] = int(prep["n_outside"][ev_index].sum())
     info["n_gen_nonfinite"] = int(prep["n_nonfinite"][ev_index].sum())
+    info["n_gen_below_min_pt"] = int(prep["n_below"][ev_index].sum())
     eff = _efficiency_map(model)
     if eff is not None:  # reconstruction efficiency, drawn per (object, fold)
         ok = eff.keep(prep["gen"]["pt"][rows], prep["gen"]["eta"][rows], model.seed, row_keys, fold)
@@ -421,7 +433,10 @@ def _gen_objects(model, prep: dict, batch: FoldBatch, info: dict):
         row_keys = {k: v[ok] for k, v in row_keys.items()}
         info["n_not_reconstructed"] = int((~ok).sum())
     gen = {f: v[rows] for f, v in prep["gen"].items()}
-    return out_counts, prep["cond"][rows], row_keys, fold, gen
+    # the rows' conditioning kept in column order (one contiguous column per feature; see
+    # ObjectSpec.conditioning_matrix): a row gather of it would give a row-major copy
+    cond = np.take(prep["cond"].T, rows, axis=1).T
+    return out_counts, cond, row_keys, fold, gen
 
 
 def _unmatched_objects(model, prep: dict, batch: FoldBatch, info: dict):

@@ -253,7 +253,7 @@ class _ObjectSource:
             # muons and jets are prepared, and drawn, for those events only
             self.two_gen_muons = self.chunk.reachable_per_event("Muon", MUON_CUTS["pt"]) >= 2
             entries = np.flatnonzero(self.two_gen_muons)
-            self.chunk.restrict("Muon", entries)
+            self.chunk.restrict("Muon", entries, min_pt=MUON_CUTS["pt"])  # only muons that can be selected
             self.chunk.restrict("Jet", entries)
 
     def dimuon_candidates(self, batch: FoldBatch) -> np.ndarray:

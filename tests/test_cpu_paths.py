@@ -275,3 +275,47 @@ def test_portable_samples_finite_deterministic_and_chunk_independent(force_porta
             model.block_size = 2048
     a, b = full["ptRatio"], f32["ptRatio"]
     assert not np.array_equal(a, b) and np.median(np.abs(a / b - 1)) < 0.01  # a slightly different model
+
+
+def test_blocks_on_threads_give_the_same_samples(shipped_jets):
+    """With torch threads T > 1 the blocks run T at a time, each single-threaded: the samples are
+    bit-identical to T = 1, and the thread setting is restored afterwards, also after an error."""
+    import threading
+
+    import torch
+
+    from flashsim_coffea.flows import sampler
+
+    model, cond, keys = shipped_jets
+    before = torch.get_num_threads()
+    try:
+        model.block_size = 64  # ~10 blocks
+        torch.set_num_threads(1)
+        one = model.sample(cond, keys, fold=3)
+        torch.set_num_threads(2)
+        seen: set[str] = set()
+        inverse = model.inverse
+
+        def spy(z, c):
+            seen.add(threading.current_thread().name)
+            assert torch.get_num_threads() == 1  # each block single-threaded
+            return inverse(z, c)
+
+        model.inverse = spy
+        two = model.sample(cond, keys, fold=3)
+        assert any(name.startswith("flashsim-block") for name in seen)
+        assert torch.get_num_threads() == 2
+        for name in one:
+            np.testing.assert_array_equal(one[name], two[name])
+
+        def broken(z, c):
+            raise RuntimeError("boom")
+
+        model.inverse = broken
+        with pytest.raises(RuntimeError, match="boom"):
+            model.sample(cond, keys, fold=3)
+        assert torch.get_num_threads() == 2
+    finally:
+        model.inverse = inverse
+        model.block_size = int(model.card.get("sampling", {}).get("block_size", 4096))
+        torch.set_num_threads(before)

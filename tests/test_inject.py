@@ -242,6 +242,26 @@ def test_restricted_preparation_gives_the_same_objects(sim, ev):
         chunk.simulate("Jet", batch)
 
 
+def test_restriction_to_objects_above_a_pt_keeps_their_values(sim, ev):
+    """restrict(..., min_pt) simulates only the Gen objects whose reco pT can exceed min_pt: exactly
+    the unrestricted objects minus some that are all at or below min_pt, with the same values; the
+    skipped Gen objects are counted (n_gen_below_min_pt)."""
+    folds, cut = 3, 20.0
+    whole = sim.inject(ev, folds=folds).Muon
+    chunk = sim.prepare(ev)
+    entries = np.arange(len(ev))
+    chunk.restrict("Muon", entries, min_pt=cut)
+    muons = chunk.simulate("Muon", FoldBatch.all_folds(len(ev), folds))
+    skipped = chunk.info["Muon"]["n_gen_below_min_pt"]
+    assert skipped > 0
+    assert ak.sum(ak.num(whole)) > ak.sum(ak.num(muons))
+    # every muon above the cut is there, with its values (same keys, same noise)
+    for f in ("pt", "eta", "phi", "pfRelIso04_all", "mediumId", "charge", "genPartIdx"):
+        np.testing.assert_array_equal(ak.to_numpy(ak.flatten(whole[whole.pt > cut][f])),
+                                      ak.to_numpy(ak.flatten(muons[muons.pt > cut][f])))
+    assert ak.all(muons.pt > 0) and ak.sum(ak.num(muons)) >= ak.sum(whole.pt > cut)
+
+
 def test_model_without_efficiency_map_warns_once(tiny_models, ev, tmp_path):
     """A freshly trained model folder has no efficiency.json: every Gen object is reconstructed,
     and the user is told so once (with the command that makes the map); with a map, no warning."""

@@ -143,9 +143,11 @@ class Preprocessor:
 
     @staticmethod
     def _transform_cond(spec: ObjectSpec, cond: np.ndarray) -> np.ndarray:
+        """(N, C) float64 transformed conditioning, in column (Fortran) order: one contiguous
+        column per feature (see :meth:`ObjectSpec.conditioning_matrix`)."""
         cond = np.asarray(cond, dtype=np.float64)
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.stack([f.transform.forward(cond[:, j]) for j, f in enumerate(spec.conditioning)], axis=1)
+            return np.stack([f.transform.forward(cond[:, j]) for j, f in enumerate(spec.conditioning)], axis=0).T
 
     @staticmethod
     def _encode_targets_raw(spec: ObjectSpec, targets: np.ndarray, u: np.ndarray | None, cdfs=None) -> np.ndarray:
@@ -157,7 +159,8 @@ class Preprocessor:
 
     # -- conditioning ---------------------------------------------------------------------
     def encode_cond(self, cond: np.ndarray) -> tuple[np.ndarray, dict]:
-        """Standardised float32 conditioning and counts of non-finite / out-of-range rows."""
+        """Standardised float32 conditioning (N, C), in column order like its input (use
+        ``np.ascontiguousarray`` for row-major), and counts of non-finite / out-of-range rows."""
         e = self._transform_cond(self.spec, cond)
         finite = np.isfinite(e)
         bad_rows = ~finite.all(axis=1)
@@ -231,9 +234,10 @@ class Preprocessor:
 
     def decode_targets(self, y: np.ndarray) -> np.ndarray:
         """Raw targets (N, T) float64 from standardised values: inverse, snapping, bounds."""
-        e = np.asarray(y, dtype=np.float64) * self.targ_std + self.targ_mean
+        # (T, N) with contiguous rows, one per target; the result is (N, T) in column order
+        e = np.ascontiguousarray(np.asarray(y).T, dtype=np.float64) * self.targ_std[:, None] + self.targ_mean[:, None]
         cdfs = self.ordinal_cdf or {}
-        return np.stack([decode_target(t, e[:, j], cdfs.get(t.name)) for j, t in enumerate(self.spec.targets)], axis=1)
+        return np.stack([decode_target(t, e[j], cdfs.get(t.name)) for j, t in enumerate(self.spec.targets)], axis=0).T
 
     # -- serialisation --------------------------------------------------------------------
     _ARRAYS = ("cond_mean", "cond_std", "cond_min", "cond_max", "targ_mean", "targ_std", "targ_min", "targ_max")

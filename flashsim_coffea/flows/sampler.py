@@ -31,6 +31,8 @@ loads each model once per process.
 from __future__ import annotations
 
 import warnings
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +50,7 @@ from .head import DiscreteHead, draw, head_columns
 from .model import build_flow
 from .preprocess import Preprocessor
 
-__all__ = ["FlowModel", "load_model", "shipped_model_path", "check_device", "cpu_has_fast_bf16", "KEY_NAMES", "MAX_ATTEMPTS", "GPU_BLOCK_SIZE"]
+__all__ = ["FlowModel", "block_threads", "load_model", "shipped_model_path", "check_device", "cpu_has_fast_bf16", "KEY_NAMES", "MAX_ATTEMPTS", "GPU_BLOCK_SIZE"]
 
 KEY_NAMES = (*EVENT_ID, "object")
 MAX_ATTEMPTS = 8
@@ -207,17 +209,29 @@ class FlowModel:
             bad[idx[found]] = False
 
     def _blocked(self, fn, inputs: list[np.ndarray], width: int, block: int | None = None) -> np.ndarray:
-        """``fn(*inputs)`` in fixed-size blocks of rows (the last one zero-padded): (N, width) float32."""
+        """``fn(*inputs)`` in fixed-size blocks of rows (the last one zero-padded): (N, width) float32.
+
+        On CPU with T = ``torch.get_num_threads()`` > 1 the blocks run on T threads at once, each
+        block single-threaded (:func:`block_threads`); every block is computed the same way
+        whatever T, so the result does not depend on it."""
         n, b = len(inputs[0]), block or self.block_size
         out = np.empty((n, width), dtype=np.float32)
-        pads = [torch.zeros((b, a.shape[1]), dtype=torch.float32, device=self.device) for a in inputs]
-        with torch.inference_mode():
-            for start in range(0, n, b):
-                m = min(b, n - start)
+
+        def run(start: int) -> None:
+            m = min(b, n - start)
+            with torch.inference_mode():  # thread-local: entered in the thread that runs the block
+                pads = [torch.zeros((b, a.shape[1]), dtype=torch.float32, device=self.device) for a in inputs]
                 for p, a in zip(pads, inputs):
-                    p.zero_()
                     p[:m] = torch.from_numpy(np.ascontiguousarray(a[start : start + m], dtype=np.float32))
                 out[start : start + m] = fn(*pads)[:m].cpu().numpy()
+
+        starts = range(0, n, b)
+        with block_threads(self.device, len(starts)) as pool:
+            if pool is None:
+                for start in starts:
+                    run(start)
+            else:
+                list(pool.map(run, starts))
         return out
 
     def _invert(self, z: np.ndarray, c: np.ndarray, block: int | None = None) -> np.ndarray:
@@ -278,6 +292,32 @@ class FlowModel:
         return (out, info) if return_info else out
 
 
+@contextmanager
+def block_threads(device: torch.device, n_blocks: int):
+    """A pool of T = ``torch.get_num_threads()`` threads that run whole blocks, with torch's own
+    (intra-op) threads set to 1 meanwhile; ``None`` (run the blocks in turn) on a GPU, with
+    T = 1, or with a single block (then run with one intra-op thread too).
+
+    Why: the inverse of a 2048-row block is ~300 small kernels (matrix products of 128 columns,
+    element-wise spline maths); splitting each of them over 2 threads gained 1.0-1.4x on this
+    project's 2-core CPU, running 2 blocks at once (each on one thread; the kernels release the
+    GIL) 1.9-2.0x (``benchmarks/bench_flows.py``). Each block then always runs single-threaded,
+    so samples are the same for every T (and as with T = 1)."""
+    threads = torch.get_num_threads()
+    if device.type != "cpu" or threads <= 1:
+        yield None
+        return
+    torch.set_num_threads(1)
+    try:
+        if n_blocks <= 1:
+            yield None
+        else:
+            with ThreadPoolExecutor(min(threads, n_blocks), thread_name_prefix="flashsim-block") as pool:
+                yield pool
+    finally:
+        torch.set_num_threads(threads)
+
+
 def cpu_has_fast_bf16() -> bool:
     """Whether this CPU multiplies bfloat16 natively (AMX tiles or AVX512-BF16)."""
     probes = [getattr(torch.cpu, name, None) for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
@@ -314,9 +354,22 @@ def load_model(path: str | Path, spec: str | ObjectSpec | None = None, device: s
         if precision != "float32":
             model.set_precision(precision)
         _CACHE[key] = model
-    if spec is not None and get_spec(spec).hash() != model.card["spec_hash"]:
+    if spec is not None and _spec_hash(get_spec(spec)) != model.card["spec_hash"]:
         FlowModel.from_card(model.card, model.flow.state_dict(), card_path.parent, spec)  # raises the clear error
     return model
+
+
+#: spec hashes by object (the spec kept alive so its id is not reused): a worker checks its models'
+#: specs on every chunk, and hashing a spec's canonical JSON took ~3 ms each time
+_SPEC_HASHES: dict[int, tuple[ObjectSpec, str]] = {}
+
+
+def _spec_hash(spec: ObjectSpec) -> str:
+    """``spec.hash()``, computed once per spec object (specs are frozen dataclasses)."""
+    hit = _SPEC_HASHES.get(id(spec))
+    if hit is None or hit[0] is not spec:
+        hit = _SPEC_HASHES[id(spec)] = (spec, spec.hash())
+    return hit[1]
 
 
 def shipped_model_path(name: str) -> Path:

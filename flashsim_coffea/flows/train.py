@@ -323,8 +323,8 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
     else:
         pre = Preprocessor.fit(spec, cond[train_rows], targ[train_rows], _uniforms(spec, config.seed, "fit", 0, train_rows))
     if not config.head_only:  # the flow's tensors (the head encodes its own)
-        c_train = torch.from_numpy(pre.encode_cond(cond[train_rows])[0]).to(device)
-        c_val = torch.from_numpy(pre.encode_cond(cond[val_rows])[0]).to(device)
+        c_train = torch.from_numpy(np.ascontiguousarray(pre.encode_cond(cond[train_rows])[0])).to(device)
+        c_val = torch.from_numpy(np.ascontiguousarray(pre.encode_cond(cond[val_rows])[0])).to(device)
         y_val = torch.from_numpy(
             pre.encode_targets(targ[val_rows], _uniforms(spec, config.validation_seed, "val", 0, val_rows)).astype(np.float32)
         ).to(device)

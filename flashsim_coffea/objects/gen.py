@@ -79,16 +79,17 @@ class GenCollection:
         jagged = {f: branch(events, f"{self.prefix}_{f}") for f in names}
         counts = np.asarray(ak.to_numpy(ak.num(jagged[names[0]], axis=1)), dtype=np.int64)
         flat = {f: np.asarray(ak.to_numpy(ak.flatten(v, axis=1))) for f, v in jagged.items()}
-        starts = np.cumsum(counts) - counts
-        index = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(starts, counts)
-        keep = np.ones(index.size, dtype=bool)
+        keep = np.ones(int(counts.sum()), dtype=bool)
         if self.abs_pdg_id is not None:
             keep &= np.abs(flat["pdgId"]) == self.abs_pdg_id
         if self.status is not None:
             keep &= flat["status"] == self.status
         kept = count_per_event(keep, counts)
         columns = {f: flat[f][keep] for f in self.fields}
-        columns["index"] = index[keep]
+        # index in the source collection = flat position − the event's first position, computed
+        # for the kept objects only (a GenPart table has ~40 entries per event, a few of them kept)
+        starts = np.cumsum(counts) - counts
+        columns["index"] = np.flatnonzero(keep) - np.repeat(starts, kept)
         for f in self._selection_fields():
             columns[f] = flat[f][keep]
         if self.with_charge:

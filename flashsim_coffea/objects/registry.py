@@ -26,9 +26,16 @@ _REGISTRY: dict[str, Callable[[], ObjectSpec]] = {"jets": make_jets_spec, "muons
                                                   "pileup_jets": make_pileup_jets_spec}
 
 
+#: the registered specs built so far, by name: specs are frozen, so one object per name serves
+#: every caller (and keeps per-object caches, e.g. of the spec hash, warm across chunks)
+_BUILT: dict[str, ObjectSpec] = {}
+
+
 def register_spec(spec: ObjectSpec | Callable[[], ObjectSpec], name: str | None = None) -> None:
     factory = spec if callable(spec) and not isinstance(spec, ObjectSpec) else (lambda s=spec: s)
-    _REGISTRY[name or factory().name] = factory
+    key = name or factory().name
+    _REGISTRY[key] = factory
+    _BUILT.pop(key, None)
 
 
 def known_specs() -> list[str]:
@@ -40,7 +47,9 @@ def get_spec(spec: str | ObjectSpec) -> ObjectSpec:
     if isinstance(spec, ObjectSpec):
         return spec
     if spec in _REGISTRY:
-        return _REGISTRY[spec]()
+        if spec not in _BUILT:
+            _BUILT[spec] = _REGISTRY[spec]()
+        return _BUILT[spec]
     if spec.endswith(".json") and Path(spec).is_file():
         try:
             return ObjectSpec.from_dict(json.loads(Path(spec).read_text()))

@@ -150,12 +150,16 @@ class ObjectSpec:
         return {f.name: f.compute(objs, ctx) for f in self.conditioning}
 
     def conditioning_matrix(self, ctx: GenContext) -> np.ndarray:
-        """(N objects, C features) float64 matrix, objects flattened event by event."""
+        """(N objects, C features) float64 matrix, objects flattened event by event.
+
+        Stored column by column (Fortran order: a transposed view of a (C, N) array): each
+        feature is one contiguous column, as the per-feature transforms read it (building it
+        row-major was a strided copy, 8x slower; ``np.ascontiguousarray`` gives row-major)."""
         cols = self.conditioning_jagged(ctx)
         if not cols:
             return np.zeros((0, 0))
         flat = [np.asarray(ak.to_numpy(ak.flatten(c, axis=1)), dtype=np.float64) for c in cols.values()]
-        return np.stack(flat, axis=1) if flat else np.zeros((0, 0))
+        return np.stack(flat, axis=0).T
 
     def noise_keys(self, ctx: GenContext) -> dict[str, np.ndarray]:
         """Per-object noise keys: run, lumi, event (broadcast) and the Gen object's source index."""
