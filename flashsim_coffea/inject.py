@@ -142,7 +142,8 @@ class FlashSim:
     the pile-up jets (``Jet_genJetIdx = −1``: flow + ``count.json``, :mod:`.objects.pileup_jets`)
     merged into the FlashSim ``Jet`` collection — ``"default"`` (the shipped model), a directory,
     or ``False`` (no pile-up jets); without FlashSim jets (``jets=False``) the default is off. threads: torch CPU threads
-    per worker (≥ 1). device: ``"cpu"`` (default) or ``"cuda"`` to sample the flows on a GPU
+    per worker (≥ 1): the flows sample that many blocks of objects at once, each on one thread
+    (:func:`~flashsim_coffea.flows.sampler.block_threads`; the samples do not depend on it). device: ``"cpu"`` (default) or ``"cuda"`` to sample the flows on a GPU
     (each worker process then uses that GPU). precision: ``"float32"`` (default) or
     ``"bfloat16"``: the flows' conditioner products in bfloat16, ~1.1–1.2x faster on CPUs with AMX
     (a slightly different, separately validated model; see :mod:`.flows.fast_inverse`).

@@ -71,9 +71,10 @@ class VBFHmmProcessor(processor.ProcessorABC):
         at a time (``FlashSim.inject_batches``; the conditioning is still computed once per
         chunk): bounds the memory at large ``folds``; ``None``: all folds at once. The
         histograms do not depend on it.
-    staged: flashsim mode simulates jets only for the (event, fold) pairs that pass the dimuon
-        selection (default); ``False`` simulates jets for every pair and selects afterwards — the
-        same histograms bit for bit (the noise is keyed on object identity), slower.
+    staged: flashsim mode simulates muons only in events where two can pass the muon pT cut, and
+        only the muons that can pass it, and jets only for the (event, fold) pairs that pass the
+        dimuon selection (default); ``False`` simulates every Gen muon and jet and selects
+        afterwards — the same histograms bit for bit (the noise is keyed on object identity), slower.
     """
 
     def __init__(self, mode: str = "fullsim", folds: int = 1, dnn: bool | str | Path = True, flashsim: Any = None,

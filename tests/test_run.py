@@ -140,9 +140,14 @@ def test_cli_missing_branches_is_one_clear_line(tmp_path, capsys):
     assert main(["run", str(gen_only), "--mode", "gen", "--no-dnn", "-o", str(tmp_path / "o.coffea")]) == 0
     assert main(["run", str(gen_only), "--mode", "fullsim", "--folds", "0", "-o", str(tmp_path / "o.coffea")]) == 2
     assert main(["run", str(gen_only), "--mode", "fullsim", "--device", "cuda", "-o", str(tmp_path / "o.coffea")]) == 2
-    assert "--device/--precision need --mode flashsim" in capsys.readouterr().err
+    assert "--device/--precision/--threads need --mode flashsim" in capsys.readouterr().err
     assert main(["run", str(gen_only), "--mode", "fullsim", "--precision", "bf16", "-o", str(tmp_path / "o.coffea")]) == 2
-    assert "--precision need --mode flashsim" in capsys.readouterr().err
+    assert "--threads need --mode flashsim" in capsys.readouterr().err
+    assert main(["run", str(gen_only), "--mode", "fullsim", "--threads", "2", "-o", str(tmp_path / "o.coffea")]) == 2
+    assert "--threads need --mode flashsim" in capsys.readouterr().err
+    assert main(["run", str(gen_only), "--mode", "flashsim", "--threads", "0", "-o", str(tmp_path / "o.coffea")]) == 2
+    err = capsys.readouterr().err
+    assert "threads" in err and "≥ 1" in err and "Traceback" not in err
     assert main(["run", str(gen_only), "--mode", "flashsim", "--precision", "half", "-o", str(tmp_path / "o.coffea")]) == 2
     assert "unknown sampling precision 'half'" in capsys.readouterr().err
 

@@ -31,7 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="Gen events read per chunk (default 50000/folds); the output does not depend on it")
     p.add_argument("--device", default="cpu", help="where the flows are sampled: cpu (default) or cuda")
     p.add_argument("--precision", default="float32", help="flow products in float32 (default) or bfloat16")
-    p.add_argument("--threads", type=int, default=1, metavar="T", help="torch CPU threads (default 1)")
+    p.add_argument("--threads", type=int, default=1, metavar="T",
+                   help="sampling threads (default 1): T blocks of objects at once, same samples for every T")
     add_no_progress(p)
 
 
