@@ -187,12 +187,16 @@ def _log(enabled: bool, msg: str) -> None:
 def _processors(cfg: ClosureConfig):
     from processors import VBFHmmProcessor
 
+    from .runner import default_threads
+
     simulator = None
-    if cfg.jets_model or cfg.muons_model or cfg.pileup_jets_model is not None:
+    threads = default_threads(cfg.executor)  # same histograms for every value
+    if cfg.jets_model or cfg.muons_model or cfg.pileup_jets_model is not None or threads != 1:
         from .inject import FlashSim
 
         pileup = "default" if cfg.pileup_jets_model is None else cfg.pileup_jets_model
-        simulator = FlashSim(jets=cfg.jets_model or "default", muons=cfg.muons_model or "default", pileup_jets=pileup)
+        simulator = FlashSim(jets=cfg.jets_model or "default", muons=cfg.muons_model or "default", pileup_jets=pileup,
+                             threads=threads)
     full = VBFHmmProcessor(mode="fullsim", dnn=cfg.dnn)
     flash = VBFHmmProcessor(mode="flashsim", folds=cfg.folds, dnn=cfg.dnn, flashsim=simulator)
     return full, flash

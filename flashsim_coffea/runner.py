@@ -80,6 +80,7 @@ __all__ = [
     "bad_file_errors",
     "canonical_fileset",
     "check_outputs",
+    "default_threads",
     "executor_session",
     "expected_events",
     "format_summary",
@@ -710,6 +711,17 @@ def executor_session(executor: Any = "iterative", workers: int = 2, scheduler: s
 
 
 # =========================================================================== running
+def default_threads(executor: str) -> int:
+    """FlashSim sampling threads for an executor (``flashsim run``/``closure`` without ``--threads``): the cores this process may use
+    with the iterative executor (one process does everything), 1 per worker process otherwise."""
+    if executor != "iterative":
+        return 1
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def run_processor(
     fileset: Mapping,
     proc,

@@ -208,3 +208,14 @@ def test_flashsim_mode_identical_across_chunkings_and_executors(files, tiny_mode
     res = load(str(out))
     res["vbf"] = res.pop(Path(files["vbf"]).stem)
     assert_same_output(ref, res)
+
+
+def test_default_sampling_threads():
+    """--threads defaults to the usable cores with the iterative executor (one process does all
+    the work) and to 1 per worker process otherwise."""
+    import os
+
+    from flashsim_coffea.runner import default_threads
+
+    assert default_threads("futures") == default_threads("dask") == 1
+    assert default_threads("iterative") == len(os.sched_getaffinity(0))
