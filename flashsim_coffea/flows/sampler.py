@@ -301,7 +301,7 @@ def block_threads(device: torch.device, n_blocks: int):
     Why: the inverse of a 2048-row block is ~300 small kernels (matrix products of 128 columns,
     element-wise spline maths); splitting each of them over 2 threads gained 1.0-1.4x on this
     project's 2-core CPU, running 2 blocks at once (each on one thread; the kernels release the
-    GIL) 1.9-2.0x (``benchmarks/bench_flows.py``). Each block then always runs single-threaded,
+    GIL) 1.7-2.0x (``benchmarks/README.md``). Each block then always runs single-threaded,
     so samples are the same for every T (and as with T = 1)."""
     threads = torch.get_num_threads()
     if device.type != "cpu" or threads <= 1:
@@ -368,6 +368,8 @@ def _spec_hash(spec: ObjectSpec) -> str:
     """``spec.hash()``, computed once per spec object (specs are frozen dataclasses)."""
     hit = _SPEC_HASHES.get(id(spec))
     if hit is None or hit[0] is not spec:
+        if len(_SPEC_HASHES) > 256:  # many throw-away spec objects: keep the cache small
+            _SPEC_HASHES.clear()
         hit = _SPEC_HASHES[id(spec)] = (spec, spec.hash())
     return hit[1]
 
