@@ -295,7 +295,7 @@ class PreparedChunk:
                                 "their number has no Gen-level bound")
             objs = self._context(model).objects()
             pt, eta = (np.asarray(ak.to_numpy(ak.flatten(objs[f], axis=1)), dtype=np.float64) for f in ("pt", "eta"))
-            ok = model.spec.rules.in_acceptance(pt, eta) & (_reco_pt_bound(model, pt) > min_pt)
+            ok = model.spec.rules.in_acceptance(pt, eta) & _can_exceed(model, pt, min_pt)
             counts += count_per_event(ok, ak.to_numpy(ak.num(objs, axis=1)))
         return counts
 
@@ -342,6 +342,11 @@ class PreparedChunk:
         return ak.with_field(batch.take(self.events), reco, collection)[collection] if attach else reco
 
 
+def _can_exceed(model, gen_pt: np.ndarray, min_pt: float) -> np.ndarray:
+    """Per Gen object: whether its reco pT can exceed ``min_pt`` (its bound, :func:`_reco_pt_bound`, does)."""
+    return _reco_pt_bound(model, gen_pt) > min_pt
+
+
 def _reco_pt_bound(model, gen_pt: np.ndarray) -> np.ndarray:
     """The largest reco pT the model can give each Gen object (inf if its spec has no pT target)."""
     for t in model.spec.targets:
@@ -383,7 +388,7 @@ def _prepare(model, events, ctx=None, min_pt: float | None = None) -> dict:
     keep = accept & finite
     below = np.zeros(len(keep), dtype=bool)
     if min_pt is not None:
-        below = keep & ~(_reco_pt_bound(model, np.asarray(gen["pt"], dtype=np.float64)) > min_pt)
+        below = keep & ~_can_exceed(model, np.asarray(gen["pt"], dtype=np.float64), min_pt)
         keep &= ~below
     return {
         "cond": cond,

@@ -712,8 +712,9 @@ def executor_session(executor: Any = "iterative", workers: int = 2, scheduler: s
 
 # =========================================================================== running
 def default_threads(executor: str) -> int:
-    """FlashSim sampling threads for an executor (``flashsim run``/``closure`` without ``--threads``): the cores this process may use
-    with the iterative executor (one process does everything), 1 per worker process otherwise."""
+    """FlashSim sampling threads for an executor (``flashsim run``/``closure`` without ``--threads``):
+    the cores this process may use with the iterative executor (one process does everything),
+    1 per worker process otherwise."""
     if executor != "iterative":
         return 1
     try:

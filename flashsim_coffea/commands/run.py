@@ -64,7 +64,7 @@ def _processor(args: argparse.Namespace):
     dnn: bool | str = False if args.no_dnn else (args.dnn_model or True)
     simulator = None
     threads = args.threads if args.threads is not None else default_threads(args.executor)
-    if args.mode == "flashsim" and threads != 1 or args.threads is not None or (
+    if (args.mode == "flashsim" and threads != 1) or args.threads is not None or (
             args.jets_model or args.muons_model or args.pileup_jets_model or args.device != "cpu"
             or check_precision(args.precision) != "float32"):
         if args.mode != "flashsim":

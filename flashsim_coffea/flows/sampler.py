@@ -354,24 +354,9 @@ def load_model(path: str | Path, spec: str | ObjectSpec | None = None, device: s
         if precision != "float32":
             model.set_precision(precision)
         _CACHE[key] = model
-    if spec is not None and _spec_hash(get_spec(spec)) != model.card["spec_hash"]:
+    if spec is not None and get_spec(spec).hash() != model.card["spec_hash"]:
         FlowModel.from_card(model.card, model.flow.state_dict(), card_path.parent, spec)  # raises the clear error
     return model
-
-
-#: spec hashes by object (the spec kept alive so its id is not reused): a worker checks its models'
-#: specs on every chunk, and hashing a spec's canonical JSON took ~3 ms each time
-_SPEC_HASHES: dict[int, tuple[ObjectSpec, str]] = {}
-
-
-def _spec_hash(spec: ObjectSpec) -> str:
-    """``spec.hash()``, computed once per spec object (specs are frozen dataclasses)."""
-    hit = _SPEC_HASHES.get(id(spec))
-    if hit is None or hit[0] is not spec:
-        if len(_SPEC_HASHES) > 256:  # many throw-away spec objects: keep the cache small
-            _SPEC_HASHES.clear()
-        hit = _SPEC_HASHES[id(spec)] = (spec, spec.hash())
-    return hit[1]
 
 
 def shipped_model_path(name: str) -> Path:
