@@ -80,7 +80,7 @@ def run_iterative(path: Path, mode: str, folds: int, chunksize: int, staged: boo
                   threads: int = 1) -> tuple[float, int]:
     from flashsim_coffea.inject import FlashSim
     from flashsim_coffea.runner import run_processor
-    from processors import VBFHmmProcessor
+    from flashsim_coffea.processors import VBFHmmProcessor
 
     flashsim = FlashSim(threads=threads) if mode == "flashsim" else None
     proc = VBFHmmProcessor(mode=mode, folds=folds, dnn=True, staged=staged, flashsim=flashsim)
@@ -133,7 +133,7 @@ def run_dask(path: Path, workers: int, chunksize: int) -> float:
     from dask.distributed import Client, LocalCluster
 
     from flashsim_coffea.runner import run_processor
-    from processors import VBFHmmProcessor
+    from flashsim_coffea.processors import VBFHmmProcessor
 
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:

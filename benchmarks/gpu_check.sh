@@ -176,7 +176,7 @@ print(f"gpu_check: taken from gpu_site: {', '.join(linked) or 'nothing'}", file=
 EOF
   export PYTHONPATH="$PYTHONPATH:$WORK/farm"
 fi
-if ! missing="$("$PY" -c 'import awkward, uproot, coffea, nflows, hist, vector, flashsim_coffea.inject, processors' 2>&1)"; then
+if ! missing="$("$PY" -c 'import awkward, uproot, coffea, nflows, hist, vector, flashsim_coffea.inject, flashsim_coffea.processors' 2>&1)"; then
   reason="the project does not import with $PY: $(echo "$missing" | tail -1); run 'bash benchmarks/gpu_check.sh --prepare' on the development machine and carry benchmarks/data/gpu_site"
   log "$reason"
   "$PY" -c 'import json, sys; print(json.dumps({"status": "failed", "reason": sys.argv[1], "nvidia_smi": json.loads(sys.argv[2]), "failed_steps": ["imports"]}))' \

@@ -11,7 +11,7 @@ the reference detector response, i.e. this project's "FullSim"):
    temporary file (removed at the end), and ``ref_seed`` must differ from the seed that drew
    REF (read from the file's ``FlashSimMetadata`` when it has one) — the same seed would give
    the same draw.
-2. **Three runs** of :class:`processors.VBFHmmProcessor` through
+2. **Three runs** of :class:`flashsim_coffea.processors.VBFHmmProcessor` through
    :func:`flashsim_coffea.runner.run_processor`, sharing one executor
    (:func:`~flashsim_coffea.runner.executor_session`): fullsim on REF ("reference"), fullsim on
    REF2 ("reference′", the noise floor) and flashsim on REF ("FlashSim", ``folds`` N ≥ 1); with
@@ -185,7 +185,7 @@ def _log(enabled: bool, msg: str) -> None:
 
 # =========================================================================== inputs
 def _processors(cfg: ClosureConfig):
-    from processors import VBFHmmProcessor
+    from flashsim_coffea.processors import VBFHmmProcessor
 
     from .runner import default_threads
 
@@ -360,7 +360,7 @@ def run_mass_draws(cfg: ClosureConfig, folder: Path, executor) -> list:
     """The ``presel/mass`` histograms of ``cfg.mass_draws`` more reference draws of REF's Gen
     events (:func:`mass_draw_seeds`), each drawn into ``folder``, run with ``executor`` in fullsim
     mode without the DNN, and removed."""
-    from processors import VBFHmmProcessor
+    from flashsim_coffea.processors import VBFHmmProcessor
 
     from .reference.resimulate import resimulate_file
     from .runner import run_processor

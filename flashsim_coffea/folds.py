@@ -13,7 +13,10 @@ dimuon events). The fold index is part of every FlashSim noise key, so fold k of
 the same reco values in whichever batch or subset it is simulated, and the event identity
 (``run, luminosityBlock, event``) of a pair is that of its Gen event (:meth:`FoldBatch.key`).
 
-``folds`` is validated once, here (:func:`check_folds`).
+``folds`` is validated once, here (:func:`check_folds`). The normalisation of a folded sample:
+every copy of an event carries weight/N (:func:`fold_weight`, applied to the
+:data:`~flashsim_coffea.nanoaod.conventions.FOLD_SCALED_WEIGHTS`), so its Σ weights is the input's —
+the convention of ``FlashSim.inject(folds=N)`` and of ``flashsim simulate --folds N``.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import numpy as np
 from .errors import UserError
 from .nanoaod.conventions import EVENT_ID
 
-__all__ = ["FoldBatch", "check_folds", "fold_batches"]
+__all__ = ["FoldBatch", "check_folds", "fold_batches", "fold_weight"]
 
 
 def check_folds(folds) -> int:
@@ -35,6 +38,14 @@ def check_folds(folds) -> int:
     if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 1:
         raise UserError(f"folds must be an integer ≥ 1 (the number of reconstructions per Gen event), got {folds!r}")
     return int(folds)
+
+
+def fold_weight(weight, folds: int) -> np.ndarray:
+    """The weight of one of ``folds`` copies of an event: ``weight / folds``, computed in float64
+    and returned in the weight's own float type (float64 for an integer input)."""
+    w = np.asarray(weight)
+    dtype = w.dtype if w.dtype.kind == "f" else np.dtype(np.float64)
+    return (w.astype(np.float64) / check_folds(folds)).astype(dtype)
 
 
 @dataclass(frozen=True)

@@ -37,9 +37,17 @@ Per chunk and collection (:meth:`FlashSim.prepare`):
    NanoAOD precision), the rules' reco threshold (jets pT > 15 GeV), constant mass and Gen-copied
    fields; objects sorted by pT per event.
 4. Cross-references: ``genJetIdx``/``genPartIdx`` point into the event's GenJet/GenPart, with
-   the global ``genJetIdxG``/``genPartIdxG`` that coffea's ``matched_gen`` uses. Index fields
-   pointing *into* the replaced collections (Jet_muonIdx*, Muon_jetIdx, …) are not produced:
-   match with ΔR instead.
+   the global ``genJetIdxG``/``genPartIdxG`` that coffea's ``matched_gen`` uses — offsets of
+   the chunk coffea built (:func:`~flashsim_coffea.nanoaod.links.chunk_rows`), so they are right
+   on skimmed, sliced or folded events too. :meth:`PreparedChunk.inject` (and so ``inject``)
+   adds NanoAOD's links between the FlashSim collections (``Jet.muonIdx1/2``, ``Jet.nMuons``,
+   ``Muon.jetIdx``, and ``Jet.electronIdx1/2``, ``Jet.nElectrons`` where the events have
+   electrons) and recomputes every link of the other collections into them
+   (``Electron.jetIdx``, ``FatJet.muonIdx3SJ``, …): k-th closest within ΔR < 0.4 (0.8 for
+   FatJet), else −1; their global ``…G`` are removed (:mod:`flashsim_coffea.nanoaod.links`).
+5. Folds: ``inject(events, folds=N)`` divides the absolute weights (``genWeight`` …,
+   :func:`~flashsim_coffea.folds.fold_weight`) by N, so Σ weights of the folded events is the
+   input's — the convention of ``flashsim simulate --folds N``.
 
 Counts (:data:`INFO_COUNTS`, per (object, fold) pair) are summed in ``PreparedChunk.info`` —
 the processor stores them in its output. Models load lazily on the worker from a module-level
@@ -59,8 +67,9 @@ import awkward as ak
 import numpy as np
 
 from .errors import MissingBranchesError, UserError
-from .folds import FoldBatch, check_folds, fold_batches
-from .nanoaod.conventions import EVENT_ID
+from .folds import FoldBatch, check_folds, fold_batches, fold_weight
+from .nanoaod.conventions import EVENT_ID, FOLD_SCALED_WEIGHTS, RECO_LINK_FIELDS
+from .nanoaod.links import chunk_rows, global_offsets, relink
 from .nanoaod.pairs import count_per_event
 from .objects import event_conditioning
 from .objects.gen import branch, has_branch, jagged_records
@@ -225,11 +234,9 @@ class FlashSim:
         folds = check_folds(folds)
         chunk = self.prepare(events)
         for batch in fold_batches(len(events), folds, max_events):
-            out = batch.take(events)
+            out = chunk.inject(batch)
             if folds > 1:
-                out = ak.with_field(out, batch.fold, "fold")
-            for reco in chunk.collections:
-                out = ak.with_field(out, chunk.simulate(reco, batch, attach=False), reco)
+                out = _fold_weights(ak.with_field(out, batch.fold, "fold"), folds)
             yield InjectedBatch(out, batch)
 
 
@@ -249,6 +256,8 @@ class PreparedChunk:
     info: dict[str, dict[str, int]] = field(default_factory=dict)
     _prepared: dict[str, tuple[np.ndarray | None, list[dict]]] = field(default_factory=dict, repr=False)
     _contexts: dict[int, Any] = field(default_factory=dict, repr=False)  # per model (id): the chunk's GenContext
+    _rows: np.ndarray | None = field(default=None, repr=False)  # rows of these events in coffea's chunk
+    _offsets: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # per Gen collection, see _gen_offsets
 
     @property
     def collections(self) -> list[str]:
@@ -267,7 +276,7 @@ class PreparedChunk:
                  for model in self._models_of(collection)]
         for model, prep in zip(self._models_of(collection), preps):
             if "src_offsets" in prep:  # global Gen indices refer to the chunk's events, not the subset's
-                prep["src_offsets"] = _src_offsets(model, self.events)[entries]
+                prep["src_offsets"] = self._gen_offsets(model)[entries]
         self._prepared[collection] = (entries, preps)
 
     def simulated_per_event(self, collection: str) -> np.ndarray:
@@ -299,6 +308,17 @@ class PreparedChunk:
             counts += count_per_event(ok, ak.to_numpy(ak.num(objs, axis=1)))
         return counts
 
+    def _gen_offsets(self, model) -> np.ndarray:
+        """Per event: the offset of its objects of the model's Gen collection in the chunk coffea
+        built (:func:`~flashsim_coffea.nanoaod.links.global_offsets`): ``matched_gen`` resolves
+        ``genPartIdxG``/``genJetIdxG`` there, also when these events are a skim of it."""
+        prefix = model.spec.simulated.prefix
+        if prefix not in self._offsets:
+            if self._rows is None:
+                self._rows = chunk_rows(self.events)
+            self._offsets[prefix] = global_offsets(self.events, prefix, self._rows)
+        return self._offsets[prefix]
+
     def _context(self, model) -> Any:
         """The model's Gen context of the whole chunk (its loaded collections are reused by
         :meth:`reachable_per_event`, :meth:`restrict` and the preparation)."""
@@ -314,7 +334,8 @@ class PreparedChunk:
     def _preparation(self, collection: str, batch: FoldBatch) -> tuple[FoldBatch, list[dict]]:
         """The collection's preparations and ``batch`` expressed in their event indices."""
         if collection not in self._prepared:
-            self._prepared[collection] = (None, [_prepare(m, self.events, self._context(m)) for m in self._models_of(collection)])
+            self._prepared[collection] = (None, [_prepare(m, self.events, self._context(m), offsets=self._gen_offsets(m) if _count_model(m) is None else None)
+                                                 for m in self._models_of(collection)])
         entries, preps = self._prepared[collection]
         if entries is None:
             return batch, preps
@@ -322,6 +343,16 @@ class PreparedChunk:
         if len(batch) and (len(entries) == 0 or np.any(entries[pos] != batch.entry)):
             raise UserError(f"FlashSim {collection}: a pair of an event outside PreparedChunk.restrict(...) was requested")
         return FoldBatch(pos, batch.fold, batch.folds, len(entries)), preps
+
+    def inject(self, batch: FoldBatch):
+        """The batch's events (one row per pair) with every FlashSim collection and NanoAOD's links:
+        those of the other collections into them recomputed, the FlashSim collections' own
+        (``Jet.muonIdx1`` …, :data:`~flashsim_coffea.nanoaod.conventions.RECO_LINK_FIELDS`) made
+        (:func:`~flashsim_coffea.nanoaod.links.relink`). Weights are left as they are."""
+        out = batch.take(self.events)
+        for reco in self.collections:
+            out = ak.with_field(out, self.simulate(reco, batch, attach=False), reco)
+        return relink(out, self.collections, add={reco: RECO_LINK_FIELDS.get(reco, ()) for reco in self.collections})
 
     def simulate(self, collection: str, batch: FoldBatch, attach: bool = True) -> ak.Array:
         """Reco ``collection`` (one list per pair of ``batch``) with NanoAOD behaviour; ``attach``:
@@ -340,6 +371,17 @@ class PreparedChunk:
         reco = ak.with_name(reco[ak.argsort(reco.pt, axis=1, ascending=False, stable=True)], collection,
                             behavior=getattr(self.events, "behavior", None))
         return ak.with_field(batch.take(self.events), reco, collection)[collection] if attach else reco
+
+
+def _fold_weights(events, folds: int):
+    """``events`` with each absolute weight (:data:`~flashsim_coffea.nanoaod.conventions.FOLD_SCALED_WEIGHTS`)
+    divided by ``folds`` (:func:`~flashsim_coffea.folds.fold_weight`): Σ weights of the folded events is the input's."""
+    for name in FOLD_SCALED_WEIGHTS:
+        if has_branch(events, name):
+            where = name if name in ak.fields(events) else tuple(name.split("_", 1))
+            w = ak.to_numpy(branch(events, name))
+            events = ak.with_field(events, fold_weight(w, folds), where=where)
+    return events
 
 
 def _can_exceed(model, gen_pt: np.ndarray, min_pt: float) -> np.ndarray:
@@ -366,11 +408,12 @@ def _merge(parts: list[ak.Array]) -> ak.Array:
     return ak.zip({f: ak.concatenate([p[f] for p in parts], axis=1) for f in fields}, depth_limit=2)
 
 
-def _prepare(model, events, ctx=None, min_pt: float | None = None) -> dict:
+def _prepare(model, events, ctx=None, min_pt: float | None = None, offsets: np.ndarray | None = None) -> dict:
     """Per chunk and spec, shared by all folds: Gen objects, acceptance, conditioning, keys (or,
     for a model with a count model, the events' conditioning and keys). ``ctx``: the spec's
     :class:`~flashsim_coffea.objects.spec.GenContext` of ``events`` if one exists already;
-    ``min_pt``: simulate only Gen objects whose reco pT bound exceeds it (:meth:`PreparedChunk.restrict`)."""
+    ``min_pt``: simulate only Gen objects whose reco pT bound exceeds it (:meth:`PreparedChunk.restrict`);
+    ``offsets``: the global offsets of the events' Gen objects (:meth:`PreparedChunk._gen_offsets`; set later if None)."""
     spec = model.spec
     if _count_model(model) is not None:
         return _prepare_unmatched(model, events)
@@ -400,13 +443,8 @@ def _prepare(model, events, ctx=None, min_pt: float | None = None) -> dict:
         # simulated rows of the flat object table, jagged per event
         "row_of": ak.unflatten(np.flatnonzero(keep).astype(np.int64), count_per_event(keep, counts)),
         "gen": gen,
-        "src_offsets": _src_offsets(model, events),
+        "src_offsets": offsets,
     }
-
-
-def _src_offsets(model, events) -> np.ndarray:
-    """First index of each event's objects in the *stored* Gen collection (global index)."""
-    return np.concatenate([[0], np.cumsum(ak.to_numpy(ak.num(events[model.spec.simulated.prefix], axis=1)))[:-1]])
 
 
 def _prepare_unmatched(model, events) -> dict:
@@ -496,8 +534,8 @@ def _simulate(model, prep: dict, batch: FoldBatch) -> tuple[ak.Array, dict]:
         fields.setdefault(f, gen[f].astype(dtype) if f in gen else np.zeros(n, dtype=dtype))
 
     # global index for matched_gen: coffea resolves it in the Gen collection of the
-    # *originally constructed* events (``_events()``), so offsets are those of the
-    # original events, taken per pair; −1 stays −1 (matched_gen: None)
+    # *originally constructed* chunk (``events._events()``), so offsets are those of the
+    # chunk's rows of the pairs' events (skimmed or not); −1 stays −1 (matched_gen: None)
     idx = fields[spec.match]
     offsets = np.repeat(prep["src_offsets"][batch.entry], out_counts) if "src_offsets" in prep else 0
     fields[f"{spec.match}G"] = np.where(idx >= 0, idx.astype(np.int64) + offsets, -1)

@@ -26,20 +26,26 @@ run's output, so it enters :func:`by_variable` as one more entry of the variatio
 ROOT files for fit tools (:func:`write_root`): one TH1 per dataset, region, variable and
 variation, named ``DATASET/REGION/VARIABLE`` (nominal) and ``DATASET/REGION/VARIABLE_VARIATION``
 (the ``$PROCESS_$SYSTEMATIC`` convention of CMS combine shape files).
+
+Saved outputs (:func:`portable`): the ``.coffea`` file of a run holds every FoldHist as a plain
+``hist.Hist`` (:meth:`~flashsim_coffea.hists.FoldHist.to_hist`: same values and variances, the
+folds in its attribute ``folds``), so it opens with coffea and hist alone.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import hist
 import numpy as np
 
-from .hists import FoldHist
+from .hists import FoldHist, folds_of
 from .stats import Hist1D, as_arrays, closure_prediction
 
-__all__ = ["NOMINAL", "by_variable", "flash_variation", "output_differences", "write_root"]
+__all__ = ["NOMINAL", "by_variable", "flash_variation", "output_differences", "portable", "write_root"]
 
 NOMINAL = "nominal"
 
@@ -47,6 +53,25 @@ NOMINAL = "nominal"
 def _plain(h) -> hist.Hist:
     """A Weight-storage ``hist.Hist`` (FoldHists: fold-weighted values and variances)."""
     return h.to_hist() if isinstance(h, FoldHist) else h
+
+
+def portable(output: Any) -> Any:
+    """A copy of a run's output (nested dicts, lists, tuples) with every FoldHist replaced by its
+    plain ``hist.Hist`` (:meth:`~flashsim_coffea.hists.FoldHist.to_hist`, ``folds`` kept as its
+    attribute): what :func:`flashsim_coffea.runner.save_outputs` writes, so that the file opens
+    without flashsim_coffea. Other objects are shared with ``output``, not copied."""
+    if isinstance(output, FoldHist):
+        return output.to_hist()
+    if isinstance(output, dict):
+        out = copy.copy(output)  # keeps a dict subclass' type (and a defaultdict's factory)
+        for key, value in output.items():
+            out[key] = portable(value)
+        return out
+    if isinstance(output, list):
+        return [portable(v) for v in output]
+    if type(output) is tuple:
+        return tuple(portable(v) for v in output)
+    return output
 
 
 def by_variable(output: Mapping, variations: Mapping[str, Mapping] | None = None) -> dict[str, hist.Hist]:
@@ -126,16 +151,47 @@ def write_root(hists: Mapping[str, hist.Hist], path: str | Path) -> int:
     return n
 
 
-def output_differences(a: Mapping, b: Mapping, ignore: tuple[str, ...] | set[str] = ()) -> list[str]:
-    """How two run outputs differ, one line per difference (empty: identical bit for bit): datasets,
-    their cutflow, cutflow_weighted, sumw and nevents, and every histogram's values and variances
-    (flow bins included); variables in ``ignore`` are not compared. Used by the executor/chunking
-    identity tests and ``scripts/compare_outputs.py``."""
+def _binning(h) -> list[tuple]:
+    """Each axis' type, name and bin edges (numeric) or categories, for comparing binnings."""
+    return [(type(ax).__name__, ax.name, tuple(ax.edges) if ax.traits.continuous else tuple(ax)) for ax in h.axes]
+
+
+def _close(a: np.ndarray, b: np.ndarray, rtol: float, floor: np.ndarray | float = 0.0) -> bool:
+    """Equal bin by bin (``rtol`` = 0), or |a − b| ≤ rtol · (max(|a|, |b|) + floor) per bin."""
+    if rtol == 0:
+        return np.array_equal(a, b)
+    return bool(np.all(np.abs(a - b) <= rtol * (np.maximum(np.abs(a), np.abs(b)) + floor)))
+
+
+def _same_sums(a: Mapping | None, b: Mapping | None, rtol: float) -> bool:
+    """Weighted cutflows: equal, or (``rtol`` > 0) equal to ``rtol`` per step — with folds each pair
+    carries w/N, whose sums depend on the order of addition in the last bits."""
+    if rtol == 0 or a is None or b is None or set(a) != set(b):
+        return a == b
+    return all(_close(np.asarray(a[k], dtype=float), np.asarray(b[k], dtype=float), rtol) for k in a)
+
+
+def output_differences(a: Mapping, b: Mapping, ignore: tuple[str, ...] | set[str] = (),
+                       fold_rtol: float = 0.0) -> list[str]:
+    """How two run outputs differ, one line per difference (empty: identical): datasets, their
+    cutflow, cutflow_weighted, sumw and nevents, and every histogram's binning, folds
+    (:func:`~flashsim_coffea.hists.folds_of`: a FoldHist and its saved plain copy compare equal),
+    values and variances (flow bins included); variables in ``ignore`` are not compared.
+    ``cutflow_weighted`` is compared to ``fold_rtol`` as well (Σ of the pairs' w/N with folds).
+
+    Histograms are compared bit for bit, except those with folds > 1 when ``fold_rtol`` > 0: a
+    folded histogram is identical across chunkings and executors only to floating-point
+    rounding (relative ≲ 1e-15; :mod:`flashsim_coffea.hists`), so its variances are compared to
+    ``fold_rtol`` relative per bin and its values to ``fold_rtol`` · (|value| + √variance) (a bin
+    whose weights cancel keeps the rounding of its terms). Used by the executor/chunking
+    identity tests (``fold_rtol=1e-12``) and ``scripts/compare_outputs.py`` (bit for bit)."""
     diffs = [] if set(a) == set(b) else [f"datasets differ: {sorted(a)} vs {sorted(b)}"]
     for ds in sorted(set(a) & set(b)):
         ra, rb = a[ds], b[ds]
         diffs += [f"{ds}: {key} {ra.get(key)} != {rb.get(key)}"
-                  for key in ("cutflow", "cutflow_weighted", "sumw", "nevents") if ra.get(key) != rb.get(key)]
+                  for key in ("cutflow", "sumw", "nevents") if ra.get(key) != rb.get(key)]
+        if not _same_sums(ra.get("cutflow_weighted"), rb.get("cutflow_weighted"), fold_rtol):
+            diffs.append(f"{ds}: cutflow_weighted {ra.get('cutflow_weighted')} != {rb.get('cutflow_weighted')}")
         for region, hists in ra.get("hists", {}).items():
             for var, h in hists.items():
                 if var in ignore:
@@ -144,9 +200,20 @@ def output_differences(a: Mapping, b: Mapping, ignore: tuple[str, ...] | set[str
                 if other is None:
                     diffs.append(f"{ds}/{region}/{var}: missing in the second output")
                     continue
+                where = f"{ds}/{region}/{var}"
+                if _binning(h) != _binning(other):
+                    diffs.append(f"{where}: binning differs")
+                    continue
+                if folds_of(h) != folds_of(other):
+                    diffs.append(f"{where}: folds differ ({folds_of(h)} vs {folds_of(other)})")
+                    continue
+                rtol = fold_rtol if folds_of(h) > 1 else 0.0
                 va, vb = h.values(flow=True), other.values(flow=True)
-                if va.shape != vb.shape:
-                    diffs.append(f"{ds}/{region}/{var}: binning differs")
-                elif not (np.array_equal(va, vb) and np.array_equal(h.variances(flow=True), other.variances(flow=True))):
-                    diffs.append(f"{ds}/{region}/{var}: values differ (max |Δ| {np.max(np.abs(va - vb)):.3g})")
+                wa, wb = h.variances(flow=True), other.variances(flow=True)
+                if wa is None or wb is None:
+                    same = wa is None and wb is None and _close(va, vb, rtol)
+                else:  # a value's rounding scales with Σ|terms| ≥ its error √variance (cancelling weights)
+                    same = _close(wa, wb, rtol) and _close(va, vb, rtol, np.sqrt(np.maximum(np.abs(wa), np.abs(wb))))
+                if not same:
+                    diffs.append(f"{where}: values differ (max |Δ| {np.max(np.abs(va - vb), initial=0.0):.3g})")
     return diffs

@@ -39,7 +39,8 @@ What this module does, in the order :func:`run_processor` does it:
    unopenable), ``skipped`` (file → events not processed, or ``"unreadable"``) and
    ``empty_files``.
 7. **Outputs** (:func:`check_outputs` before the run, :func:`save_outputs` after it): the
-   ``coffea.util.save`` file and the ROOT file of histograms (:func:`write_root`); an output
+   ``coffea.util.save`` file (FoldHists saved as plain ``hist.Hist``, readable without
+   flashsim_coffea) and the ROOT file of histograms (:func:`write_root`); an output
    never overwrites an input or the other output, an existing one needs ``force``, and the
    folder must exist and be writable. Files are written to a temporary name and renamed, so an
    interrupted write leaves no truncated output.
@@ -49,7 +50,7 @@ collections a cross-reference points to) are filtered, exactly that warning, in 
 during the run and inside the worker processes, so FlashSim's own warnings stay visible.
 
 >>> from flashsim_coffea.runner import load_fileset, run_processor
->>> from processors import VBFHmmProcessor
+>>> from flashsim_coffea.processors import VBFHmmProcessor
 >>> out = run_processor(load_fileset(["vbf.root"]), VBFHmmProcessor(mode="fullsim"), "futures", lumi=300)
 """
 
@@ -900,12 +901,16 @@ def save_outputs(out: Mapping, output: str | Path | None, root: str | Path | Non
     """Write ``out`` with ``coffea.util.save`` to ``output`` and its histograms to the ROOT file
     ``root`` (:func:`write_root`), each through a temporary file renamed at the end; returns the
     number of histograms written to ``root`` (None without it). Check the paths first with
-    :func:`check_outputs`."""
+    :func:`check_outputs`. The ``.coffea`` file holds every FoldHist as a plain ``hist.Hist``
+    (fold-weighted values and variances, ``folds`` as its attribute;
+    :func:`flashsim_coffea.outputs.portable`), so it opens with coffea and hist alone."""
     from coffea.util import save
+
+    from .outputs import portable
 
     if output is not None:
         with _atomic(output) as tmp:
-            save(dict(out), tmp)
+            save(portable(dict(out)), tmp)
     if root is None:
         return None
     with _atomic(root) as tmp:

@@ -12,6 +12,9 @@ objects ``FlashSim().inject(events, folds)`` gives, bit for bit) and writes one 
   (float32/int32/bool, NanoAOD precision), minus what coffea's ``NanoAODSchema`` makes itself
   on reading (:func:`written_fields`): the global indices ``genJetIdxG``/``genPartIdxG``
   (rebuilt from ``genJetIdx``/``genPartIdx``) and ``Jet.charge`` (0.0 for every NanoAOD jet).
+  They include NanoAOD's links between the FlashSim collections (``Jet_muonIdx1/2``,
+  ``Jet_nMuons``, ``Muon_jetIdx``, …: ``PreparedChunk.inject``, ΔR rule of
+  :mod:`flashsim_coffea.nanoaod.links`).
 * **Dropped branches** — (a) every ``Jet_*``/``Muon_*`` of the input and the counters
   ``nJet``/``nMuon`` (replaced); (b) every branch of another collection that holds an index
   *into* Jet or Muon, which would point at the wrong object: those coffea's ``NanoAODSchema``
@@ -22,12 +25,14 @@ objects ``FlashSim().inject(events, folds)`` gives, bit for bit) and writes one 
   objects (``MET_*``, ``SoftActivityJet*``, ``Electron_jetRelIso``, trigger bits, …) are
   carried unchanged: they describe the input's reconstruction, not FlashSim's.
 * **genWeight** — with N folds it is scaled by 1/N (``float32(genWeight / N)``; untouched for
-  N = 1), so the output is a correctly normalised sample: Σ genWeight over the file equals
+  N = 1; also ``Generator_weight`` and ``LHEWeight_originalXWGTUP``: the
+  :data:`~flashsim_coffea.nanoaod.conventions.FOLD_SCALED_WEIGHTS`, the convention
+  ``FlashSim.inject(events, folds=N)`` follows too), so the output is a correctly normalised sample: Σ genWeight over the file equals
   the input's, and ``Runs/genEventSumw`` — copied unchanged — still normalises it
   (``XSecPb · L · genWeight / genEventSumw``). Then ``flashsim run OUT --mode fullsim``
   gives the histogram contents and ``sumw`` of ``flashsim run IN --mode flashsim --folds N``
-  (to float32 rounding of genWeight/N; bit for bit for N = 1). Other weights (``LHE*Weight``,
-  ``PSWeight``, ``LHEWeight_originalXWGTUP``) are carried unscaled. An input without
+  (to float32 rounding of genWeight/N; bit for bit for N = 1). Relative weights (``LHEScaleWeight``,
+  ``LHEPdfWeight``, ``PSWeight``) are carried unscaled. An input without
   ``genWeight`` gets ``genWeight = 1`` (then /N).
 * **Runs** — the input's ``Runs`` tree, unchanged; with several inputs their entries are
   concatenated (as ``hadd`` does: sum ``genEventSumw`` over the entries). Inputs without a
@@ -72,6 +77,8 @@ import awkward as ak
 import numpy as np
 
 from .errors import MissingBranchesError, UserError
+from .folds import fold_weight
+from .nanoaod.conventions import FOLD_SCALED_WEIGHTS
 
 __all__ = ["DEFAULT_MAX_OUTPUT_EVENTS", "COUNT_LABELS", "simulate_file", "dropped_branches", "refers_to", "written_fields"]
 
@@ -80,8 +87,6 @@ DEFAULT_MAX_OUTPUT_EVENTS = 50_000
 #: name of the fold branch
 FOLD_BRANCH = "fold"
 #: branch-name pattern of an index into a Jet or Muon collection: X_jetIdx*, X_muonIdx*
-_INDEX_FIELD = re.compile(r"^[A-Za-z0-9]+_(jet|muon)Idx\w*$")
-_INDEX_TARGET = {"jet": "Jet", "muon": "Muon"}
 #: FlashSim's counts (``PreparedChunk.info``) as the report words them
 COUNT_LABELS = {
     "n_gen": "Gen objects",
@@ -98,15 +103,19 @@ COUNT_LABELS = {
 
 # --------------------------------------------------------------------------- branch plans
 def refers_to(branch: str) -> str | None:
-    """The collection a NanoAOD index branch points into (``Electron_jetIdx`` → ``"Jet"``), for
-    the cross-references coffea's NanoAODSchema declares and any ``X_jetIdx*``/``X_muonIdx*``; else None."""
+    """The collection a NanoAOD link branch points into (``Electron_jetIdx`` → ``"Jet"``,
+    ``Jet_nMuons`` → ``"Muon"``): the cross-references coffea's NanoAODSchema declares, else the
+    link read from the field's name (:func:`~flashsim_coffea.nanoaod.links.parse_link`); else None."""
     from coffea.nanoevents import NanoAODSchema
+
+    from .nanoaod.links import parse_link
 
     target = NanoAODSchema.all_cross_references.get(branch)
     if target is not None:
         return target
-    m = _INDEX_FIELD.match(branch)
-    return _INDEX_TARGET[m.group(1)] if m else None
+    coll, _, name = branch.partition("_")
+    link = parse_link(name) if coll and name else None
+    return link[0] if link is not None else None
 
 
 def dropped_branches(names, replaced) -> list[str]:
@@ -323,9 +332,8 @@ def _flashsim_chunk(sim, events, folds: int) -> tuple[dict[str, ak.Array], dict[
         # per-chunk FlashSim warnings: their counts are summed and reported once at the end
         warnings.filterwarnings("ignore", message=r"flashsim \w+:", category=UserWarning)
         chunk = sim.prepare(events)
-        batch = FoldBatch.all_folds(len(events), folds)
-        objects = {reco: chunk.simulate(reco, batch) for reco in chunk.collections}
-    return objects, chunk.info
+        out = chunk.inject(FoldBatch.all_folds(len(events), folds))
+    return {reco: out[reco] for reco in chunk.collections}, chunk.info
 
 
 def written_fields(collection: str, fields) -> list[str]:
@@ -543,14 +551,14 @@ def simulate_file(
 
 def _output_block(cols: dict[str, Any], objects: dict[str, ak.Array], folds: int, n: int) -> dict[str, Any]:
     """One chunk's output columns: the carried columns repeated ``folds`` times per event
-    (event-major), genWeight / folds, ``fold`` after ``event``, then the FlashSim collections."""
+    (event-major), the absolute weights / folds (:func:`~flashsim_coffea.folds.fold_weight`), ``fold`` after ``event``, then the FlashSim collections."""
     idx = np.repeat(np.arange(n), folds) if folds > 1 else None
     block: dict[str, Any] = {}
     for name, col in cols.items():
         if idx is not None:
             col = col[idx]
-            if name == "genWeight":
-                col = (np.asarray(col, dtype=np.float64) / folds).astype(np.asarray(col).dtype)
+            if name in FOLD_SCALED_WEIGHTS:
+                col = fold_weight(col, folds)
         block[name] = col
         if name == "event":
             block[FOLD_BRANCH] = np.tile(np.arange(folds, dtype=np.int32), n)

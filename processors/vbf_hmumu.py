@@ -25,11 +25,13 @@ Output (per dataset name, from ``events.metadata["dataset"]``)::
      "chunks": n,  "empty_chunks": n,  "nonfinite_genweight": n,
      "flashsim": {"Jet"|"Muon": {count: n}}   (flashsim mode: flashsim_coffea.inject.INFO_COUNTS)}
 
-With ``folds = N > 1`` (flashsim only) each Gen event is simulated N times; histograms are
-:class:`flashsim_coffea.hists.FoldHist` keyed by (run, luminosityBlock, event), and the
-cutflow counts fold entries (N per Gen event: divide by N for Gen events; kept undivided so
-that the sums are exact and identical for every chunking and executor). ``sumw`` and
-``nevents`` count the Gen events read. Event weights w = genWeight · norm_weight (coffea
+With ``folds = N > 1`` (flashsim only) each Gen event is simulated N times and each (event,
+fold) pair carries weight w/N (:func:`flashsim_coffea.folds.fold_weight`, the convention of
+``FlashSim.inject(folds=N)``), so ``cutflow_weighted`` and the histograms are yields of the Gen
+sample; histograms are :class:`flashsim_coffea.hists.FoldHist` keyed by (run,
+luminosityBlock, event), and ``cutflow`` counts fold entries (N per Gen event: divide by N for
+Gen events; kept undivided so that the counts are exact integers). ``sumw`` and ``nevents``
+count the Gen events read. Event weights w = genWeight · norm_weight (coffea
 ``Weights``; :func:`event_weights`), 1 for data.
 """
 
@@ -48,7 +50,7 @@ from flashsim_coffea.analysis import objects as obj
 from flashsim_coffea.analysis import CUTFLOW_STEPS, REGIONS, VARIABLES, analyse, axis_for, dimuon_mask, select_muons
 from flashsim_coffea.analysis.selection import MUON_CUTS
 from flashsim_coffea.errors import MissingBranchesError, UserError
-from flashsim_coffea.folds import FoldBatch, check_folds, fold_batches
+from flashsim_coffea.folds import FoldBatch, check_folds, fold_batches, fold_weight
 from flashsim_coffea.hists import FoldFiller, fold_hist_or_hist
 from flashsim_coffea.nanoaod.conventions import EVENT_ID
 
@@ -168,6 +170,7 @@ class VBFHmmProcessor(processor.ProcessorABC):
         weight, n_bad_weights = event_weights(events)
         out["sumw"] = float(np.sum(weight))
         out["nonfinite_genweight"] = n_bad_weights
+        pair_weight = fold_weight(weight, self.folds)  # each (event, fold) pair: w / N
         source = _ObjectSource(self, events)
         filler = FoldFiller(self.folds)
         max_pairs = self.max_fold_events if self.mode == "flashsim" else None
@@ -181,7 +184,7 @@ class VBFHmmProcessor(processor.ProcessorABC):
             pairs = batch.subset(dimuon)
             jets = source.jets(pairs) if self.staged else source.jets(batch)[dimuon]
             res = analyse(muons[dimuon[candidates]], jets, dnn=self.dnn)
-            w_all, w = weight[batch.entry], weight[pairs.entry]
+            w_all, w = pair_weight[batch.entry], pair_weight[pairs.entry]
             for step in CUTFLOW_STEPS:
                 mask, w_step = (steps[step], w_all) if step in ("all", "two_muons") else (res.cutflow[step], w)
                 out["cutflow"][step] += int(mask.sum())

@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("flows", ("flashsim_coffea.flows", "flashsim_coffea.efficiency")),
     ("inject", ("flashsim_coffea.inject", "flashsim_coffea.validation")),
     ("analysis", ("flashsim_coffea.analysis",)),
-    ("processors", ("processors",)),
+    ("processors", ("flashsim_coffea.processors",)),
     ("runner", ("flashsim_coffea.runner", "flashsim_coffea.outputs", "flashsim_coffea.simulate_file", "flashsim_coffea.closure")),
     ("demo", ("flashsim_coffea.demo",)),
     ("cli", ("flashsim_coffea.commands", "flashsim_coffea.cli", "flashsim_coffea.samples.__main__")),
@@ -32,9 +32,12 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
 
 
 def _modules() -> dict[str, Path]:
+    """module name → file; the top-level processors/ folder is installed as flashsim_coffea.processors."""
     mods = {}
     for p in sorted([*ROOT.glob("flashsim_coffea/**/*.py"), *ROOT.glob("processors/*.py")]):
         parts = p.relative_to(ROOT).with_suffix("").parts
+        if parts[0] == "processors":
+            parts = ("flashsim_coffea", *parts)
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         mods[name] = p
     return mods

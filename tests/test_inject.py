@@ -56,8 +56,9 @@ def test_injected_collections_behave_as_nanoaod(sim, ev):
     assert set(np.unique(ak.to_numpy(ak.flatten(jets.jetId)))) <= {0, 2, 6}
     assert set(np.unique(ak.to_numpy(ak.flatten(jets.puId)))) <= {0, 4, 6, 7}
     assert ak.all(jets.nConstituents >= 1)
-    # index fields that would point into the replaced collections are not carried over
-    assert "muonIdx1" not in jets.fields and "jetIdx" not in muons.fields
+    # NanoAOD's links between the FlashSim collections (tests/test_links.py checks their values)
+    assert {"muonIdx1", "muonIdx2", "nMuons"} <= set(jets.fields) and "jetIdx" in muons.fields
+    assert "muonIdxG" not in jets.fields and "jetIdxG" not in muons.fields
 
 
 def test_folds_repeat_events_with_identity_and_fold0_is_folds1(sim, ev):

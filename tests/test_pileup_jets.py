@@ -184,7 +184,7 @@ def test_pileup_jets_switch(tiny_models, tiny_pileup, ev):
 @pytest.mark.slow
 def test_staged_processor_is_bit_identical_with_pileup_jets(generated, tiny_models, tiny_pileup):
     """Jets (matched + pile-up) simulated only for the dimuon pairs give the histograms of simulating every pair."""
-    from processors.vbf_hmumu import VBFHmmProcessor
+    from flashsim_coffea.processors.vbf_hmumu import VBFHmmProcessor
 
     from flashsim_coffea.runner import run_processor
     from conftest import assert_same_output

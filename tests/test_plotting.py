@@ -43,7 +43,7 @@ def test_hist_data_weighted_and_foldhist():
     np.testing.assert_allclose(edges, [0, 1, 2, 3, 4])
     # FoldHist, N = 2: event 1 has both folds in bin 0, event 2 one fold in bin 0, one in bin 1
     fh = FoldHist(ax, folds=2)
-    fh.fill(x=[0.5, 0.5, 0.5, 1.5], key=np.array([1, 1, 2, 2]), weight=np.ones(4))
+    fh.fill(x=[0.5, 0.5, 0.5, 1.5], key=np.array([1, 1, 2, 2]), weight=np.full(4, 0.5))  # each copy: w_ev / 2
     v, var, _ = pl.hist_data(fh)
     np.testing.assert_allclose(v, [1.5, 0.5, 0, 0])  # Σ_ev pdf_i^ev
     np.testing.assert_allclose(var, [1.0 + 0.25, 0.25, 0, 0])  # Σ_ev pdf²

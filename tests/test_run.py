@@ -15,7 +15,7 @@ from conftest import assert_same_output
 from flashsim_coffea.cli import main
 from flashsim_coffea.runner import load_fileset, run_processor
 from flashsim_coffea.errors import UserError
-from processors import VBFHmmProcessor
+from flashsim_coffea.processors import VBFHmmProcessor
 
 
 @pytest.fixture(scope="module")
@@ -182,8 +182,9 @@ def test_dask_identical_even_with_a_worker_killed(files, reference, tmp_path):
 @pytest.mark.parametrize("folds", [5])
 def test_flashsim_mode_identical_across_chunkings_and_executors(files, tiny_models, folds, tmp_path):
     """FlashSim injection (tiny flows) through the processor hook: same histograms for every
-    chunk size and executor with folds (FoldHist; folds = 1 is the fullsim path above plus
-    the injection, whose chunk independence tests/test_inject.py covers)."""
+    chunk size and executor with folds (FoldHist, identical to floating-point rounding:
+    assert_same_output; folds = 1 is the fullsim path above plus the injection, whose chunk
+    independence tests/test_inject.py covers). The saved output opens without flashsim_coffea."""
     from flashsim_coffea.hists import FoldHist
     from flashsim_coffea.inject import FlashSim
 
@@ -192,7 +193,7 @@ def test_flashsim_mode_identical_across_chunkings_and_executors(files, tiny_mode
     make = lambda: VBFHmmProcessor(mode="flashsim", folds=folds, flashsim=sim)  # noqa: E731
     ref = run_processor(fileset, make(), "iterative", chunksize=1000)
     assert ref["vbf"]["cutflow"]["all"] == 200 * folds
-    assert isinstance(ref["vbf"]["hists"]["SR"]["mass"], FoldHist if folds > 1 else hist.Hist)
+    assert type(ref["vbf"]["hists"]["SR"]["mass"]) is (FoldHist if folds > 1 else hist.Hist)
     assert_same_output(ref, run_processor(fileset, make(), "iterative", chunksize=37))
     assert_same_output(ref, run_processor(fileset, make(), "futures", workers=2, chunksize=50))
     # folds simulated and analysed in batches of ≤ 150 (event, fold) pairs: same histograms
@@ -208,6 +209,19 @@ def test_flashsim_mode_identical_across_chunkings_and_executors(files, tiny_mode
     res = load(str(out))
     res["vbf"] = res.pop(Path(files["vbf"]).stem)
     assert_same_output(ref, res)
+    saved = res["vbf"]["hists"]["SR"]["mass"]
+    assert type(saved) is hist.Hist and saved.folds == folds  # FoldHists are saved as plain hist.Hist
+    # coffea and hist alone open the file: same values, variances and folds
+    from test_outputs import load_without_flashsim
+
+    found = load_without_flashsim(out, tmp_path)
+    assert found and all(k.startswith(Path(files["vbf"]).stem + "/hists/") for k in found)
+    for key, h in found.items():
+        region, var = key.split("/")[-2:]
+        mine = res["vbf"]["hists"][region][var]
+        assert h["folds"] == folds
+        np.testing.assert_array_equal(h["values"], mine.values(flow=True))
+        np.testing.assert_array_equal(h["variances"], mine.variances(flow=True))
 
 
 def test_default_sampling_threads():

@@ -22,7 +22,7 @@ from flashsim_coffea import runner
 from flashsim_coffea.cli import main
 from flashsim_coffea.errors import UserError
 from flashsim_coffea.runner import _umask, load_fileset, run_processor
-from processors import VBFHmmProcessor
+from flashsim_coffea.processors import VBFHmmProcessor
 
 REPO = Path(__file__).resolve().parents[1]
 DY = REPO / "flashsim_coffea" / "samples" / "dy.root"

@@ -4,7 +4,7 @@
 
 A thin command line over :mod:`flashsim_coffea.runner` (which documents the fileset forms,
 executors, bad-input policy, normalisation and outputs): it builds
-:class:`processors.VBFHmmProcessor` from the options, checks the output paths before any work
+:class:`flashsim_coffea.processors.VBFHmmProcessor` from the options, checks the output paths before any work
 (never an input, ``-o`` ≠ ``--root``, an existing file only with ``--force``, a writable
 folder), runs :func:`~flashsim_coffea.runner.run_processor`, saves the output with
 ``coffea.util.save`` (``--root``: every histogram as ``DATASET/REGION/VARIABLE``) and prints a
@@ -56,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _processor(args: argparse.Namespace):
     """The VBFHmmProcessor the options describe (UserError for options that do not fit the mode)."""
-    from processors import VBFHmmProcessor
+    from flashsim_coffea.processors import VBFHmmProcessor
 
     from ..errors import UserError
     from ..sampling_precision import check_precision

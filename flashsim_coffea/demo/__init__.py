@@ -4,7 +4,7 @@
 
 1. checks before any work (:mod:`.inputs`): the report folder is writable and empty (or
    ``force``), the samples and the FlashSim/DNN models exist (bundled package data by default);
-2. runs :class:`processors.VBFHmmProcessor` with the coffea Runner (:mod:`.runs`): fullsim,
+2. runs :class:`flashsim_coffea.processors.VBFHmmProcessor` with the coffea Runner (:mod:`.runs`): fullsim,
    gen and flashsim over all processes, flashsim with folds N on the two VBF samples, and one
    Gen event with 10 000 folds;
 3. computes the numbers (:mod:`.results`, formulas in :mod:`.stats`): yields, cutflows,

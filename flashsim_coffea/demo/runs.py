@@ -14,7 +14,7 @@ run``: driver-side model checks, one-line errors for errors raised on workers, t
 cross-reference warnings filtered) and share one executor
 (:func:`flashsim_coffea.runner.executor_session`): with ``futures`` one process pool whose
 workers keep their loaded models across the runs, with ``dask`` one client. The processor is
-:class:`processors.VBFHmmProcessor`.
+:class:`flashsim_coffea.processors.VBFHmmProcessor`.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def _fileset(samples: dict[str, Path], processes) -> dict:
 
 def run_all(cfg: DemoConfig, samples: dict[str, Path], simulator: Any, log: Callable[[str], None] = print) -> DemoOutputs:
     """Runs 1–5 of the module docstring with the executor of ``cfg``."""
-    from processors import VBFHmmProcessor
+    from flashsim_coffea.processors import VBFHmmProcessor
 
     from ..runner import executor_session, run_processor
 
@@ -161,7 +161,7 @@ def _dnn_value(events, mode: str, dnn: bool | str) -> float:
 def single_event(path: Path, process: str, folds: int, simulator: Any, dnn: bool | str = True,
                  entry: int | None = None) -> SingleEvent:
     """One Gen event (default: :func:`pick_event`) reconstructed ``folds`` times in this process."""
-    from processors import VBFHmmProcessor
+    from flashsim_coffea.processors import VBFHmmProcessor
 
     entry = pick_event(path, dnn) if entry is None else entry
     eager = _events(path, process, entry, entry + 1, mode="eager")

@@ -9,6 +9,13 @@
   calorimeters, |η| < ``JET_MAX_ABS_ETA`` = 5 (GenJets reach further); muons are
   reconstructed within the muon system, |η| < ``MUON_MAX_ABS_ETA`` = 2.4, from pT
   ``MUON_MIN_PT`` = 3 GeV.
+* ``RECO_LINK_FIELDS`` — NanoAOD's link fields of the reco collections FlashSim makes: a jet's
+  first/second muon and electron (``Jet_muonIdx1``, …) and their counts, a muon's jet
+  (:mod:`flashsim_coffea.nanoaod.links` computes them).
+* ``FOLD_SCALED_WEIGHTS`` — the per-event weights that carry a sample's normalisation
+  (``genWeight``, its copy ``Generator_weight``, ``LHEWeight_originalXWGTUP``): with N folds each
+  copy of an event gets weight/N, so Σ weights of a folded sample is the input's. Relative weights
+  (``LHEScaleWeight``, ``LHEPdfWeight``, ``PSWeight``: ratios to the nominal) are not scaled.
 * Angles: Δφ is wrapped into **[−π, π)**: ``wrap_phi(x) = ((x + π) mod 2π) − π``, the
   convention of coffea's and vector's ``delta_phi``; ΔR = sqrt(Δη² + Δφ²).
 """
@@ -17,11 +24,20 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["EVENT_ID", "MUON_MASS", "AREA_QUANTUM", "JET_MIN_PT", "JET_MAX_ABS_ETA", "MUON_MAX_ABS_ETA", "MUON_MIN_PT", "wrap_phi",
+__all__ = ["EVENT_ID", "RECO_LINK_FIELDS", "FOLD_SCALED_WEIGHTS", "MUON_MASS", "AREA_QUANTUM", "JET_MIN_PT", "JET_MAX_ABS_ETA", "MUON_MAX_ABS_ETA", "MUON_MIN_PT", "wrap_phi",
            "delta_phi", "delta_r"]
 
 #: branches identifying an event (the noise key of every draw starts with them)
 EVENT_ID: tuple[str, str, str] = ("run", "luminosityBlock", "event")
+
+#: link fields of the reco collections FlashSim makes (created when their target collection exists)
+RECO_LINK_FIELDS: dict[str, tuple[str, ...]] = {
+    "Jet": ("muonIdx1", "muonIdx2", "nMuons", "electronIdx1", "electronIdx2", "nElectrons"),
+    "Muon": ("jetIdx",),
+}
+
+#: absolute per-event weights, scaled by 1/N with N folds (flat NanoAOD branch names)
+FOLD_SCALED_WEIGHTS: tuple[str, ...] = ("genWeight", "Generator_weight", "LHEWeight_originalXWGTUP")
 
 #: muon mass in GeV
 MUON_MASS = 0.1056583755
