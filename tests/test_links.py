@@ -52,6 +52,8 @@ def _assert_same(a, b):
         assert ak.all(a[coll].pt == b[coll].pt)
         for x, y in zip(_gen_of(a[coll]), _gen_of(b[coll])):
             assert ak.all(x == y)
+        for link in ("muonIdx1", "muonIdx2", "nMuons") if coll == "Jet" else ("jetIdx",):  # and the same links
+            assert ak.all(a[coll][link] == b[coll][link])
     # local indices resolve in the event's own Gen collections (what the G index does globally)
     mu = a.Muon
     local = a.GenPart[ak.mask(mu.genPartIdx, mu.genPartIdx >= 0)]

@@ -167,15 +167,18 @@ def link_fields(events, replaced: Iterable[str]) -> dict[str, list[str]]:
 
 def _collection_fields(events, coll: str) -> list[str]:
     """Fields of a jagged record collection (empty for event-level fields and singletons)."""
-    form = events[coll].layout.form if hasattr(events[coll], "layout") else None
-    while form is not None and form.__class__.__name__ in ("IndexedForm", "IndexedOptionForm"):
-        form = form.content
-    if form is None or form.__class__.__name__ not in ("ListOffsetForm", "ListForm"):
+    form = _unindexed(events[coll].layout.form)
+    if not isinstance(form, (ak.forms.ListOffsetForm, ak.forms.ListForm)):
         return []
-    content = form.content
-    while content.__class__.__name__ in ("IndexedForm", "IndexedOptionForm"):
-        content = content.content
-    return list(content.fields) if content.__class__.__name__ == "RecordForm" else []
+    content = _unindexed(form.content)
+    return list(content.fields) if isinstance(content, ak.forms.RecordForm) else []
+
+
+def _unindexed(form):
+    """The form below any indexed (skim) or option layers."""
+    while isinstance(form, (ak.forms.IndexedForm, ak.forms.IndexedOptionForm)):
+        form = form.content
+    return form
 
 
 def relink(events, replaced: Iterable[str], add: dict[str, Iterable[str]] | None = None):
