@@ -115,9 +115,10 @@ def test_chunk_rows_duplicates_resolved_or_refused():
 
 def test_link_targets_read_from_names():
     r = {"Jet", "Muon"}
-    assert link_target("jetIdx", r) == ("Jet", "index", 0)
-    assert link_target("muonIdx2", r) == ("Muon", "index", 1)
-    assert link_target("muonIdx3SJ", r) == ("Muon", "index", 0)
+    assert link_target("jetIdx", r) == ("Jet", "closest", 0)
+    assert link_target("muonIdx1", r) == ("Muon", "nth", 0)
+    assert link_target("muonIdx2", r) == ("Muon", "nth", 1)
+    assert link_target("muonIdx3SJ", r) == ("Muon", "closest", 0)
     assert link_target("jetIdxG", r) == ("Jet", "global", 0)
     assert link_target("muonIdxG", r) == ("Muon", "global", 0)
     assert link_target("nMuons", r) == ("Muon", "count", 0)
@@ -126,8 +127,9 @@ def test_link_targets_read_from_names():
 
 
 def _check_links(out, replaced=("Jet", "Muon")):
-    """Every link into the replaced collections names an object within the cone (or −1), the
-    second-closest is no closer than the first, counts match; no global index is left."""
+    """Every link into the replaced collections names an object within the cone (or −1): the
+    closest for jetIdx-like links, the k-th in collection (pT) order for muonIdx1/2-like ones;
+    counts match; no global index is left."""
     n_links = 0
     for coll, names in link_fields(out, replaced).items():
         src = out[coll]
@@ -147,9 +149,14 @@ def _check_links(out, replaced=("Jet", "Muon")):
             assert ak.all((idx >= 0) == (inside > rank)), f"{coll}.{name}"
             d_link = ak.fill_none(ak.firsts(dr[ak.singletons(ak.mask(idx, idx >= 0), axis=-1)], axis=2), 0.0)
             assert ak.all(d_link < cone)
-            sorted_dr = ak.sort(dr, axis=2)
-            kth = ak.fill_none(ak.pad_none(sorted_dr, rank + 1, axis=2)[:, :, rank], np.inf)
-            assert ak.all(ak.where(idx >= 0, abs(d_link - kth) < 1e-6, True)), f"{coll}.{name} is not the closest"
+            if kind == "closest":
+                best = ak.fill_none(ak.min(dr, axis=2), np.inf)
+                assert ak.all(ak.where(idx >= 0, abs(d_link - best) < 1e-6, True)), f"{coll}.{name} is not the closest"
+            else:  # the (rank+1)-th target inside the cone, in the target's order
+                local = ak.local_index(dr, axis=2)
+                kth = ak.fill_none(ak.pad_none(local[dr < cone], rank + 1, axis=2)[:, :, rank], -1)
+                assert ak.all(idx == kth), f"{coll}.{name}"
+                assert ak.all(tgt.pt[:, :-1] >= tgt.pt[:, 1:])  # collection order is pT order
             n_links += int(ak.sum(idx >= 0))
     return n_links
 

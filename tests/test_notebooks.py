@@ -18,7 +18,7 @@ nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-SAMPLES = {"vbf_hmm": 150, "vbf_hmm_alt": 150, "dy": 50}  # same sizes/seeds as test_demo: shared generation
+SAMPLES = {"vbf_hmm": 150, "vbf_hmm_alt": 150, "dy": 50, "dy_incl": 50}  # same sizes/seeds as test_demo: shared generation
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +30,9 @@ def notebook_env(tmp_path_factory, request) -> dict[str, str]:
     if not all((sample_dir() / f"{p}.root").is_file() for p in SAMPLES):
         generated = request.getfixturevalue("generated")
         folder = tmp_path_factory.mktemp("nb_samples")
-        seeds = {"vbf_hmm": 30, "vbf_hmm_alt": 31, "dy": 33}
-        for p, n in SAMPLES.items():
-            (folder / f"{p}.root").symlink_to(generated(p, n, seed=seeds[p])[0])
+        seeds = {"vbf_hmm": 30, "vbf_hmm_alt": 31, "dy": 33, "dy_incl": 34}
+        for p, n in SAMPLES.items():  # dy_incl: the dy process without a filter
+            (folder / f"{p}.root").symlink_to(generated("dy" if p == "dy_incl" else p, n, seed=seeds[p])[0])
         env["FLASHSIM_NB_SAMPLES"] = str(folder)
     if not shipped_flows_present():
         tiny = request.getfixturevalue("tiny_models")
@@ -40,7 +40,7 @@ def notebook_env(tmp_path_factory, request) -> dict[str, str]:
     return env
 
 
-@pytest.mark.parametrize("name, figures", [("quickstart", 3), ("distributed", 1), ("validation", 4)])
+@pytest.mark.parametrize("name, figures", [("quickstart", 3), ("distributed", 1), ("validation", 4), ("zmumu_jets", 4)])
 def test_notebook_runs(name, figures, notebook_env, tmp_path, monkeypatch):
     for k, v in notebook_env.items():
         monkeypatch.setenv(k, v)

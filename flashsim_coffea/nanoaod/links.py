@@ -16,9 +16,14 @@ read from its name (:func:`link_target`), not from a fixed list, so every link o
 found. When FlashSim replaces ``Jet``/``Muon``, such fields would name the wrong object;
 :func:`relink` recomputes them against the new collection with NanoAOD's geometric rule:
 
-    index k (suffix digit k, else k = 1) = the k-th closest target object with
-    ΔR(source, target) < R, else −1;  R = 0.8 for AK8 sources (``FatJet*``), 0.4 otherwise;
-    count n<Target>s = number of target objects with ΔR < R.
+    numbered index (suffix digit k: ``muonIdx1``, ``muonIdx2``) = the k-th target object with
+        ΔR(source, target) < R in the target collection's order (pT order), else −1;
+    other index (``jetIdx``, ``muonIdx3SJ``) = the closest target object with ΔR < R, else −1;
+    count (``nMuons``) = the number of target objects with ΔR < R;
+    R = 0.8 for AK8 sources (``FatJet*``), 0.4 otherwise
+
+— the rule of the reference response (:mod:`flashsim_coffea.reference`), which uses
+:func:`flat_links` itself.
 
 (NanoAOD itself links through shared PF candidates; ΔR is the rule a simulation without
 candidates can follow.) A link field of a source without ``eta``/``phi`` is set to −1. The global
@@ -36,10 +41,10 @@ import awkward as ak
 import numpy as np
 
 from ..errors import UserError
-from .conventions import EVENT_ID, delta_r
+from .conventions import EVENT_ID, delta_phi
 from .pairs import closest_in_cone, pairs_within
 
-__all__ = ["chunk_rows", "global_offsets", "parse_link", "link_target", "link_fields", "relink", "AK8_CONE", "AK4_CONE"]
+__all__ = ["chunk_rows", "global_offsets", "parse_link", "link_target", "link_fields", "relink", "flat_links", "AK8_CONE", "AK4_CONE"]
 
 #: cone of the geometric link rule: AK8 sources (collections named FatJet*) and all others
 AK8_CONE, AK4_CONE = 0.8, 0.4
@@ -134,15 +139,17 @@ def global_offsets(events, collection: str, rows: np.ndarray | None = None) -> n
 
 def parse_link(field: str) -> tuple[str, str, int] | None:
     """``(target collection, kind, rank)`` if the name ``field`` is a NanoAOD link: kind
-    ``"index"`` (``jetIdx``, ``muonIdx2``: rank 0-based, suffix digit k → k − 1, else 0),
-    ``"global"`` (coffea's ``…G``) or ``"count"`` (``nMuons``); None otherwise. The target is
+    ``"nth"`` (``muonIdx2``: rank 0-based, suffix digit k → k − 1), ``"closest"`` (``jetIdx``,
+    ``muonIdx3SJ``), ``"global"`` (coffea's ``…G``) or ``"count"`` (``nMuons``); None otherwise. The target is
     the name before ``Idx`` with its first letter capitalised (``subJetIdx1`` → ``SubJet``)."""
     m = _INDEX.fullmatch(field)
     if m:
         target, suffix = m["target"][0].upper() + m["target"][1:], m["suffix"]
         if suffix.endswith("G"):
             return target, "global", 0
-        return target, "index", int(suffix) - 1 if suffix.isdigit() and int(suffix) > 0 else 0
+        if suffix.isdigit() and int(suffix) > 0:
+            return target, "nth", int(suffix) - 1
+        return target, "closest", 0
     m = _COUNT.fullmatch(field)
     return (m["target"], "count", 0) if m else None
 
@@ -196,17 +203,16 @@ def relink(events, replaced: Iterable[str], add: dict[str, Iterable[str]] | None
     for coll, names in todo.items():
         fields = _collection_fields(events, coll)
         source = events[coll]
-        geo = "eta" in fields and "phi" in fields
         counts = np.asarray(ak.to_numpy(ak.num(source, axis=1)), dtype=np.int64)
         for name, (target, kind, rank) in names:
-            if kind != "global" and not {"eta", "phi"} <= set(_collection_fields(events, target)):
-                geo = False  # a target without directions (no rule applies): −1 / 0
             if kind == "global":
                 events = ak.without_field(events, (coll, name))
                 continue
+            if {"eta", "phi"} <= set(fields) and {"eta", "phi"} <= set(_collection_fields(events, target)):
+                flat = _link(source, events[target], counts, kind, rank, AK8_CONE if coll.startswith("FatJet") else AK4_CONE)
+            else:  # no directions, no rule: no link
+                flat = np.full(int(counts.sum()), 0 if kind == "count" else -1, dtype=np.int64)
             old = source[name] if name in fields else None
-            flat = _link(source, events[target], counts, kind, rank, AK8_CONE if coll.startswith("FatJet") else AK4_CONE) \
-                if geo else np.full(int(counts.sum()), -1 if kind == "index" else 0, dtype=np.int64)
             dtype = _leaf_dtype(old) if old is not None else np.dtype(np.int32)
             events = ak.with_field(events, ak.unflatten(flat.astype(dtype), counts), where=(coll, name))
     return events
@@ -221,18 +227,35 @@ def _leaf_dtype(array) -> np.dtype:
 
 
 def _link(source, target, counts: np.ndarray, kind: str, rank: int, cone: float) -> np.ndarray:
-    """Flat per source object: the local index of its (rank+1)-th closest target within ``cone``
-    (−1 if none), or for ``kind == "count"`` the number of targets within it."""
+    """:func:`flat_links` of two jagged collections (flat, per source object)."""
+    def flat(objs, k):
+        return np.asarray(ak.to_numpy(ak.flatten(objs[k], axis=1)), dtype=np.float64)
+
     t_counts = np.asarray(ak.to_numpy(ak.num(target, axis=1)), dtype=np.int64)
-    flat = {k: np.asarray(ak.to_numpy(ak.flatten(o[k], axis=1)), dtype=np.float64)
-            for o, k in ((source, "eta"), (source, "phi"))}
-    t_eta, t_phi = (np.asarray(ak.to_numpy(ak.flatten(target[k], axis=1)), dtype=np.float64) for k in ("eta", "phi"))
-    ia, ib = pairs_within(counts, t_counts)
-    dr = delta_r(flat["eta"][ia], flat["phi"][ia], t_eta[ib], t_phi[ib])
-    n_a = int(counts.sum())
-    if kind == "count":
-        return np.bincount(ia[dr < cone], minlength=n_a).astype(np.int64)
-    best = closest_in_cone(ia, ib, dr, n_a, rank=rank, cone=cone)
-    t_starts = np.concatenate([[0], np.cumsum(t_counts)[:-1]]).astype(np.int64)
-    a_event = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
-    return np.where(best >= 0, best - t_starts[a_event], -1)
+    (out,) = flat_links(flat(source, "eta"), flat(source, "phi"), counts, flat(target, "eta"), flat(target, "phi"),
+                        t_counts, [(kind, rank)], cone)
+    return out
+
+
+def flat_links(a_eta: np.ndarray, a_phi: np.ndarray, a_counts: np.ndarray, b_eta: np.ndarray, b_phi: np.ndarray,
+               b_counts: np.ndarray, links: Iterable[tuple[str, int]], cone: float) -> list[np.ndarray]:
+    """The links of flat, event-major source objects a into targets b (module docstring's rule),
+    one int64 array per ``(kind, rank)`` of ``links`` (:func:`parse_link`'s kinds): the local
+    index of the target in its event (−1 if none), or for ``"count"`` the number within ``cone``."""
+    a_counts, b_counts = (np.asarray(c, dtype=np.int64) for c in (a_counts, b_counts))
+    ia, ib = pairs_within(a_counts, b_counts)
+    dr = np.hypot(a_eta[ia] - b_eta[ib], delta_phi(a_phi[ia], b_phi[ib]))
+    inside = dr < cone
+    n_a = int(a_counts.sum())
+    b_starts = np.cumsum(b_counts) - b_counts
+    a_start = np.repeat(b_starts, a_counts)  # per a: the first target index of its event
+    out = []
+    for kind, rank in links:
+        if kind == "count":
+            out.append(np.bincount(ia[inside], minlength=n_a).astype(np.int64))
+            continue
+        # "nth": ranked by target index among those inside (pairs are target-ordered); "closest": by ΔR
+        key = np.where(inside, ib.astype(np.float64), np.inf) if kind == "nth" else dr
+        best = closest_in_cone(ia, ib, key, n_a, rank=rank, cone=np.inf if kind == "nth" else cone)
+        out.append(np.where(best >= 0, best - a_start, -1))
+    return out

@@ -22,8 +22,9 @@ import numpy as np
 
 from flashsim_coffea.nanoaod.precision import NANOAOD_MANTISSA_BITS, round_mantissa
 
-from ..nanoaod.conventions import JET_MIN_PT, MUON_MIN_PT, delta_phi
-from ._inputs import GenInput, closest_in_cone, pairs_within, read_gen
+from ..nanoaod.conventions import JET_MIN_PT, MUON_MIN_PT
+from ..nanoaod.links import AK4_CONE, flat_links
+from ._inputs import GenInput, read_gen
 from .fakes import simulate_fakes
 from .jets import simulate_genjets
 from .muons import simulate_muons
@@ -89,19 +90,13 @@ def _cross_reference(jets: dict, muons: dict, n_events: int) -> None:
     jc = np.bincount(jets["evt"], minlength=n_events)
     mc = np.bincount(muons["evt"], minlength=n_events)
     joff = np.concatenate([[0], np.cumsum(jc)])
-    moff = np.concatenate([[0], np.cumsum(mc)])
-    ij, im = pairs_within(jc, mc, joff, moff)
-    dr = np.hypot(jets["eta"][ij] - muons["eta"][im], delta_phi(jets["phi"][ij], muons["phi"][im]))
-    inside = dr < 0.4
-    jets["nMuons"] = np.bincount(ij[inside], minlength=nj)
-    # pairs are jet-major and muon-ordered: rank by muon index = rank by pT
-    ranked = closest_in_cone(ij, im, np.where(inside, im.astype(np.float64), np.inf), nj, rank=(0, 1), cone=np.inf)
-    for g, name in zip(ranked, ("muonIdx1", "muonIdx2")):
-        jets[name] = np.where(g >= 0, g - moff[:-1][jets["evt"]], -1)
-    gj = closest_in_cone(im, ij, dr, nm)
-    has = gj >= 0
-    muons["jetIdx"] = np.where(has, gj - joff[:-1][muons["evt"]], -1)
-    j = np.where(has, gj, 0)
+    # NanoAOD's links by the rule FlashSim uses too (nanoaod.links; muons are pT-ordered, so the
+    # numbered links are the highest-pT muons in the cone)
+    jets["muonIdx1"], jets["muonIdx2"], jets["nMuons"] = flat_links(
+        jets["eta"], jets["phi"], jc, muons["eta"], muons["phi"], mc, [("nth", 0), ("nth", 1), ("count", 0)], AK4_CONE)
+    (muons["jetIdx"],) = flat_links(muons["eta"], muons["phi"], mc, jets["eta"], jets["phi"], jc, [("closest", 0)], AK4_CONE)
+    has = muons["jetIdx"] >= 0
+    j = np.where(has, muons["jetIdx"] + joff[:-1][muons["evt"]], 0)
 
     jpt = jets["pt"][j] if nj else np.zeros(nm)
     muons["jetPtRelv2"] = np.where(has, muons.pop("ptRelIfJet"), 0.0)
