@@ -43,8 +43,9 @@ Per chunk and collection (:meth:`FlashSim.prepare`):
    adds NanoAOD's links between the FlashSim collections (``Jet.muonIdx1/2``, ``Jet.nMuons``,
    ``Muon.jetIdx``, and ``Jet.electronIdx1/2``, ``Jet.nElectrons`` where the events have
    electrons) and recomputes every link of the other collections into them
-   (``Electron.jetIdx``, ``FatJet.muonIdx3SJ``, …): k-th closest within ΔR < 0.4 (0.8 for
-   FatJet), else −1; their global ``…G`` are removed (:mod:`flashsim_coffea.nanoaod.links`).
+   (``Electron.jetIdx``, ``FatJet.muonIdx3SJ``, …) within ΔR < 0.4 (0.8 for FatJet): numbered
+   links the k-th target in the cone in pT order, others the closest, else −1; their global
+   ``…G`` are removed (:mod:`flashsim_coffea.nanoaod.links`).
 5. Folds: ``inject(events, folds=N)`` divides the absolute weights (``genWeight`` …,
    :func:`~flashsim_coffea.folds.fold_weight`) by N, so Σ weights of the folded events is the
    input's — the convention of ``flashsim simulate --folds N``.
@@ -69,7 +70,7 @@ import numpy as np
 from .errors import MissingBranchesError, UserError
 from .folds import FoldBatch, check_folds, fold_batches, fold_weight
 from .nanoaod.conventions import EVENT_ID, FOLD_SCALED_WEIGHTS, RECO_LINK_FIELDS
-from .nanoaod.links import chunk_rows, global_offsets, relink
+from .nanoaod.links import chunk_rows, global_offsets, original_chunk, relink
 from .nanoaod.pairs import count_per_event
 from .objects import event_conditioning
 from .objects.gen import branch, has_branch, jagged_records
@@ -223,7 +224,9 @@ class FlashSim:
         return PreparedChunk(events, self.collection_models())
 
     def inject(self, events, folds: int = 1):
-        """Events with FlashSim ``Jet``/``Muon``; with ``folds`` > 1 each event repeated ``folds`` times."""
+        """Events with FlashSim ``Jet``/``Muon`` and the links between and into them (module
+        docstring); with ``folds`` > 1 each event repeated ``folds`` times, each copy with weight
+        ``genWeight / folds`` (Σ weights kept)."""
         return next(self.inject_batches(events, folds, max_events=None)).events
 
     def inject_batches(self, events, folds: int = 1, max_events: int | None = None) -> Iterator[InjectedBatch]:
@@ -256,8 +259,8 @@ class PreparedChunk:
     info: dict[str, dict[str, int]] = field(default_factory=dict)
     _prepared: dict[str, tuple[np.ndarray | None, list[dict]]] = field(default_factory=dict, repr=False)
     _contexts: dict[int, Any] = field(default_factory=dict, repr=False)  # per model (id): the chunk's GenContext
-    _rows: np.ndarray | None = field(default=None, repr=False)  # rows of these events in coffea's chunk
     _offsets: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # per Gen collection, see _gen_offsets
+    _chunk: tuple[Any, np.ndarray | None] | None = field(default=None, repr=False)  # (coffea's chunk, our rows in it)
 
     @property
     def collections(self) -> list[str]:
@@ -314,9 +317,11 @@ class PreparedChunk:
         ``genPartIdxG``/``genJetIdxG`` there, also when these events are a skim of it."""
         prefix = model.spec.simulated.prefix
         if prefix not in self._offsets:
-            if self._rows is None:
-                self._rows = chunk_rows(self.events)
-            self._offsets[prefix] = global_offsets(self.events, prefix, self._rows)
+            if self._chunk is None:  # coffea's chunk and our rows in it, once (eager mode may re-read it per call)
+                chunk = original_chunk(self.events)
+                self._chunk = (self.events, None) if chunk is None else (chunk, chunk_rows(self.events, chunk))
+            chunk, rows = self._chunk
+            self._offsets[prefix] = global_offsets(chunk, prefix, rows)
         return self._offsets[prefix]
 
     def _context(self, model) -> Any:

@@ -66,7 +66,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -104,17 +103,12 @@ COUNT_LABELS = {
 # --------------------------------------------------------------------------- branch plans
 def refers_to(branch: str) -> str | None:
     """The collection a NanoAOD link branch points into (``Electron_jetIdx`` → ``"Jet"``,
-    ``Jet_nMuons`` → ``"Muon"``): the cross-references coffea's NanoAODSchema declares, else the
-    link read from the field's name (:func:`~flashsim_coffea.nanoaod.links.parse_link`); else None."""
-    from coffea.nanoevents import NanoAODSchema
+    ``Jet_nMuons`` → ``"Muon"``): :func:`~flashsim_coffea.nanoaod.links.collection_link` (the target
+    coffea's schemas declare, else the one read from the field's name); else None."""
+    from .nanoaod.links import collection_link
 
-    from .nanoaod.links import parse_link
-
-    target = NanoAODSchema.all_cross_references.get(branch)
-    if target is not None:
-        return target
     coll, _, name = branch.partition("_")
-    link = parse_link(name) if coll and name else None
+    link = collection_link(coll, name) if coll and name else None
     return link[0] if link is not None else None
 
 

@@ -76,6 +76,8 @@ def _same(a, b, exact: bool) -> None:
             else:
                 np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-12, err_msg=name)
     assert a["cutflow"] == b["cutflow"]
+    for step, w in a["cutflow_weighted"].items():
+        assert w == b["cutflow_weighted"][step] if exact else np.isclose(w, b["cutflow_weighted"][step], rtol=1e-12)
 
 
 # ------------------------------------------------------------------------------------------ closure

@@ -5,15 +5,16 @@ recomputed when FlashSim replaces a collection.
 ``Muon.matched_gen`` through a *global* index (``genPartIdxG`` = local index + the offset of the
 event's ``GenPart`` list in the chunk coffea built, ``events._events()``), so it stays right on
 skimmed, sliced or repeated events. An object made after a skim must use the offsets of the
-chunk, not those of the skimmed array: :func:`chunk_rows` finds the row of every event in that
-chunk, :func:`global_offsets` the offsets of a collection there.
+chunk, not those of the skimmed array: :func:`original_chunk` is that chunk, :func:`chunk_rows`
+finds the row of every event in it, :func:`global_offsets` the offsets of a collection there.
 
 **Links into replaced collections.** NanoAOD stores links as per-object local indices, named
 ``<target>Idx<suffix>`` (``Electron.jetIdx`` → ``Jet``, ``FatJet.muonIdx3SJ`` → ``Muon``,
 ``Jet.muonIdx1``/``muonIdx2`` → the first and second ``Muon``), and counts as ``n<Target>s``
 (``Jet.nMuons``); coffea adds a global ``…G`` beside each local one. The target of a field is
-read from its name (:func:`link_target`), not from a fixed list, so every link of a file is
-found. When FlashSim replaces ``Jet``/``Muon``, such fields would name the wrong object;
+read from its name (:func:`parse_link`), not from a fixed list, so every link of a file is
+found — except where coffea's schemas declare another target (PFNano's ``FatJetPFCands_jetIdx``
+points into ``FatJet``: :func:`collection_link`). When FlashSim replaces ``Jet``/``Muon``, such fields would name the wrong object;
 :func:`relink` recomputes them against the new collection with NanoAOD's geometric rule:
 
     numbered index (suffix digit k: ``muonIdx1``, ``muonIdx2``) = the k-th target object with
@@ -34,6 +35,7 @@ collection, not in the FlashSim one — follow a link with the local index inste
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 
@@ -42,9 +44,10 @@ import numpy as np
 
 from ..errors import UserError
 from .conventions import EVENT_ID, delta_phi
+from ..noise import hash_keys
 from .pairs import closest_in_cone, pairs_within
 
-__all__ = ["chunk_rows", "global_offsets", "parse_link", "link_target", "link_fields", "relink", "flat_links", "AK8_CONE", "AK4_CONE"]
+__all__ = ["original_chunk", "chunk_rows", "global_offsets", "parse_link", "collection_link", "link_target", "link_fields", "relink", "flat_links", "AK8_CONE", "AK4_CONE"]
 
 #: cone of the geometric link rule: AK8 sources (collections named FatJet*) and all others
 AK8_CONE, AK4_CONE = 0.8, 0.4
@@ -53,10 +56,11 @@ _INDEX = re.compile(r"(?P<target>[a-z][A-Za-z0-9]*?)Idx(?P<suffix>[A-Za-z0-9]*)"
 _COUNT = re.compile(r"n(?P<target>[A-Z][A-Za-z0-9]*?)s")
 
 
-def _original(events):
+def original_chunk(events):
     """coffea's originally constructed chunk of ``events`` — what its collections' ``_events()``
     returns (the events record itself has no such method: the same two ``attrs`` are read here) —
-    or None for arrays built without a NanoEventsFactory (global indices then refer to ``events``)."""
+    or None for arrays built without a NanoEventsFactory (global indices then refer to ``events``).
+    Resolve it once: in eager mode the factory may read the chunk again on every call."""
     attrs = getattr(events, "attrs", None) or {}
     if "@original_array" in attrs:
         return attrs["@original_array"]
@@ -68,26 +72,21 @@ def _ids(events) -> list[np.ndarray]:
     return [np.asarray(ak.to_numpy(events[k])).astype(np.int64) for k in EVENT_ID]
 
 
-def chunk_rows(events) -> np.ndarray:
-    """Row of every event of ``events`` in the chunk coffea built (``events._events()``): the
-    identity for that chunk itself, the kept rows of a skim (``events[mask]``, ``events[a:b]``,
-    repeated rows). Found by the event identity (run, luminosityBlock, event); an identity that
-    several events of the chunk share is resolved by their Gen content (GenPart and GenJet
+def chunk_rows(events, chunk=None) -> np.ndarray:
+    """Row of every event of ``events`` in the chunk coffea built (``chunk``: its
+    :func:`original_chunk`, looked up if None): the identity for that chunk itself, the kept rows
+    of a skim (``events[mask]``, ``events[a:b]``, repeated rows, concatenated skims of it). Found
+    by the event identity (run, luminosityBlock, event); an identity that several events of the
+    chunk share is resolved by their ``fold`` (a folded file) and Gen content (GenPart and GenJet
     counts), else refused with a UserError naming it (inject before skimming then)."""
     n = len(events)
-    orig = _original(events)
-    if orig is None or orig is events:
+    chunk = original_chunk(events) if chunk is None else chunk
+    if chunk is None or chunk is events:
         return np.arange(n, dtype=np.int64)
-    ids = _ids(events)
-    oids = _ids(orig)
-    if len(orig) == n and all(np.array_equal(a, b) for a, b in zip(ids, oids)):
+    ids, oids = _ids(events), _ids(chunk)
+    if len(chunk) == n and all(np.array_equal(a, b) for a, b in zip(ids, oids)):
         return np.arange(n, dtype=np.int64)
-    okey = np.rec.fromarrays(oids, names=list(EVENT_ID))
-    key = np.rec.fromarrays(ids, names=list(EVENT_ID))
-    order = np.argsort(okey, kind="stable")
-    skey = okey[order]
-    first = np.searchsorted(skey, key, side="left")
-    last = np.searchsorted(skey, key, side="right")
+    order, first, last = _lookup(oids, ids)
     missing = first == last
     if missing.any():
         i = int(np.flatnonzero(missing)[0])
@@ -97,20 +96,43 @@ def chunk_rows(events) -> np.ndarray:
     rows = order[np.minimum(first, len(order) - 1)]
     dup = np.flatnonzero(last - first > 1)
     if dup.size:
-        rows[dup] = _resolve_duplicates(events, orig, order, first, last, dup, ids)
+        rows[dup] = _resolve_duplicates(events, chunk, order, first, last, dup, ids)
     return rows.astype(np.int64)
 
 
-def _resolve_duplicates(events, orig, order, first, last, dup, ids) -> np.ndarray:
-    """Rows of the events whose identity the chunk holds more than once: the candidate with the
-    same GenPart and GenJet counts, if exactly one has them."""
-    def counts(arr, rows=None):
-        cols = [c for c in ("GenPart", "GenJet") if c in ak.fields(arr)]
-        out = [np.asarray(ak.to_numpy(ak.num(arr[c], axis=1)), dtype=np.int64) for c in cols]
-        return out if rows is None else [o[rows] for o in out]
+def _lookup(oids: list[np.ndarray], ids: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(order of the chunk's events by identity, first and last+1 position in that order of each
+    identity of ``ids``): by a 64-bit hash of (run, luminosityBlock, event) — one sort of one
+    integer column, 10x faster than sorting records — checked exactly, with the records as fallback."""
+    okey, key = (hash_keys(0, "links/event", *c) for c in (oids, ids))
+    order = np.argsort(okey, kind="stable")
+    first, last = np.searchsorted(okey[order], key, side="left"), np.searchsorted(okey[order], key, side="right")
+    hit = order[np.minimum(first, max(len(order) - 1, 0))] if len(order) else np.zeros(len(key), dtype=np.int64)
+    found = first < last
+    exact = all(np.array_equal(o[hit][found], c[found]) for o, c in zip(oids, ids))
+    unique = len(order) < 2 or np.all(okey[order][1:] != okey[order][:-1]) or _distinct(oids, okey, order)
+    if exact and unique:
+        return order, first, last
+    orec, rec = (np.rec.fromarrays(c, names=list(EVENT_ID)) for c in (oids, ids))  # a hash collision: exact records
+    order = np.argsort(orec, kind="stable")
+    return order, np.searchsorted(orec[order], rec, side="left"), np.searchsorted(orec[order], rec, side="right")
 
-    mine = counts(events[dup])
-    theirs = counts(orig)
+
+def _distinct(oids: list[np.ndarray], okey: np.ndarray, order: np.ndarray) -> bool:
+    """Whether chunk events with equal hashes also have equal identities (no collision)."""
+    same = np.flatnonzero(okey[order][1:] == okey[order][:-1])
+    return all(np.array_equal(c[order][same], c[order][same + 1]) for c in oids)
+
+
+def _resolve_duplicates(events, chunk, order, first, last, dup, ids) -> np.ndarray:
+    """Rows of the events whose identity the chunk holds more than once: the candidate with the
+    same ``fold`` and GenPart and GenJet counts, if exactly one has them."""
+    def signature(arr):
+        out = [np.asarray(ak.to_numpy(ak.num(arr[c], axis=1)), dtype=np.int64) for c in ("GenPart", "GenJet")
+               if c in ak.fields(arr)]
+        return out + ([np.asarray(ak.to_numpy(arr["fold"]), dtype=np.int64)] if "fold" in ak.fields(arr) else [])
+
+    mine, theirs = signature(events[dup]), signature(chunk)
     rows = np.empty(dup.size, dtype=np.int64)
     for j, i in enumerate(dup):
         cand = order[first[i]:last[i]]
@@ -124,17 +146,13 @@ def _resolve_duplicates(events, orig, order, first, last, dup, ids) -> np.ndarra
     return rows
 
 
-def global_offsets(events, collection: str, rows: np.ndarray | None = None) -> np.ndarray:
-    """Per event of ``events``: the index of its first ``collection`` object in the chunk coffea
-    built (add it to a local index to get coffea's global index, as ``genPartIdxG``).
-    ``rows``: :func:`chunk_rows` of ``events`` if known."""
-    orig = _original(events)
-    base = events if orig is None else orig
-    counts = np.asarray(ak.to_numpy(ak.num(base[collection], axis=1)), dtype=np.int64)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    if orig is None:
-        return starts
-    return starts[chunk_rows(events) if rows is None else rows]
+def global_offsets(chunk, collection: str, rows: np.ndarray | None = None) -> np.ndarray:
+    """Per row: the index of the first ``collection`` object of chunk event ``rows`` (all events
+    if None) in the ``chunk`` coffea built (:func:`original_chunk`; add it to a local index to get
+    coffea's global index, as ``genPartIdxG``)."""
+    counts = np.asarray(ak.to_numpy(ak.num(chunk[collection], axis=1)), dtype=np.int64)
+    starts = np.cumsum(counts) - counts
+    return starts if rows is None else starts[rows]
 
 
 def parse_link(field: str) -> tuple[str, str, int] | None:
@@ -154,9 +172,28 @@ def parse_link(field: str) -> tuple[str, str, int] | None:
     return (m["target"], "count", 0) if m else None
 
 
-def link_target(field: str, replaced: Iterable[str]) -> tuple[str, str, int] | None:
-    """:func:`parse_link` of ``field`` if it links into one of ``replaced``, else None."""
+@functools.cache
+def _declared() -> dict[str, str]:
+    """The cross-references coffea's schemas declare (NanoAOD, PFNano): branch → target. They win
+    over the name rule where the name misleads (``FatJetPFCands_jetIdx`` → ``FatJet``)."""
+    from coffea.nanoevents import NanoAODSchema, PFNanoAODSchema
+
+    return {**NanoAODSchema.all_cross_references, **PFNanoAODSchema.all_cross_references}
+
+
+def collection_link(collection: str, field: str) -> tuple[str, str, int] | None:
+    """:func:`parse_link` of ``collection``'s ``field``, with the target coffea's schemas declare
+    for ``collection_field`` (or, for a global ``…G``, for its local field) where they declare one."""
     link = parse_link(field)
+    if link is None:
+        return None
+    declared = _declared().get(f"{collection}_{field[:-1] if link[1] == 'global' else field}")
+    return link if declared is None else (declared, *link[1:])
+
+
+def link_target(collection: str, field: str, replaced: Iterable[str]) -> tuple[str, str, int] | None:
+    """:func:`collection_link` if it links into one of ``replaced``, else None."""
+    link = collection_link(collection, field)
     return link if link is not None and link[0] in set(replaced) else None
 
 
@@ -166,7 +203,7 @@ def link_fields(events, replaced: Iterable[str]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     for coll in ak.fields(events):
         fields = _collection_fields(events, coll)
-        hits = [f for f in fields if link_target(f, replaced) is not None]
+        hits = [f for f in fields if link_target(coll, f, replaced) is not None]
         if hits:
             out[coll] = hits
     return out
@@ -195,10 +232,10 @@ def relink(events, replaced: Iterable[str], add: dict[str, Iterable[str]] | None
     ``nMuons``). Collections are otherwise unchanged."""
     present = ak.fields(events)
     replaced = [r for r in replaced if r in present]
-    todo = {coll: [(f, link_target(f, replaced)) for f in names] for coll, names in link_fields(events, replaced).items()}
+    todo = {coll: [(f, link_target(coll, f, replaced)) for f in names] for coll, names in link_fields(events, replaced).items()}
     for coll, names in (add or {}).items():
         if coll in present:  # created links may point into any collection the events hold
-            new = [(f, link_target(f, present)) for f in names if f not in dict(todo.get(coll, []))]
+            new = [(f, link_target(coll, f, present)) for f in names if f not in dict(todo.get(coll, []))]
             todo[coll] = [*todo.get(coll, []), *[(f, t) for f, t in new if t is not None]]
     for coll, names in todo.items():
         fields = _collection_fields(events, coll)
