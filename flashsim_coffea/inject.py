@@ -29,11 +29,11 @@ Per chunk and collection (:meth:`FlashSim.prepare`):
 2. The spec's :class:`~flashsim_coffea.objects.rules.RecoRules` decide what is simulated:
    the Gen acceptance (muons: |η| < 2.4, pT > 3 GeV; jets: |η| < 5); Gen objects with a
    non-finite conditioning value or Gen kinematics are **not simulated** (dropped, counted in
-   ``n_gen_nonfinite`` and warned: a FlashSim object with pT = inf must never reach a selection).
+   ``n_gen_nonfinite``: a FlashSim object with pT = inf must never reach a selection).
 3. Per (object, fold): the reconstruction efficiency of the model's map (``efficiency.json``,
    :mod:`flashsim_coffea.efficiency`, keyed draw), the flow sample
    (:meth:`FlowModel.sample`; conditioning outside the training range is clamped, counted in
-   ``n_out_of_range_cond`` and warned), ``spec.rebuild`` (pt = ptRatio·pt_gen …, snapping,
+   ``n_out_of_range_cond``), ``spec.rebuild`` (pt = ptRatio·pt_gen …, snapping,
    NanoAOD precision), the rules' reco threshold (jets pT > 15 GeV), constant mass and Gen-copied
    fields; objects sorted by pT per event.
 4. Cross-references: ``genJetIdx``/``genPartIdx`` point into the event's GenJet/GenPart, with
@@ -51,7 +51,9 @@ Per chunk and collection (:meth:`FlashSim.prepare`):
    input's — the convention of ``flashsim simulate --folds N``.
 
 Counts (:data:`INFO_COUNTS`, per (object, fold) pair) are summed in ``PreparedChunk.info`` —
-the processor stores them in its output. Models load lazily on the worker from a module-level
+the processor stores them in its output, and ``flashsim run`` and the demo report their sums
+over the run (:func:`describe_counts`); a ``PreparedChunk`` never warns per chunk, ``inject``
+warns once per call when objects were dropped, clamped or set to the mode. Models load lazily on the worker from a module-level
 cache keyed on path + checksum (:func:`flashsim_coffea.flows.sampler.load_model`); a
 :class:`FlashSim` carries only paths, so it pickles small into every coffea task.
 """
@@ -76,13 +78,40 @@ from .objects import event_conditioning
 from .objects.gen import branch, has_branch, jagged_records
 from .sampling_precision import check_precision
 
-__all__ = ["FlashSim", "PreparedChunk", "InjectedBatch", "INFO_COUNTS"]
+__all__ = ["FlashSim", "PreparedChunk", "InjectedBatch", "INFO_COUNTS", "INFO_LABELS", "describe_counts"]
 
 #: counts reported per collection, over simulated (Gen object, fold) pairs; ``n_unmatched``: objects
 #: without a Gen counterpart drawn by a count model (pile-up jets), also counted in the later steps
 INFO_COUNTS = ("n_gen", "n_gen_outside_acceptance", "n_gen_nonfinite", "n_gen_below_min_pt", "n_unmatched",
                "n_not_reconstructed",
                "n_out_of_range_cond", "n_redrawn", "n_fallback", "n_below_threshold", "n_reco")
+
+#: what each count means, for reports (:func:`describe_counts`)
+INFO_LABELS = {
+    "n_gen": "Gen objects",
+    "n_gen_outside_acceptance": "outside the acceptance (not simulated)",
+    "n_gen_nonfinite": "with non-finite Gen inputs (dropped)",
+    "n_gen_below_min_pt": "unable to pass the analysis' pT cut (not simulated)",
+    "n_unmatched": "without Gen counterpart (pile-up)",
+    "n_not_reconstructed": "not reconstructed (efficiency)",
+    "n_out_of_range_cond": "conditioning outside the training range (clamped)",
+    "n_redrawn": "samples redrawn",
+    "n_fallback": "samples set to the mode after redraws",
+    "n_below_threshold": "below the reco threshold",
+    "n_reco": "reco objects",
+}
+
+
+def describe_counts(counts: dict[str, dict[str, int]]) -> list[str]:
+    """One line per collection of FlashSim's counts (summed ``PreparedChunk.info``, over
+    (object, fold) pairs): Gen objects, reco objects and every other non-zero count."""
+    lines = []
+    for reco, c in counts.items():
+        parts = [f"{v:,} {INFO_LABELS.get(k, k)}" for k, v in c.items() if v and k not in ("n_gen", "n_reco")]
+        lines.append(f"{reco}: {c.get('n_gen', 0):,} Gen objects × folds → {c.get('n_reco', 0):,} reco objects"
+                     + (f"; {', '.join(parts)}" if parts else ""))
+    return lines
+
 
 _EFFICIENCY: dict[str, object] = {}
 _COUNT: dict[str, object] = {}
@@ -236,10 +265,16 @@ class FlashSim:
         (:class:`flashsim_coffea.hists.FoldFiller` collects them)."""
         folds = check_folds(folds)
         chunk = self.prepare(events)
+        warned = False
         for batch in fold_batches(len(events), folds, max_events):
             out = chunk.inject(batch)
             if folds > 1:
                 out = _fold_weights(ak.with_field(out, batch.fold, "fold"), folds)
+            if not warned and any(c["n_gen_nonfinite"] or c["n_out_of_range_cond"] or c["n_fallback"]
+                                  for c in chunk.info.values()):
+                # once per call (a processor's PreparedChunk stays quiet: its counts go to the output)
+                warnings.warn("flashsim: " + "; ".join(describe_counts(chunk.info)), stacklevel=3)
+                warned = True
             yield InjectedBatch(out, batch)
 
 
@@ -520,14 +555,6 @@ def _simulate(model, prep: dict, batch: FoldBatch) -> tuple[ak.Array, dict]:
     info["n_out_of_range_cond"] += int(sample_info["n_out_of_range_cond"])
     for k in ("n_redrawn", "n_fallback"):
         info[k] = int(sample_info[k])
-    if info["n_gen_nonfinite"] or info["n_out_of_range_cond"] or info["n_fallback"]:
-        warnings.warn(
-            f"flashsim {spec.name}: {info['n_gen_nonfinite']} Gen objects with non-finite inputs not simulated "
-            f"(dropped), {info['n_out_of_range_cond']} with conditioning outside the training range simulated "
-            f"with it clamped to that range, {info['n_fallback']} samples set to the mode after "
-            f"{info['n_redrawn']} redraws (counts in the output's 'flashsim' entry)",
-            stacklevel=4,
-        )
     n = len(row_keys["object"])
     fields = spec.rebuild(targets, gen)
     # the match index: the Gen object's, −1 (NanoAOD's "no match") for objects without one

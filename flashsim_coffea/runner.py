@@ -478,6 +478,10 @@ def _processing(executor) -> bool:
     return getattr(executor, "function_name", None) != "get_metadata"
 
 
+#: memory growth (bytes) after which loky restarts a worker (its default, 300 MB, is less than the models)
+_WORKER_MEMORY_GROWTH = 2_000_000_000
+
+
 class _Pool:
     """A process pool that can be replaced when a worker process dies (shared by the runs of a session)."""
 
@@ -489,6 +493,10 @@ class _Pool:
         if self._pool is None:
             from loky import ProcessPoolExecutor
 
+            # loky restarts a worker (with a warning) whose memory grew by > 300 MB since its first
+            # task; loading torch and the flows is ~0.5 GB that stays, so every worker restarted once
+            # and loaded the models again. Its workers read this limit from the environment.
+            os.environ.setdefault("LOKY_MAX_MEMORY_LEAK_SIZE", str(_WORKER_MEMORY_GROWTH))
             self._pool = ProcessPoolExecutor(max_workers=self.workers)
         return self._pool
 
@@ -930,8 +938,8 @@ def region_yields(res: Mapping) -> dict[str, float]:
 
 
 def format_summary(out: Mapping) -> list[str]:
-    """The lines ``flashsim run`` prints per dataset: events, Σ weights, SR, cutflow, skipped and
-    empty files, and with a normalisation the expected events per region."""
+    """The lines ``flashsim run`` prints per dataset: events, Σ weights, SR, cutflow, FlashSim's
+    counts, skipped and empty files, and with a normalisation the expected events per region."""
     lines = []
     for ds, res in out.items():
         cf = res.get("cutflow", {})
@@ -946,6 +954,10 @@ def format_summary(out: Mapping) -> list[str]:
                          f"sum genEventSumw {norm['sumw_runs']:.6g}, norm_weight {norm['norm_weight']:.6g}): {regions}")
             for f in norm.get("files_without_runs", []):
                 lines.append(f"  not in the normalisation (unreadable): {f}")
+        if res.get("flashsim"):  # FlashSim's counts summed over the run (never warned per chunk)
+            from .inject import describe_counts
+
+            lines += [f"  FlashSim {line}" for line in describe_counts(res["flashsim"])]
         for f, n in res.get("skipped", {}).items():
             lines.append(f"  skipped {f}: {n}" + (" events not processed" if isinstance(n, int) else ""))
         for f in res.get("empty_files", []):

@@ -77,6 +77,7 @@ import numpy as np
 
 from .errors import MissingBranchesError, UserError
 from .folds import fold_weight
+from .inject import INFO_LABELS
 from .nanoaod.conventions import FOLD_SCALED_WEIGHTS
 
 __all__ = ["DEFAULT_MAX_OUTPUT_EVENTS", "COUNT_LABELS", "simulate_file", "dropped_branches", "refers_to", "written_fields"]
@@ -87,17 +88,7 @@ DEFAULT_MAX_OUTPUT_EVENTS = 50_000
 FOLD_BRANCH = "fold"
 #: branch-name pattern of an index into a Jet or Muon collection: X_jetIdx*, X_muonIdx*
 #: FlashSim's counts (``PreparedChunk.info``) as the report words them
-COUNT_LABELS = {
-    "n_gen": "Gen objects",
-    "n_gen_outside_acceptance": "outside the acceptance (not simulated)",
-    "n_gen_nonfinite": "with non-finite Gen inputs (skipped)",
-    "n_not_reconstructed": "not reconstructed (efficiency)",
-    "n_out_of_range_cond": "conditioning outside the training range (clamped)",
-    "n_redrawn": "samples redrawn",
-    "n_fallback": "samples set to the mode after redraws",
-    "n_below_threshold": "below the reco threshold",
-    "n_reco": "written",
-}
+COUNT_LABELS = INFO_LABELS  # what each FlashSim count means (flashsim_coffea.inject)
 
 
 # --------------------------------------------------------------------------- branch plans

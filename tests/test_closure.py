@@ -227,3 +227,12 @@ def test_folds_count_gen_events(runs, tmp_path):
     assert 0.5 < last["ratio_flashsim"]["value"] < 1.5
     presel = s["yields"][0]
     assert presel["flashsim"]["err"] < presel["reference"]["err"]  # fold-weighted errors: smaller
+
+
+def test_ratio_error_propagates_both_errors():
+    from flashsim_coffea.stats import ratio_error
+
+    r, e = ratio_error(90.0, 9.0, 100.0, 10.0)
+    assert r == pytest.approx(0.9) and e == pytest.approx(0.9 * np.hypot(0.1, 0.1))
+    assert ratio_error(0.0, 1.0, 10.0, 1.0) == (0.0, pytest.approx(0.1))  # an empty numerator: its error / b
+    assert all(np.isnan(ratio_error(1.0, 1.0, 0.0, 0.0)))  # no denominator: undefined

@@ -116,8 +116,9 @@ def test_models_loaded_before_work(demo_models, tmp_path):
 # --------------------------------------------------------------------------- a whole run
 @pytest.fixture(scope="module")
 def tiny_samples(generated) -> dict[str, Path]:
-    sizes = {"vbf_hmm": 150, "vbf_hmm_alt": 150, "ewk_mumujj": 50, "dy": 50, "ttbar": 30, "dy_incl": 60, "ttbar_mumu": 40}
-    process = {"dy_incl": "dy"}
+    sizes = {"vbf_hmm": 150, "vbf_hmm_alt": 150, "ewk_mumujj": 50, "dy": 50, "ttbar": 30, "dy_incl": 60, "ttbar_mumu": 40,
+             "ttbar_mumu_vbf": 40}
+    process = {"dy_incl": "dy", "ttbar_mumu_vbf": "ttbar_mumu"}  # unfiltered here: the filters cost Pythia time
     return {p: generated(process.get(p, p), n, seed=30 + i)[0] for i, (p, n) in enumerate(sizes.items())}
 
 
@@ -204,6 +205,16 @@ def test_demo_numbers_are_sane(demo_run):
         assert s["chi2_ndf"]["vbf_hmm/presel/mass"] < 5
     else:  # seconds-trained tiny flows: only a finite, positive yield
         assert 0 < ratio < 5
+    # every ratio carries its statistical error: the two yields' errors in quadrature
+    y, e = s["yields"]["vbf_hmm"], s["yield_errors"]["vbf_hmm"]
+    rel = np.hypot(e["FlashSim"]["presel"] / y["FlashSim"]["presel"], e["FullSim"]["presel"] / y["FullSim"]["presel"])
+    assert s["flash_full_yield_ratio_err"]["vbf_hmm/presel"] == pytest.approx(ratio * rel, rel=1e-9)
+    assert 0 < e["FullSim"]["presel"] <= y["FullSim"]["presel"]  # unit weights: √N ≤ N
+    total = s["expected_events"]["regions"]["SR"]["total"]
+    assert np.isfinite(total["ratio_err"]) and total["ratio_err"] > 0
+    # FlashSim's counts summed over each run, in the report (not warned per chunk)
+    counts = s["flashsim_counts"]["vbf_hmm"]
+    assert counts["Muon"]["n_gen"] > 0 and counts["Jet"]["n_reco"] > 0
 
 
 def test_events_option_generates_once_and_caches(tiny_samples, tmp_path, monkeypatch):
@@ -264,8 +275,9 @@ def test_expected_events_are_sigma_lumi_normalised(demo_run, tiny_samples):
         assert sr["vbf_hmm"][mode] == pytest.approx(hand, rel=1e-9), mode
     assert sr["vbf_hmm"]["xsec_pb"] == pytest.approx(xsec)
     stack = exp["stack"]["SR"]
-    assert "vbf_hmm_alt" not in stack and "ttbar" not in stack and {"vbf_hmm", "ttbar_mumu"} <= set(stack)
-    assert "dy_incl" in exp["stack"]["presel"] and sum(p.startswith("dy") for p in stack) == 1
+    assert "vbf_hmm_alt" not in stack and "ttbar" not in stack and {"vbf_hmm", "ttbar_mumu_vbf"} <= set(stack)
+    assert {"dy_incl", "ttbar_mumu"} <= set(exp["stack"]["presel"]) and sum(p.startswith("dy") for p in stack) == 1
+    assert sum(p.startswith("ttbar") for p in stack) == 1
     total = exp["regions"]["SR"]["total"]
     assert total["FullSim"] == pytest.approx(sum(sr[p]["FullSim"] for p in stack))
     assert total["FlashSim"] == pytest.approx(sum(sr[p]["FlashSim"] for p in stack))

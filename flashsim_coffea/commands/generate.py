@@ -1,4 +1,4 @@
-"""``flashsim generate PROCESS -n EVENTS --seed SEED [--workers W] [--filter vbf] -o FILE.root [--no-progress]``."""
+"""``flashsim generate PROCESS -n EVENTS --seed SEED [--workers W] [--filter vbf|vbf_window] -o FILE.root [--no-progress]``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-n", "--events", type=int, help="number of events to write (after the filter)")
     p.add_argument("--seed", type=int, help="random seed, 1..900000000 (same seed and -n → identical file)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (does not change the events)")
-    p.add_argument("--filter", dest="filter_name", choices=["vbf"], help="Gen-level pre-filter; its efficiency is stored")
+    p.add_argument("--filter", dest="filter_name", metavar="FILTER",
+                   help="Gen-level pre-filter, vbf or vbf_window (flashsim_coffea.generate.filters; checked by the generator); "
+                        "its efficiency is stored")
     add_output(p, "output .root file", required=False, metavar="FILE.root")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file")
     p.add_argument("--no-reference", action="store_true", help="write Gen-level branches only (no Jet/Muon)")

@@ -37,15 +37,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def format_counts(counts: dict[str, dict[str, int]]) -> list[str]:
-    """One line per collection with FlashSim's non-zero counts (skipped, clamped, redrawn … objects)."""
-    from ..simulate_file import COUNT_LABELS
+    """One line per collection with FlashSim's counts (:func:`flashsim_coffea.inject.describe_counts`)."""
+    from ..inject import describe_counts
 
-    lines = []
-    for reco, c in counts.items():
-        parts = [f"{v} {COUNT_LABELS.get(k, k)}" for k, v in c.items() if v and k not in ("n_gen", "n_reco")]
-        lines.append(f"  {reco}: {c.get('n_gen', 0)} Gen objects × folds, {c.get('n_reco', 0)} written"
-                     + (f"; {', '.join(parts)}" if parts else ""))
-    return lines
+    return [f"  {line}" for line in describe_counts(counts)]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -82,8 +82,7 @@ def _run_demo(cfg: DemoConfig, log: Callable[[str], None]) -> dict:
     up = results.upsampling(outputs, SIGNAL, cfg.folds) if SIGNAL in outputs.flashsim_folds else {}
     closures = results.closure(outputs)
     yields = results.yields(outputs)
-    ratio = {f"{p}/{r}": (y["FlashSim"][r] / y["FullSim"][r] if y["FullSim"][r] > 0 else float("nan"))
-             for p, y in yields.items() for r in y["FullSim"]}
+    ratios = results.yield_ratios(outputs)
     se = outputs.single
     headline = f"{CLOSURE_HISTS[0][0]}/{CLOSURE_HISTS[0][1]}"
     expected = results.expected_events(outputs, norm) if norm else {"lumi_fb": cfg.lumi_fb, "error": norm_error}
@@ -97,8 +96,12 @@ def _run_demo(cfg: DemoConfig, log: Callable[[str], None]) -> dict:
         "closure": {k: {"chi2": c.chi2.chi2, "ndf": c.chi2.ndf, "chi2_ndf": c.chi2.per_ndf} for k, c in closures.items()},
         "chi2_definition": report.CHI2_DEFINITION,
         "yields": yields,
-        "flash_full_yield_ratio": ratio,
+        "yield_errors": results.yields(outputs, errors=True),
+        "flash_full_yield_ratio": {k: r for k, (r, _) in ratios.items()},
+        "flash_full_yield_ratio_err": {k: e for k, (_, e) in ratios.items()},
         "cutflow": results.cutflows(outputs),
+        # FlashSim's counts summed over each run (dropped, clamped, … objects): reported here, never warned per chunk
+        "flashsim_counts": {p: out.get("flashsim", {}) for p, out in outputs.flashsim.items()},
         "single_event": None if se is None else {
             "process": se.process, "entry": se.entry, "event_id": se.event_id, "folds": se.folds,
             "fraction_selected": se.fraction_selected, "fraction_sr": se.fraction_sr,

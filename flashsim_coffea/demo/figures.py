@@ -30,7 +30,7 @@ __all__ = ["all_figures", "closure_figure", "comparison_figure", "single_event_f
 
 REGION_NOTES = {"SR": "VBF signal region", "SB": "VBF sideband", "presel": "preselection"}
 #: fill colours of the stacked processes
-STACK_COLORS = {"ttbar_mumu": "#f89c20", "ttbar": "#f89c20", "dy_incl": "#5790fc", "dy": "#5790fc",
+STACK_COLORS = {"ttbar_mumu": "#f89c20", "ttbar_mumu_vbf": "#f89c20", "ttbar": "#f89c20", "dy_incl": "#5790fc", "dy": "#5790fc",
                 "ewk_mumujj": "#964a8b", "vbf_hmm": "#e42536", "vbf_hmm_alt": "#e42536"}
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from ..analysis import CUTFLOW_STEPS, REGIONS
 from ..cards import json_safe
+from ..inject import describe_counts
 from .config import CLOSURE, CLOSURE_HISTS, COMPARISONS, SIGNAL, DemoConfig
 from ..stats import __doc__ as STATS_DOC
 
@@ -32,10 +33,12 @@ __all__ = ["write_json", "write_markdown"]
 
 CHI2_DEFINITION = ("χ²/ndf = Σ_i (a_i − b_i)² / (σ_a,i² + σ_b,i²) / ndf over the bins with σ_a,i² + σ_b,i² > 0 "
                    "(ndf = their number, flow bins excluded); a, b taken as independent")
+RATIO_DEFINITION = ("ratio errors: the two yields' statistical errors in quadrature (FlashSim and FullSim share "
+                    "their Gen events, so the error of the ratio is overestimated).")
 ERROR_DEFINITION = "mean over the bins filled in both histograms of σ_i / content_i, in %"
 PLAIN_LABELS = {"vbf_hmm": "VBF H→μμ", "vbf_hmm_alt": "VBF H→μμ (alt. generator)", "ewk_mumujj": "EWK μμjj",
                 "dy": "DY μμ + jets (VBF filter)", "dy_incl": "DY μμ + jets", "ttbar": "tt̄ (inclusive)",
-                "ttbar_mumu": "tt̄ → μν μν"}
+                "ttbar_mumu": "tt̄ → μν μν", "ttbar_mumu_vbf": "tt̄ → μν μν (VBF filter)"}
 VAR_TEXT = {"dnn_atanh": "DNN18Atan", "rpt": "R(pT)", "log_zstar": "ln z*", "mass": "m_μμ", "mu1_iso": "μ1 pfRelIso04_all",
             "j2_pt": "pT(j2)"}
 
@@ -50,6 +53,11 @@ def _f(x: Any, fmt: str = ".3g") -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "–"
     return format(x, fmt)
+
+
+def _pm(x: Any, err: Any) -> str:
+    """``x ± err`` of a ratio (3 decimals), "–" when undefined."""
+    return "–" if _f(x) == "–" else f"{_f(x, '.3f')} ± {_f(err, '.3f')}"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
@@ -76,7 +84,7 @@ def _expected_section(s: dict, figures: dict[str, list[Path]], base: Path, regio
           f"`Runs/XSecPb`, Pythia's LO σ × filter efficiency). Stack: FullSim of "
           f"{', '.join(PLAIN_LABELS.get(p, p) for p in stack)}; points: FlashSim (folds 1) of the same processes; "
           "ratio panel: FlashSim / FullSim total, band = the combined statistical error √(σ_Full² + σ_Flash²) / "
-          "FullSim. The alternative-generator signal and the inclusive tt̄ (or, per region, the other DY sample) "
+          "FullSim. The alternative-generator signal and the inclusive tt̄ (or, per region, the other DY and dimuon tt̄ samples) "
           "are not stacked: they would count a process twice.", ""]
     L += [" ".join(_img(f, base) for f in figures.get("stack", [])), ""]
     reg = exp["regions"][region]
@@ -84,12 +92,12 @@ def _expected_section(s: dict, figures: dict[str, list[Path]], base: Path, regio
     for p, y in reg["processes"].items():
         rows.append([PLAIN_LABELS.get(p, p), "yes" if y["in_stack"] else "no", _f(y["xsec_pb"], ".4g"),
                      f"{_f(y['FullSim'], '.4g')} ± {_f(y['FullSim_err'], '.2g')}",
-                     f"{_f(y['FlashSim'], '.4g')} ± {_f(y['FlashSim_err'], '.2g')}", _f(y["ratio"], ".3f")])
+                     f"{_f(y['FlashSim'], '.4g')} ± {_f(y['FlashSim_err'], '.2g')}", _pm(y["ratio"], y["ratio_err"])])
     t = reg["total"]
     rows.append(["**total (stacked)**", "", "", f"{_f(t['FullSim'], '.4g')} ± {_f(t['FullSim_err'], '.2g')}",
-                 f"{_f(t['FlashSim'], '.4g')} ± {_f(t['FlashSim_err'], '.2g')}", _f(t["ratio"], ".3f")])
+                 f"{_f(t['FlashSim'], '.4g')} ± {_f(t['FlashSim_err'], '.2g')}", _pm(t["ratio"], t["ratio_err"])])
     L += [f"Expected events in the {region} (L = {_f(lumi, 'g')} fb⁻¹), ± statistical error of the simulated "
-          "sample:", ""]
+          f"sample; {RATIO_DEFINITION}", ""]
     L += _table(["process", "in stack", "σ [pb]", "FullSim", "FlashSim", "FlashSim / FullSim"], rows)
     return L
 
@@ -128,22 +136,31 @@ def write_markdown(summary: dict, figures: dict[str, list[Path]], cfg: DemoConfi
     if se:
         rows.append([f"one Gen event, {se['folds']} folds: fraction passing VBF selection / in SR",
                      f"{_f(se['fraction_selected'], '.3f')} / {_f(se['fraction_sr'], '.3f')}", "–"])
-    sig_ratio = s["flash_full_yield_ratio"].get(f"{SIGNAL}/SR")
-    rows.append([f"FlashSim / FullSim yield, {PLAIN_LABELS[SIGNAL]} SR", _f(sig_ratio, ".3f"), "–"])
+    key = f"{SIGNAL}/SR"
+    rows.append([f"FlashSim / FullSim yield, {PLAIN_LABELS[SIGNAL]} SR",
+                 _pm(s["flash_full_yield_ratio"].get(key), s["flash_full_yield_ratio_err"].get(key)), "–"])
     L += _table(["quantity", "this run", "seed"], rows)
     L += ["Seed numbers are quoted from the seed thesis (its samples, binning and error definition differ): "
           "compare the reduction factors, not the values.", ""]
 
     # -- yields and cutflows
-    L += ["## Yields per mode", "", "Σ genWeight in the preselection (presel), VBF signal region (SR) and sideband (SB); "
-          "ratio = FlashSim / FullSim.", ""]
+    L += ["## Yields per mode", "", "Σ genWeight in the preselection (presel), VBF signal region (SR) and sideband (SB), "
+          f"± statistical error; ratio = FlashSim / FullSim, {RATIO_DEFINITION}", ""]
     rows = []
     for p in processes:
-        y = s["yields"][p]
+        y, e = s["yields"][p], s["yield_errors"][p]
         for r in REGIONS:
-            rows.append([PLAIN_LABELS.get(p, p), r] + [_f(y.get(m, {}).get(r), ".4g") for m in ("FullSim", "FlashSim", "Gen")]
-                        + [_f(s["flash_full_yield_ratio"].get(f"{p}/{r}"), ".3f")])
+            rows.append([PLAIN_LABELS.get(p, p), r]
+                        + [f"{_f(y[m][r], '.4g')} ± {_f(e[m][r], '.2g')}" if m in y else "–" for m in ("FullSim", "FlashSim", "Gen")]
+                        + [_pm(s["flash_full_yield_ratio"].get(f"{p}/{r}"), s["flash_full_yield_ratio_err"].get(f"{p}/{r}"))])
     L += _table(["process", "region", "FullSim", "FlashSim", "Gen", "ratio"], rows)
+    counts = s.get("flashsim_counts") or {}
+    if counts:
+        L += ["## FlashSim counts", "", "FlashSim (folds 1), summed over each run, per (Gen object, fold): Gen objects, "
+              "reco objects, and the objects outside the acceptance, not reconstructed, dropped for non-finite inputs or "
+              "simulated with their conditioning clamped to the training range.", ""]
+        L += _table(["process", "counts"], [[PLAIN_LABELS.get(p, p), "<br>".join(describe_counts(c))]
+                                            for p, c in counts.items() if c])
     L += ["## Cutflows", "", "Events after each cumulative step (unweighted).", ""]
     for mode, per in s["cutflow"].items():
         L += [f"**{mode}**", ""]

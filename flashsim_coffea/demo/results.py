@@ -1,6 +1,7 @@
 """From the processor outputs to the demo's numbers (formulas in :mod:`.stats`).
 
 * :func:`yields` / :func:`cutflows` — Σ genWeight per region and cutflow step, per mode;
+  :func:`yield_ratios` — FlashSim / FullSim per region with its statistical error;
 * :func:`flash_vs_full` — χ²/ndf FlashSim (folds 1) vs FullSim for every figure histogram;
 * :func:`upsampling` — mean relative statistical error of FlashSim folds 1 vs folds N;
 * :func:`closure` — VAR_Full vs REF_Full · VAR_Flash / REF_Flash (FlashSim with folds N);
@@ -19,10 +20,10 @@ from pathlib import Path
 from ..analysis import CUTFLOW_STEPS, REGIONS
 from .config import CLOSURE, CLOSURE_HISTS, COMPARISONS, STACK, UPSAMPLING_HISTS
 from .runs import DemoOutputs
-from ..stats import Chi2, Hist1D, as_arrays, chi2_ndf, closure_prediction, mean_rel_error
+from ..stats import Chi2, Hist1D, as_arrays, chi2_ndf, closure_prediction, mean_rel_error, ratio_error
 
 __all__ = ["ClosureResult", "MODES", "closure", "cutflows", "expected_events", "flash_vs_full", "hist", "normalise",
-           "upsampling", "yields"]
+           "upsampling", "yield_ratios", "yields"]
 
 #: report name → attribute of DemoOutputs
 MODES = {"FullSim": "fullsim", "FlashSim": "flashsim", "Gen": "gen"}
@@ -33,13 +34,24 @@ def hist(out: dict, process: str, region: str, var: str) -> Hist1D:
     return as_arrays(out[process]["hists"][region][var])
 
 
-def yields(outputs: DemoOutputs) -> dict[str, dict[str, dict[str, float]]]:
-    """process → mode → region → Σ genWeight of the selected events (flow bins included)."""
+def yields(outputs: DemoOutputs, errors: bool = False) -> dict[str, dict[str, dict[str, float]]]:
+    """process → mode → region → Σ genWeight of the selected events (flow bins included); with
+    ``errors``: their statistical errors, √Σ of the m_μμ histogram's bin variances."""
     res: dict[str, dict[str, dict[str, float]]] = {}
     for name, attr in MODES.items():
         for p, out in getattr(outputs, attr).items():
-            res.setdefault(p, {})[name] = {r: float(out["hists"][r]["mass"].values(flow=True).sum()) for r in REGIONS}
+            hists = {r: out["hists"][r]["mass"] for r in REGIONS}
+            res.setdefault(p, {})[name] = {r: float(math.sqrt(h.variances(flow=True).sum())) if errors
+                                           else float(h.values(flow=True).sum()) for r, h in hists.items()}
     return res
+
+
+def yield_ratios(outputs: DemoOutputs) -> dict[str, tuple[float, float]]:
+    """``"<process>/<region>"`` → (FlashSim / FullSim yield, its statistical error,
+    :func:`~flashsim_coffea.stats.ratio_error`)."""
+    y, e = yields(outputs), yields(outputs, errors=True)
+    return {f"{p}/{r}": ratio_error(y[p]["FlashSim"][r], e[p]["FlashSim"][r], y[p]["FullSim"][r], e[p]["FullSim"][r])
+            for p in y if "FlashSim" in y[p] and "FullSim" in y[p] for r in REGIONS}
 
 
 def cutflows(outputs: DemoOutputs) -> dict[str, dict[str, dict[str, float]]]:
@@ -125,7 +137,7 @@ def _expected(out: dict, region: str, norm_weight: float) -> tuple[float, float]
 
 def expected_events(outputs: DemoOutputs, norm: dict[str, dict]) -> dict:
     """σ·L-normalised yields: ``{"lumi_fb", "stack": {region: [process]}, "regions": {region:
-    {"processes": {p: {"FullSim", "FullSim_err", "FlashSim", "FlashSim_err", "ratio", "xsec_pb",
+    {"processes": {p: {"FullSim", "FullSim_err", "FlashSim", "FlashSim_err", "ratio", "ratio_err", "xsec_pb",
     "norm_weight", "sumw_runs", "in_stack"}}, "total": {...}}}}`` (total: the stacked processes)."""
     lumi = next(iter(norm.values()))["lumi_fb"] if norm else float("nan")
     res: dict = {"lumi_fb": lumi, "stack": {r: [p for p in STACK[r] if p in norm] for r in STACK}, "regions": {}}
@@ -136,13 +148,15 @@ def expected_events(outputs: DemoOutputs, norm: dict[str, dict]) -> dict:
                 continue
             full, full_err = _expected(outputs.fullsim[p], region, n["norm_weight"])
             flash, flash_err = _expected(outputs.flashsim[p], region, n["norm_weight"])
+            r, r_err = ratio_error(flash, flash_err, full, full_err)
             per[p] = {"FullSim": full, "FullSim_err": full_err, "FlashSim": flash, "FlashSim_err": flash_err,
-                      "ratio": flash / full if full > 0 else float("nan"), "xsec_pb": n["xsec_pb"],
+                      "ratio": r, "ratio_err": r_err, "xsec_pb": n["xsec_pb"],
                       "norm_weight": n["norm_weight"], "sumw_runs": n["sumw_runs"],
                       "in_stack": p in STACK.get(region, ())}
         stacked = [per[p] for p in STACK.get(region, ()) if p in per]
         total = {m: sum(x[m] for x in stacked) for m in ("FullSim", "FlashSim")}
         total.update({f"{m}_err": math.sqrt(sum(x[f"{m}_err"] ** 2 for x in stacked)) for m in ("FullSim", "FlashSim")})
-        total["ratio"] = total["FlashSim"] / total["FullSim"] if total["FullSim"] > 0 else float("nan")
+        total["ratio"], total["ratio_err"] = ratio_error(total["FlashSim"], total["FlashSim_err"], total["FullSim"],
+                                                         total["FullSim_err"])
         res["regions"][region] = {"processes": per, "total": total}
     return res
