@@ -142,6 +142,21 @@ def test_vbf_filter_records_efficiency(tmp_path):
     assert ak.all(ak.num(jets) >= 2)
 
 
+def test_vbf_window_filter_keeps_the_mass_window(tmp_path):
+    """``vbf_window``: the VBF topology and the leading Gen muon pair's mass within (100, 160) GeV."""
+    import vector
+
+    s = generate("vbf_hmm", 12, 4, tmp_path / "w.root", filter_name="vbf_window", progress=False)
+    assert read_metadata(s.path)["filter"] == "vbf_window" and 0 < s.filter_efficiency < 1
+    ev = events_of(s.path)
+    mu = ev.GenPart[(abs(ev.GenPart.pdgId) == 13) & (ev.GenPart.status == 1) & (ev.GenPart.pt > 15)
+                    & (abs(ev.GenPart.eta) < 2.5)]
+    mu = mu[ak.argsort(mu.pt, axis=1, ascending=False)][:, :2]
+    p4 = vector.zip({k: mu[k] for k in ("pt", "eta", "phi", "mass")})
+    m = (p4[:, 0] + p4[:, 1]).mass
+    assert ak.all((m > 100) & (m < 160))
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

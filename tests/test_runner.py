@@ -140,26 +140,28 @@ def test_unreadable_baskets_one_clear_line_and_skip_reports(tmp_path, capsys):
     """A file that opens but whose baskets are cut off: the same one-line message as an
     unopenable file; with --skip-bad-files and no good chunk left, an output reporting the skip."""
     bad = tmp_path / "t.root"
-    bad.write_bytes(DY.read_bytes()[:96465])
+    data = DY.read_bytes()
+    bad.write_bytes(data[: len(data) // 4])  # the tree's header is at the start: the baskets are cut off
     with uproot.open(bad) as f:  # it does open
-        assert f["Events"].num_entries == 400
+        n = f["Events"].num_entries
+    assert n > 0
     out = tmp_path / "x.coffea"
     assert main(["run", str(bad), "--mode", "fullsim", "--no-dnn", "-o", str(out)]) == 2
     err = _error_line(capsys)
-    assert str(bad) in err and "use --skip-bad-files" in err and "entries 0-400" in err
+    assert str(bad) in err and "use --skip-bad-files" in err and f"entries 0-{n}" in err
     assert not out.exists()
     assert main(["run", str(bad), "--mode", "fullsim", "--no-dnn", "--skip-bad-files", "-o", str(out)]) == 0
-    assert f"skipped {bad}: 400 events not processed" in capsys.readouterr().out
+    assert f"skipped {bad}: {n} events not processed" in capsys.readouterr().out
     from coffea.util import load
 
     res = load(str(out))["t"]
-    assert res["nevents"] == 0 and res["skipped"] == {str(bad): 400} and res["expected_events"] == {str(bad): 400}
+    assert res["nevents"] == 0 and res["skipped"] == {str(bad): n} and res["expected_events"] == {str(bad): n}
     # the futures executor: same message, same report
     proc = VBFHmmProcessor(mode="fullsim", dnn=False)
-    with pytest.raises(UserError, match=r"t\.root \(entries 0-400 of Events\): cannot read its data.*--skip-bad-files"):
+    with pytest.raises(UserError, match=rf"t\.root \(entries 0-{n} of Events\): cannot read its data.*--skip-bad-files"):
         run_processor({"t": [str(bad)]}, proc, "futures", workers=1)
     res = run_processor({"t": [str(bad)]}, proc, "futures", workers=1, skip_bad_files=True)["t"]
-    assert res["skipped"] == {str(bad): 400} and res["nevents"] == 0
+    assert res["skipped"] == {str(bad): n} and res["nevents"] == 0
 
 
 # --------------------------------------------------------------------------- futures worker death
