@@ -24,11 +24,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import awkward as ak
 import numpy as np
 
 from .errors import UserError
-from .nanoaod.conventions import EVENT_ID
+from .nanoaod.links import event_ids
 
 __all__ = ["FoldBatch", "check_folds", "fold_batches", "fold_weight"]
 
@@ -91,7 +90,7 @@ class FoldBatch:
 
     def key(self, events) -> tuple[np.ndarray, ...]:
         """The Gen event identity (run, luminosityBlock, event) of every pair, from the chunk's ``events``."""
-        return tuple(np.asarray(ak.to_numpy(events[k])).astype(np.int64)[self.entry] for k in EVENT_ID)
+        return tuple(ids[self.entry] for ids in event_ids(events))
 
 
 def fold_batches(n_events: int, folds: int = 1, max_pairs: int | None = None) -> Iterator[FoldBatch]:

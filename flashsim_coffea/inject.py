@@ -72,7 +72,7 @@ import numpy as np
 from .errors import MissingBranchesError, UserError
 from .folds import FoldBatch, check_folds, fold_batches, fold_weight
 from .nanoaod.conventions import EVENT_ID, FOLD_SCALED_WEIGHTS, RECO_LINK_FIELDS
-from .nanoaod.links import chunk_rows, global_offsets, original_chunk, relink
+from .nanoaod.links import chunk_rows, event_ids, global_offsets, original_chunk, relink
 from .nanoaod.pairs import count_per_event
 from .objects import event_conditioning
 from .objects.gen import branch, has_branch, jagged_records
@@ -492,7 +492,7 @@ def _prepare_unmatched(model, events) -> dict:
     how many objects each (event, fold) gets is drawn in :func:`_simulate`."""
     return {
         "event_cond": event_conditioning(model.spec, events),
-        "event_keys": {k: np.asarray(ak.to_numpy(branch(events, k))).astype(np.int64) for k in EVENT_ID},
+        "event_keys": dict(zip(EVENT_ID, event_ids(events))),
     }
 
 

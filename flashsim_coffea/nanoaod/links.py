@@ -47,7 +47,7 @@ from .conventions import EVENT_ID, delta_phi
 from ..noise import hash_keys
 from .pairs import closest_in_cone, pairs_within
 
-__all__ = ["original_chunk", "chunk_rows", "global_offsets", "parse_link", "collection_link", "link_target", "link_fields", "relink", "flat_links", "AK8_CONE", "AK4_CONE"]
+__all__ = ["event_ids", "original_chunk", "chunk_rows", "global_offsets", "parse_link", "collection_link", "link_target", "link_fields", "relink", "flat_links", "AK8_CONE", "AK4_CONE"]
 
 #: cone of the geometric link rule: AK8 sources (collections named FatJet*) and all others
 AK8_CONE, AK4_CONE = 0.8, 0.4
@@ -68,7 +68,8 @@ def original_chunk(events):
     return factory.events() if factory is not None else None
 
 
-def _ids(events) -> list[np.ndarray]:
+def event_ids(events) -> list[np.ndarray]:
+    """The event identity columns (run, luminosityBlock, event) as int64 numpy arrays."""
     return [np.asarray(ak.to_numpy(events[k])).astype(np.int64) for k in EVENT_ID]
 
 
@@ -83,7 +84,7 @@ def chunk_rows(events, chunk=None) -> np.ndarray:
     chunk = original_chunk(events) if chunk is None else chunk
     if chunk is None or chunk is events:
         return np.arange(n, dtype=np.int64)
-    ids, oids = _ids(events), _ids(chunk)
+    ids, oids = event_ids(events), event_ids(chunk)
     if len(chunk) == n and all(np.array_equal(a, b) for a, b in zip(ids, oids)):
         return np.arange(n, dtype=np.int64)
     order, first, last = _lookup(oids, ids)
