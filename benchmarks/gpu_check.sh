@@ -12,19 +12,19 @@
 # (also written to $OUT/gpu_check.json when OUT is set; the processor outputs go to $OUT too).
 #
 #   bash benchmarks/gpu_check.sh             # the check; exit 0 also when there is no CUDA device
-#   bash benchmarks/gpu_check.sh --prepare   # HERE (CPU machine, registry access): gather the
-#                                            # project's dependencies for a bare GPU image
+#   bash benchmarks/gpu_check.sh --prepare   # on a CPU machine with the project's .venv: gather
+#                                            # the project's dependencies for a bare GPU image
 #
 # Without a CUDA device (or with a CPU-only torch) it prints {"status": "no-cuda", "reason": ..}
 # and exits 0 within seconds. A step that fails is listed in "failed_steps" (exit status 1).
 #
 # Python: $FLASHSIM_PYTHON, else the first of .venv/bin/python, python3, python whose torch
-# sees a CUDA device. The lent GPU machines (.library/device/KINDS.md) have python3 3.12 with
-# a CUDA torch but not coffea/awkward/uproot/nflows...: `--prepare`, run here beforehand, puts
-# those (pure-Python packages copied from this venv, compiled ones as cp312 wheels of the same
-# versions) under benchmarks/data/gpu_site (git-ignored, ~20-30 MiB); carry that folder to the
-# GPU machine, e.g. run(command="bash benchmarks/gpu_check.sh", carry=["benchmarks/data/gpu_site"]).
-# There, only the modules its python lacks are taken from it (a link farm in a temp dir), so the
+# sees a CUDA device. For a GPU machine whose python (3.12) has a CUDA torch but not
+# coffea/awkward/uproot/nflows... and no network: `--prepare`, run beforehand on a machine with
+# the project's .venv, puts those (pure-Python packages copied from the venv, compiled ones as
+# cp312 wheels of the same versions) under benchmarks/data/gpu_site (git-ignored, ~20-30 MiB);
+# copy that folder to the GPU machine's checkout and run `bash benchmarks/gpu_check.sh` there.
+# Only the modules its python lacks are taken from it (a link farm in a temp dir), so the
 # image's own torch/numpy/scipy stay in use.
 #
 # Environment: GPU_CHECK_EVENTS (events of the larger processor input, default 50000; 0 skips

@@ -79,7 +79,8 @@ import numpy as np
 
 from .cards import json_safe
 from .errors import MissingBranchesError, UserError
-from .nanoaod.io import ensure_writable_dir
+from .safe_write import check_output_dir as _check_output_dir
+from .safe_write import ensure_writable_dir
 from .stats import as_arrays, chi2_pooled
 
 __all__ = [
@@ -107,7 +108,7 @@ __all__ = [
     "yields_table",
 ]
 
-#: χ² ratio above which a histogram misses the issue's target / the goal
+#: χ² ratio above which a histogram misses the target / the goal
 TARGET = 3.0
 GOAL = 1.3
 #: fewest bins with content (in both χ²) for a histogram to be compared and flagged
@@ -185,20 +186,12 @@ def _log(enabled: bool, msg: str) -> None:
 
 # =========================================================================== inputs
 def _processors(cfg: ClosureConfig):
-    from flashsim_coffea.processors import VBFHmmProcessor
+    from .runner.build import make_processor
 
-    from .runner import default_threads
-
-    simulator = None
-    threads = default_threads(cfg.executor)  # same histograms for every value
-    if cfg.jets_model or cfg.muons_model or cfg.pileup_jets_model is not None or threads != 1:
-        from .inject import FlashSim
-
-        pileup = "default" if cfg.pileup_jets_model is None else cfg.pileup_jets_model
-        simulator = FlashSim(jets=cfg.jets_model or "default", muons=cfg.muons_model or "default", pileup_jets=pileup,
-                             threads=threads)
-    full = VBFHmmProcessor(mode="fullsim", dnn=cfg.dnn)
-    flash = VBFHmmProcessor(mode="flashsim", folds=cfg.folds, dnn=cfg.dnn, flashsim=simulator)
+    full = make_processor("fullsim", dnn=cfg.dnn)
+    # sampling threads: default_threads(executor), same histograms for every value
+    flash = make_processor("flashsim", cfg.folds, dnn=cfg.dnn, executor=cfg.executor,
+                           models={"jets": cfg.jets_model, "muons": cfg.muons_model, "pileup_jets": cfg.pileup_jets_model})
     return full, flash
 
 
@@ -231,26 +224,14 @@ def flashsim_models(cfg: ClosureConfig) -> dict[str, dict[str, Any]]:
     """The FlashSim flows of the flashsim run: per simulated object its folder and the weights'
     SHA-256 from its card (which FlashSim the numbers belong to)."""
     _, flash = _processors(cfg)
-    out = {}
-    for e in getattr(flash.flashsim, "entries", []):
-        card = Path(e.model_path) / "card.json"
-        try:
-            sha = json.loads(card.read_text()).get("weights_sha256")
-        except (OSError, ValueError):
-            sha = None
-        out[e.spec_name] = {"path": str(e.model_path), "weights_sha256": sha}
-    return out
+    return {name: {"path": path, "weights_sha256": rec["weights_sha256"]}
+            for (name, path), rec in zip(flash.flashsim.model_paths.items(), flash.flashsim.provenance().values())}
 
 
 def check_output_dir(output: str | Path, force: bool) -> Path:
-    """The report folder: a UserError if it is a file, or is not empty and ``force`` is not set."""
-    out = Path(output)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out} exists and is not a folder")
-    if out.exists() and any(out.iterdir()) and not force:
-        shown = ", ".join(sorted(p.name for p in out.iterdir())[:5])
-        raise UserError(f"output folder {out} is not empty ({shown}); use --force to overwrite or -o another folder")
-    return out
+    """The report folder: a UserError if it is a file, or is not empty and ``force`` is not set
+    (:func:`flashsim_coffea.safe_write.check_output_dir`)."""
+    return _check_output_dir(output, force)
 
 
 def check_inputs(cfg: ClosureConfig) -> dict[str, Any]:

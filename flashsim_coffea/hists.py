@@ -2,7 +2,7 @@
 
 With upsampling, every Gen event ``ev`` (weight ``w_ev``) is reconstructed ``N`` times
 ("folds"). Let ``c_i^ev`` be the number of its folds that land in bin ``i`` and
-``pdf_i^ev = c_i^ev / N``. The seed thesis (DESIGN.md) defines
+``pdf_i^ev = c_i^ev / N``. The reference FlashSim study defines (docs/analysis.md, "Upsampling")
 
     content_i = Σ_ev w_ev · pdf_i^ev
     error_i   = sqrt( Σ_ev (w_ev · pdf_i^ev)² )

@@ -53,17 +53,22 @@ Per chunk and collection (:meth:`FlashSim.prepare`):
 Counts (:data:`INFO_COUNTS`, per (object, fold) pair) are summed in ``PreparedChunk.info`` —
 the processor stores them in its output, and ``flashsim run`` and the demo report their sums
 over the run (:func:`describe_counts`); a ``PreparedChunk`` never warns per chunk, ``inject``
-warns once per call when objects were dropped, clamped or set to the mode. Models load lazily on the worker from a module-level
-cache keyed on path + checksum (:func:`flashsim_coffea.flows.sampler.load_model`); a
+warns once per call when objects were dropped, clamped or set to the mode.
+
+The objects come from the spec registry (:mod:`flashsim_coffea.objects.registry`): this module
+names none. What an object needs is declared by its spec — Gen-matched or counted per event
+(``RecoRules.origin``), the reco collection it joins (``ObjectSpec.reco``), its constant and
+Gen-copied fields (:meth:`~flashsim_coffea.objects.spec.ObjectSpec.complete`). Each model folder
+loads lazily on the worker as one bundle (flow + efficiency map + count model,
+:func:`flashsim_coffea.flows.bundle.load_bundle`, cached and re-read when a file changes); a
 :class:`FlashSim` carries only paths, so it pickles small into every coffea task.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import awkward as ak
@@ -75,16 +80,17 @@ from .nanoaod.conventions import EVENT_ID, FOLD_SCALED_WEIGHTS, RECO_LINK_FIELDS
 from .nanoaod.links import chunk_rows, event_ids, global_offsets, original_chunk, relink
 from .nanoaod.pairs import count_per_event
 from .objects import event_conditioning
+from .objects.registry import get_spec, known_specs
 from .objects.gen import branch, has_branch, jagged_records
 from .sampling_precision import check_precision
 
-__all__ = ["FlashSim", "PreparedChunk", "InjectedBatch", "INFO_COUNTS", "INFO_LABELS", "describe_counts"]
+__all__ = ["FlashSim", "Need", "PreparedChunk", "InjectedBatch", "INFO_COUNTS", "INFO_LABELS", "describe_counts"]
 
 #: counts reported per collection, over simulated (Gen object, fold) pairs; ``n_unmatched``: objects
 #: without a Gen counterpart drawn by a count model (pile-up jets), also counted in the later steps
 INFO_COUNTS = ("n_gen", "n_gen_outside_acceptance", "n_gen_nonfinite", "n_gen_below_min_pt", "n_unmatched",
                "n_not_reconstructed",
-               "n_out_of_range_cond", "n_redrawn", "n_fallback", "n_below_threshold", "n_reco")
+               "n_out_of_range_cond", "n_redrawn", "n_fallback", "n_below_threshold", "n_below_min_pt", "n_reco")
 
 #: what each count means, for reports (:func:`describe_counts`)
 INFO_LABELS = {
@@ -98,6 +104,7 @@ INFO_LABELS = {
     "n_redrawn": "samples redrawn",
     "n_fallback": "samples set to the mode after redraws",
     "n_below_threshold": "below the reco threshold",
+    "n_below_min_pt": "below the analysis' pT cut (dropped)",
     "n_reco": "reco objects",
 }
 
@@ -113,56 +120,25 @@ def describe_counts(counts: dict[str, dict[str, int]]) -> list[str]:
     return lines
 
 
-_EFFICIENCY: dict[str, object] = {}
-_COUNT: dict[str, object] = {}
-
-
-def _efficiency_map(model):
-    """The model's efficiency map (``efficiency.json`` beside its card), cached per path; None if absent."""
-    from .efficiency import EfficiencyMap
-
-    key = str(model.path)
-    if key not in _EFFICIENCY:
-        _EFFICIENCY[key] = EfficiencyMap.load(model.path) if model.path is not None else None
-        if _EFFICIENCY[key] is None and model.path is not None:
-            # once per model and process: a freshly trained model folder has no map until
-            # `flashsim efficiency` writes one, and without it every Gen object is reconstructed
-            warnings.warn(f"flashsim {model.spec.name}: {model.path} has no efficiency.json, so every Gen object in "
-                          f"acceptance is reconstructed (efficiency 1); measure one with `flashsim efficiency "
-                          f"{model.spec.name} FILE.root... -o {model.path}` or copy the shipped model's", stacklevel=2)
-    return _EFFICIENCY[key]
-
-
-def _count_model(model):
-    """The model's count model (``count.json`` beside its card, :mod:`.flows.count`), cached per
-    path; None if absent. A model with one simulates objects without a Gen counterpart: per
-    (event, fold) n slots drawn from it, conditioned on the event (pile-up jets)."""
-    from .flows.count import CountModel
-
-    key = str(model.path)
-    if key not in _COUNT:
-        _COUNT[key] = CountModel.load(model.path) if model.path is not None else None
-    return _COUNT[key]
-
-
 @dataclass(frozen=True)
-class _Entry:
-    spec_name: str
-    model_path: str
+class Need:
+    """What an analysis reads of one reco collection: objects with reco pT > ``min_pt`` (None: all),
+    in events with at least ``min_count`` of them (0: every event). Given to
+    :meth:`FlashSim.prepare`, it lets FlashSim skip, exactly, what the analysis cannot read."""
 
+    min_pt: float | None = None
+    min_count: int = 0
 
-def _resolve(model: Any, default: str) -> str:
-    """A model directory from ``"default"``/None/True (the shipped model) or a path; clear errors otherwise."""
-    from .flows.checkpoint import read_card
-    from .flows.sampler import shipped_model_path
-
-    if model is None or model is True or model == "default":
-        return str(shipped_model_path(default))
-    if not isinstance(model, (str, Path)):
-        raise UserError(f"FlashSim({default}=...) takes a model directory, 'default' (the shipped model) or False "
-                        f"(keep the file's own collection), got {model!r}")
-    read_card(model)  # a missing, corrupt or foreign card fails here, once, not on every chunk
-    return str(Path(model))
+    @classmethod
+    def of(cls, value: "Need | Mapping[str, Any]") -> "Need":
+        if isinstance(value, Need):
+            return value
+        if isinstance(value, Mapping):
+            unknown = set(value) - {"min_pt", "min_count"}
+            if not unknown:
+                return cls(**value)
+        raise UserError(f"FlashSim.prepare(need=...): each collection takes a Need(min_pt=..., min_count=...) or a "
+                        f"dict with those keys, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -174,31 +150,54 @@ class InjectedBatch:
 
 
 class FlashSim:
-    """On-the-fly FlashSim of reco Jets and Muons (see module docstring).
+    """On-the-fly FlashSim of reco collections from Gen (see module docstring).
 
-    jets, muons: model directories (card.json + model.safetensors), ``"default"`` (or True) for
-    the shipped models, or ``False`` to keep the file's own collection. pileup_jets: the model of
-    the pile-up jets (``Jet_genJetIdx = −1``: flow + ``count.json``, :mod:`.objects.pileup_jets`)
-    merged into the FlashSim ``Jet`` collection — ``"default"`` (the shipped model), a directory,
-    or ``False`` (no pile-up jets); without FlashSim jets (``jets=False``) the default is off. threads: torch CPU threads
-    per worker (≥ 1): the flows sample that many blocks of objects at once, each on one thread
-    (:func:`~flashsim_coffea.flows.sampler.block_threads`; the samples do not depend on it). device: ``"cpu"`` (default) or ``"cuda"`` to sample the flows on a GPU
+    models: ``{object: folder | "default" | False}`` over the registered object specs
+    (:func:`flashsim_coffea.objects.registry.known_specs`; keywords such as ``jets=...`` say the
+    same): a model directory (card.json + model.safetensors, :mod:`.flows.bundle`), ``"default"``
+    (or True) for the shipped model, ``False`` for none (the file's own collection stays). Objects
+    not named take the default: every registered object with a shipped model. Objects without a
+    Gen counterpart (``RecoRules.origin == "event"``, pile-up jets) join the FlashSim collection
+    of a Gen-matched object; without one (``jets=False``) they are off by default and refused
+    when asked for. Each collection's objects are concatenated Gen-matched first, then
+    per-event ones, and sorted by pT.
+
+    threads: torch CPU threads per worker (≥ 1): the flows sample that many blocks of objects at
+    once, each on one thread (:func:`~flashsim_coffea.flows.sampler.block_threads`; the samples do
+    not depend on it). device: ``"cpu"`` (default) or ``"cuda"`` to sample the flows on a GPU
     (each worker process then uses that GPU). precision: ``"float32"`` (default) or
     ``"bfloat16"``: the flows' conditioner products in bfloat16, ~1.1–1.2x faster on CPUs with AMX
     (a slightly different, separately validated model; see :mod:`.flows.fast_inverse`).
     """
 
-    def __init__(self, jets: str | Path | None | bool = "default", muons: str | Path | None | bool = "default", threads: int = 1,
-                 device: str = "cpu", precision: str = "float32", pileup_jets: str | Path | None | bool = "default"):
-        if jets is False and pileup_jets is not False:
-            if not (pileup_jets is None or pileup_jets is True or pileup_jets == "default"):
-                raise UserError("FlashSim(pileup_jets=...) adds pile-up jets to the FlashSim Jet collection: it needs "
-                                "FlashSim jets too (jets=False keeps the file's own Jet collection)")
-            pileup_jets = False
-        self.entries: list[_Entry] = []
-        for name, model in (("jets", jets), ("muons", muons), ("pileup_jets", pileup_jets)):
-            if model is not False:
-                self.entries.append(_Entry(name, _resolve(model, name)))
+    def __init__(self, models: Mapping[str, Any] | None = None, *, threads: int = 1, device: str = "cpu",
+                 precision: str = "float32", **objects: Any):
+        from .flows.bundle import model_spec, resolve_model, shipped_models
+
+        asked = {**dict(models or {}), **objects}
+        unknown = sorted(set(asked) - set(known_specs()))
+        if unknown:
+            raise UserError(f"FlashSim: no registered object {', '.join(map(repr, unknown))}; known objects: "
+                            f"{', '.join(known_specs())} (objects/registry.py registers new ones)")
+        chosen = {**{name: "default" for name in shipped_models()}, **asked}
+        paths = {name: resolve_model(name, value) for name, value in chosen.items()}
+        specs = {name: model_spec(path) for name, path in paths.items() if path is not None}
+        for name, spec in specs.items():
+            if spec.name != name:
+                raise UserError(f"FlashSim({name}=...): {paths[name]} is a model of {spec.name!r}, not of {name!r}")
+        made = {spec.reco for spec in specs.values() if spec.rules.gen_matched}
+        for name, spec in list(specs.items()):
+            if not spec.rules.gen_matched and spec.reco not in made:
+                if name in asked and asked[name] not in (None, True, "default"):
+                    partners = [n for n in known_specs() if get_spec(n).reco == spec.reco and get_spec(n).rules.gen_matched]
+                    raise UserError(f"FlashSim({name}=...) adds objects without a Gen counterpart to the FlashSim "
+                                    f"{spec.reco} collection: it needs FlashSim {' or '.join(partners) or spec.reco} too, "
+                                    f"a Gen-matched model of {spec.reco} ({'/'.join(partners) or 'its'}=False keeps "
+                                    f"the file's own {spec.reco} collection)")
+                del specs[name]
+        # Gen-matched objects first, then per-event ones (their order in each collection)
+        order = sorted(specs, key=lambda name: not specs[name].rules.gen_matched)
+        self.model_paths: dict[str, str] = {name: str(paths[name]) for name in order}
         if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
             raise UserError(f"FlashSim(threads=...) must be an integer ≥ 1 (torch CPU threads per worker), got {threads!r}")
         self.threads = int(threads)
@@ -206,37 +205,47 @@ class FlashSim:
         self.precision = check_precision(precision)  # fail here, not on every worker
 
     def __repr__(self) -> str:
-        return f"FlashSim({', '.join(f'{e.spec_name}={e.model_path!r}' for e in self.entries)})"
+        return f"FlashSim({', '.join(f'{name}={path!r}' for name, path in self.model_paths.items())})"
 
     # -- models (lazy, cached per process) ---------------------------------------------------
-    def _model(self, entry: _Entry):
+    def _bundle(self, name: str):
         import torch
 
-        from .flows.sampler import load_model
+        from .flows.bundle import load_bundle
 
         if torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
-        return load_model(entry.model_path, entry.spec_name, self.device, self.precision)
+        bundle = load_bundle(self.model_paths[name], self.device, self.precision)
+        if bundle.spec.name != name:
+            raise UserError(f"FlashSim({name}=...): {self.model_paths[name]} is a model of {bundle.spec.name!r}, not {name!r}")
+        return bundle
 
     def collection_models(self) -> dict[str, list[Any]]:
-        """The loaded flow models per reco collection (``"Jet"``: jets, then pile-up jets; ``"Muon"``),
-        in the order their objects are concatenated before the pT sort."""
+        """The loaded model bundles (:class:`~flashsim_coffea.flows.bundle.ModelBundle`) per reco
+        collection, in the order their objects are concatenated before the pT sort."""
         out: dict[str, list[Any]] = {}
-        for e in self.entries:
-            model = self._model(e)
-            out.setdefault(model.spec.reco, []).append(model)
+        for name in self.model_paths:
+            bundle = self._bundle(name)
+            out.setdefault(bundle.spec.reco, []).append(bundle)
         return out
 
     def models(self) -> dict[str, Any]:
-        """The loaded flow models keyed by their reco collection (``"Jet"``, ``"Muon"``): the first
-        of each collection (the one simulating from Gen objects); all of them: :meth:`collection_models`."""
-        return {reco: models[0] for reco, models in self.collection_models().items()}
+        """The loaded flows keyed by their reco collection: the first of each (Gen-matched) one;
+        all of them, with efficiency and count models: :meth:`collection_models`."""
+        return {reco: bundles[0].flow for reco, bundles in self.collection_models().items()}
+
+    def provenance(self) -> dict[str, dict[str, Any]]:
+        """Per simulated object: its folder, whether it is the shipped one, and the SHA-256 of its
+        card, weights, efficiency map and count model (which FlashSim made the numbers)."""
+        from .flows.bundle import model_record
+
+        return {name: model_record(name, path) for name, path in self.model_paths.items()}
 
     def required_branches(self) -> list[str]:
         out: set[str] = set()
-        for models in self.collection_models().values():
-            for model in models:
-                out.update(model.spec.gen_branches())
+        for bundles in self.collection_models().values():
+            for bundle in bundles:
+                out.update(bundle.spec.gen_branches())
         return sorted(out)
 
     def check(self, events, filename: str = "<events>") -> None:
@@ -246,11 +255,22 @@ class FlashSim:
             raise MissingBranchesError(filename, missing, "run FlashSim (it simulates reco objects from Gen collections)")
 
     # -- injection ---------------------------------------------------------------------------
-    def prepare(self, events) -> "PreparedChunk":
-        """Per-chunk preparation of every collection (conditioning, keys, acceptance): see module docstring."""
+    def prepare(self, events, need: Mapping[str, Need | Mapping[str, Any]] | None = None) -> "PreparedChunk":
+        """Per-chunk preparation of every collection (conditioning, keys, acceptance): see module
+        docstring. ``need``: per reco collection what the analysis reads (:class:`Need`), e.g.
+        ``{"Muon": Need(min_pt=20, min_count=2), "Jet": Need(min_pt=25)}`` — FlashSim then prepares
+        and draws only the events where every collection with a ``min_count`` can reach it
+        (:attr:`PreparedChunk.candidates`; the other events get no objects at all), and only the
+        objects that can have reco pT > ``min_pt``: Gen objects whose reco pT bound
+        (:meth:`PreparedChunk.reachable_per_event`) does not exceed it are not drawn, and every
+        drawn object at or below it is dropped. Exact for an analysis that reads nothing else: its
+        objects are the same, with the same values (the noise is keyed on object identity)."""
         meta = getattr(events, "metadata", None) or {}
         self.check(events, str(meta.get("filename", "<events>")))
-        return PreparedChunk(events, self.collection_models())
+        chunk = PreparedChunk(events, self.collection_models())
+        if need:
+            chunk.stage(need)
+        return chunk
 
     def inject(self, events, folds: int = 1):
         """Events with FlashSim ``Jet``/``Muon`` and the links between and into them (module
@@ -297,24 +317,52 @@ class PreparedChunk:
     _offsets: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # per Gen collection, see _gen_offsets
     _chunk: tuple[Any, np.ndarray | None] | None = field(default=None, repr=False)  # (coffea's chunk, our rows in it)
 
+    _candidates: np.ndarray | None = field(default=None, repr=False)
+
     @property
     def collections(self) -> list[str]:
         """Reco collections simulated (``"Jet"``, ``"Muon"``)."""
         return list(self.models)
 
+    @property
+    def candidates(self) -> np.ndarray:
+        """Per event of the chunk: whether it can meet the analysis' needs (:meth:`stage`); all True
+        without needs. Pairs of the other events cannot be simulated."""
+        return self._candidates if self._candidates is not None else np.ones(len(self.events), dtype=bool)
+
+    def stage(self, need: Mapping[str, "Need | Mapping[str, Any]"]) -> None:
+        """Prepare only what an analysis with these needs reads (:meth:`FlashSim.prepare`): the
+        events where every collection with a ``min_count`` can have that many objects above its
+        ``min_pt`` (a Gen-level bound; a collection with objects without a Gen counterpart has no
+        bound and restricts nothing), and in every collection only the objects above its ``min_pt``."""
+        needs = {reco: Need.of(v) for reco, v in need.items()}
+        for reco in needs:
+            self._models_of(reco)  # a collection FlashSim does not simulate: a clear error
+        ok = np.ones(len(self.events), dtype=bool)
+        for reco, nd in needs.items():
+            if nd.min_count > 0 and all(m.spec.rules.gen_matched for m in self.models[reco]):
+                min_pt = -np.inf if nd.min_pt is None else nd.min_pt
+                ok &= self.reachable_per_event(reco, min_pt) >= nd.min_count
+        self._candidates = ok
+        entries = np.flatnonzero(ok)
+        for reco in self.collections:
+            self.restrict(reco, entries, min_pt=needs.get(reco, Need()).min_pt)
+
     def restrict(self, collection: str, entries, min_pt: float | None = None) -> None:
         """Prepare ``collection`` only for the chunk's events ``entries`` (indices); simulating a
-        pair of another event then raises. With ``min_pt``, also skip the Gen objects whose reco pT
-        cannot exceed it (Gen pT × the model's largest pT ratio, as in :meth:`reachable_per_event`;
-        counted in ``n_gen_below_min_pt``): for an analysis that only reads objects above
-        ``min_pt`` the result is exact, the other objects keep their values (keyed noise)."""
+        pair of another event then raises. With ``min_pt``, the collection gives only objects with
+        reco pT > ``min_pt``: Gen objects whose reco pT cannot exceed it (Gen pT × the model's
+        largest pT ratio, as in :meth:`reachable_per_event`) are not drawn (``n_gen_below_min_pt``),
+        drawn objects at or below it are dropped (``n_below_min_pt``); the other objects keep their
+        values (keyed noise). :meth:`stage` calls it from an analysis' needs."""
         entries = np.unique(np.asarray(entries, dtype=np.int64))
         sub = self.events[entries]
         preps = [_prepare(model, sub, self._context(model).subset(entries), min_pt)
                  for model in self._models_of(collection)]
         for model, prep in zip(self._models_of(collection), preps):
-            if "src_offsets" in prep:  # global Gen indices refer to the chunk's events, not the subset's
+            if model.spec.rules.gen_matched:  # global Gen indices refer to the chunk's events, not the subset's
                 prep["src_offsets"] = self._gen_offsets(model)[entries]
+            prep["min_pt"] = min_pt
         self._prepared[collection] = (entries, preps)
 
     def simulated_per_event(self, collection: str) -> np.ndarray:
@@ -337,7 +385,7 @@ class PreparedChunk:
         :meth:`restrict` the collections to the others)."""
         counts = np.zeros(len(self.events), dtype=np.int64)
         for model in self._models_of(collection):
-            if _count_model(model) is not None:
+            if not model.spec.rules.gen_matched:
                 raise UserError(f"FlashSim {collection}: {model.spec.name!r} draws objects without a Gen counterpart; "
                                 "their number has no Gen-level bound")
             objs = self._context(model).objects()
@@ -374,7 +422,7 @@ class PreparedChunk:
     def _preparation(self, collection: str, batch: FoldBatch) -> tuple[FoldBatch, list[dict]]:
         """The collection's preparations and ``batch`` expressed in their event indices."""
         if collection not in self._prepared:
-            self._prepared[collection] = (None, [_prepare(m, self.events, self._context(m), offsets=self._gen_offsets(m) if _count_model(m) is None else None)
+            self._prepared[collection] = (None, [_prepare(m, self.events, self._context(m), offsets=self._gen_offsets(m) if m.spec.rules.gen_matched else None)
                                                  for m in self._models_of(collection)])
         entries, preps = self._prepared[collection]
         if entries is None:
@@ -433,7 +481,7 @@ def _reco_pt_bound(model, gen_pt: np.ndarray) -> np.ndarray:
     """The largest reco pT the model can give each Gen object (inf if its spec has no pT target)."""
     for t in model.spec.targets:
         if t.branch == "pt":
-            top = model.pre.max_value(t.name) * (1.0 + 2.0**-9)
+            top = model.flow.pre.max_value(t.name) * (1.0 + 2.0**-9)
             return gen_pt * top if t.relation == "ratio" and t.gen_field == "pt" else np.full(gen_pt.shape, top)
     return np.full(gen_pt.shape, np.inf)
 
@@ -455,7 +503,7 @@ def _prepare(model, events, ctx=None, min_pt: float | None = None, offsets: np.n
     ``min_pt``: simulate only Gen objects whose reco pT bound exceeds it (:meth:`PreparedChunk.restrict`);
     ``offsets``: the global offsets of the events' Gen objects (:meth:`PreparedChunk._gen_offsets`; set later if None)."""
     spec = model.spec
-    if _count_model(model) is not None:
+    if not spec.rules.gen_matched:
         return _prepare_unmatched(model, events)
     rules = spec.rules
     ctx = ctx if ctx is not None else spec.context(events)
@@ -509,9 +557,9 @@ def _gen_objects(model, prep: dict, batch: FoldBatch, info: dict):
     info["n_gen_outside_acceptance"] = int(prep["n_outside"][ev_index].sum())
     info["n_gen_nonfinite"] = int(prep["n_nonfinite"][ev_index].sum())
     info["n_gen_below_min_pt"] = int(prep["n_below"][ev_index].sum())
-    eff = _efficiency_map(model)
+    eff = model.efficiency
     if eff is not None:  # reconstruction efficiency, drawn per (object, fold)
-        ok = eff.keep(prep["gen"]["pt"][rows], prep["gen"]["eta"][rows], model.seed, row_keys, fold)
+        ok = eff.keep(prep["gen"]["pt"][rows], prep["gen"]["eta"][rows], model.flow.seed, row_keys, fold)
         out_counts = count_per_event(ok, out_counts)
         rows, fold = rows[ok], fold[ok]
         row_keys = {k: v[ok] for k, v in row_keys.items()}
@@ -528,7 +576,7 @@ def _unmatched_objects(model, prep: dict, batch: FoldBatch, info: dict):
     model (keyed on the event and the fold), slot i of a pair keyed with object index −1 − i
     (the reference's convention for its pile-up jets; the spec's own noise streams keep them
     apart from Gen objects' keys anyway); every slot conditioned on its event's row."""
-    count = _count_model(model)
+    count = model.count
     names = model.spec.conditioning_names
     cond_ev = prep["event_cond"][batch.entry]
     pair_keys = {k: v[batch.entry] for k, v in prep["event_keys"].items()}
@@ -546,12 +594,12 @@ def _simulate(model, prep: dict, batch: FoldBatch) -> tuple[ak.Array, dict]:
     """One model's objects for the batch's pairs (one list per pair, not yet sorted) and counts."""
     spec, rules = model.spec, model.spec.rules
     info = dict.fromkeys(INFO_COUNTS, 0)
-    objects = _unmatched_objects if "event_cond" in prep else _gen_objects
+    objects = _gen_objects if rules.gen_matched else _unmatched_objects
     out_counts, cond, row_keys, fold, gen = objects(model, prep, batch, info)
     with warnings.catch_warnings():
         # redraws outside the training support are routine: counted in info, not warned per chunk
         warnings.simplefilter("ignore", UserWarning)
-        targets, sample_info = model.sample(cond, row_keys, fold=fold, return_info=True)
+        targets, sample_info = model.flow.sample(cond, row_keys, fold=fold, return_info=True)
     info["n_out_of_range_cond"] += int(sample_info["n_out_of_range_cond"])
     for k in ("n_redrawn", "n_fallback"):
         info[k] = int(sample_info[k])
@@ -559,21 +607,22 @@ def _simulate(model, prep: dict, batch: FoldBatch) -> tuple[ak.Array, dict]:
     fields = spec.rebuild(targets, gen)
     # the match index: the Gen object's, −1 (NanoAOD's "no match") for objects without one
     fields[spec.match] = np.maximum(row_keys["object"], -1).astype(np.int32)
-    if rules.mass is not None:
-        fields.setdefault("mass", np.full(n, rules.mass, dtype=np.float32))
-    fields.setdefault("charge", np.zeros(n, dtype=np.int32))
-    for f, dtype in rules.gen_defaults:  # copied from the Gen object; 0 for objects without one
-        fields.setdefault(f, gen[f].astype(dtype) if f in gen else np.zeros(n, dtype=dtype))
+    fields = spec.complete(fields, gen, n)
 
     # global index for matched_gen: coffea resolves it in the Gen collection of the
     # *originally constructed* chunk (``events._events()``), so offsets are those of the
     # chunk's rows of the pairs' events (skimmed or not); −1 stays −1 (matched_gen: None)
     idx = fields[spec.match]
-    offsets = np.repeat(prep["src_offsets"][batch.entry], out_counts) if "src_offsets" in prep else 0
+    offsets = np.repeat(prep["src_offsets"][batch.entry], out_counts) if rules.gen_matched else 0
     fields[f"{spec.match}G"] = np.where(idx >= 0, idx.astype(np.int64) + offsets, -1)
     if rules.min_pt is not None:
         above = fields["pt"] > rules.min_pt
         info["n_below_threshold"] = int((~above).sum())
+        out_counts = count_per_event(above, out_counts)
+        fields = {k: v[above] for k, v in fields.items()}
+    if prep.get("min_pt") is not None:  # what the analysis reads (PreparedChunk.restrict)
+        above = fields["pt"] > prep["min_pt"]
+        info["n_below_min_pt"] = int((~above).sum())
         out_counts = count_per_event(above, out_counts)
         fields = {k: v[above] for k, v in fields.items()}
     info["n_reco"] = int(out_counts.sum())

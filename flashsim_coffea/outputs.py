@@ -12,16 +12,16 @@ slice::
 with ``Weight()`` storage (FoldHists enter with their fold-weighted values and variances, i.e.
 content Σ w·c/N and error √Σ (w·c/N)² per Gen event).
 
-**FlashSim-driven variation** (the seed thesis' use of FlashSim for systematics): the effect
-of a variation (e.g. an alternative generator) is measured with FlashSim, where it is cheap,
-and applied to the FullSim nominal, bin by bin::
+**FlashSim-driven variation** (the reference FlashSim study's use of FlashSim for systematics,
+docs/analysis.md): the effect of a variation (e.g. an alternative generator) is measured with
+FlashSim, where it is cheap, and applied to the FullSim nominal, bin by bin::
 
     VAR_Full ≈ PRED = REF_Full · (VAR_Flash / Σw_VAR) / (REF_Flash / Σw_REF)
-    σ_PRED² = PRED² (σ_RF²/RF² + σ_VF²/VF² + σ_RFl²/RFl²)
+    σ_PRED² = PRED² (σ_RF²/RF² + σ_VF²/VF² + σ_RFl²/RFl²)      (inputs taken as independent)
 
-(:func:`flashsim_coffea.stats.closure_prediction` on per-unit-Σw FlashSim shapes;
-PRED = 0 where an input bin is empty). :func:`flash_variation` returns it in the layout of a
-run's output, so it enters :func:`by_variable` as one more entry of the variation axis.
+(PRED = 0 with no error where an input bin is empty). :func:`flash_variation` returns it in the
+layout of a run's output, so it enters :func:`by_variable` as one more entry of the variation
+axis; ``flashsim demo`` compares it with the FullSim run of the varied sample.
 
 ROOT files for fit tools (:func:`write_root`): one TH1 per dataset, region, variable and
 variation, named ``DATASET/REGION/VARIABLE`` (nominal) and ``DATASET/REGION/VARIABLE_VARIATION``
@@ -43,7 +43,7 @@ import hist
 import numpy as np
 
 from .hists import FoldHist, folds_of
-from .stats import Hist1D, as_arrays, closure_prediction
+from .stats import Hist1D, as_arrays
 
 __all__ = ["NOMINAL", "by_variable", "flash_variation", "output_differences", "portable", "write_root"]
 
@@ -110,6 +110,15 @@ def _from_arrays(template: hist.Hist, values: np.ndarray, variances: np.ndarray)
     return out
 
 
+def _predict(ref_full: Hist1D, var_flash: Hist1D, ref_flash: Hist1D) -> Hist1D:
+    """PRED = REF_Full · VAR_Flash / REF_Flash bin by bin with its propagated variance (module docstring)."""
+    ok = (ref_flash.values > 0) & (ref_full.values > 0) & (var_flash.values > 0)
+    rf, vf, rl = (np.where(ok, h.values, 1.0) for h in (ref_full, var_flash, ref_flash))
+    pred = np.where(ok, rf * vf / rl, 0.0)
+    rel2 = ref_full.variances / rf**2 + var_flash.variances / vf**2 + ref_flash.variances / rl**2
+    return Hist1D(pred, np.where(ok, pred**2 * rel2, 0.0), ref_full.edges)
+
+
 def flash_variation(full: Mapping, flash: Mapping, reference: str, varied: str, dataset: str | None = None) -> dict:
     """The FlashSim-driven variation of ``reference`` (module docstring) in the layout of a run's
     output: ``{dataset: {"hists": {region: {variable: hist.Hist}}}}`` with PRED for every
@@ -127,7 +136,7 @@ def flash_variation(full: Mapping, flash: Mapping, reference: str, varied: str, 
     hists: dict[str, dict[str, hist.Hist]] = {}
     for region, by_var in full[reference]["hists"].items():
         for var, h in by_var.items():
-            pred = closure_prediction(as_arrays(h), shape(flash[varied], region, var), shape(flash[reference], region, var))
+            pred = _predict(as_arrays(h), shape(flash[varied], region, var), shape(flash[reference], region, var))
             hists.setdefault(region, {})[var] = _from_arrays(_plain(h), pred.values, pred.variances)
     return {dataset or reference: {"hists": hists}}
 

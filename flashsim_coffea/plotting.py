@@ -46,6 +46,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import mplhep as hep  # noqa: E402
 import numpy as np  # noqa: E402
 
+from .stats import hist_data  # noqa: E402  (re-exported: (values, variances, edges) of a histogram)
+
 __all__ = [
     "COLORS",
     "Ratio",
@@ -106,20 +108,6 @@ class Series:
     @property
     def errors(self) -> np.ndarray | None:
         return None if self.variances is None else np.sqrt(self.variances)
-
-
-def hist_data(h: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """(values, variances, edges) of a 1-D ``hist.Hist`` or ``FoldHist`` (flow bins excluded).
-
-    FoldHist variances are the fold-weighted ones, Σ_ev (w_ev c_i^ev / N)²; a ``hist.Hist`` with
-    Weight storage gives Σ w²; with Double storage, variances equal the values (Poisson).
-    """
-    if len(h.axes) != 1:
-        raise ValueError(f"expected a 1-D histogram, got {len(h.axes)} axes")
-    values = np.asarray(h.values(), dtype=np.float64)
-    var = h.variances()
-    variances = None if var is None else np.asarray(var, dtype=np.float64)
-    return values, variances, np.asarray(h.axes[0].edges, dtype=np.float64)
 
 
 def series(h: Any, label: str, **style: Any) -> Series:

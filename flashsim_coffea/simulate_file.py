@@ -51,10 +51,12 @@ same ``Events`` branches with the same types, and either all or none a ``Runs`` 
 same branches (else a UserError naming the difference). A file given twice is refused.
 
 **Safety** — the output location is checked before any work
-(:func:`flashsim_coffea.nanoaod.io.check_output_path`); an existing output is replaced only
-with ``force``; an input is never overwritten (even with ``force``). The file is written under
-a temporary name beside the output and renamed at the end, so a failure leaves no truncated
-file (and an old output in place).
+(:func:`flashsim_coffea.nanoaod.io.check_output_path`, i.e.
+:func:`flashsim_coffea.safe_write.check_output`); an existing output is replaced only with
+``force``; an input is never overwritten (even with ``force``; under any spelling, symbolic or
+hard link). The file is written under an unpredictable temporary name beside the output and
+renamed at the end (:class:`flashsim_coffea.safe_write.AtomicFile`), so a failure or a
+SIGTERM leaves no truncated file (and an old output in place).
 
 **Memory** — the inputs are read ``chunksize`` Gen events at a time (default
 ``max(1, 50_000 // folds)``, i.e. at most 50k output events per chunk). The noise of FlashSim
@@ -277,48 +279,19 @@ def _check_compatible(inputs: list[_Input]) -> None:
             raise UserError(f"{first.path.name} and {other.path.name} have different Runs branches ({', '.join(diff)})")
 
 
-def _model_record(name: str, path: Path) -> dict:
-    from .cards import CARD_NAME, sha256_file
-    from .flows.sampler import shipped_model_path
-
-    card_path = path / CARD_NAME if path.is_dir() else path
-    card = json.loads(card_path.read_text())
-    folder = card_path.parent
-    rec = {
-        "model": folder.name,
-        "shipped": folder.resolve() == shipped_model_path(name).resolve(),
-        "card_sha256": sha256_file(card_path),
-        "weights_sha256": card.get("weights_sha256"),
-        "spec_hash": card.get("spec_hash"),
-        "trained_with": card.get("package_version"),
-    }
-    eff = folder / "efficiency.json"
-    if eff.is_file():
-        rec["efficiency_sha256"] = sha256_file(eff)
-    return rec
-
-
-def _resolve_model(model, name: str) -> Path:
-    from .cards import resolve_card_path
-    from .flows.sampler import shipped_model_path
-
-    if model is None or model == "default":
-        return shipped_model_path(name)
-    return resolve_card_path(model).parent  # a clear error for a missing/pickle model
-
-
 # --------------------------------------------------------------------------- simulation
-def _flashsim_chunk(sim, events, folds: int) -> tuple[dict[str, ak.Array], dict[str, dict[str, int]]]:
-    """({reco collection: FlashSim objects per (event, fold) pair}, counts) — what
-    ``sim.inject(events, folds)`` puts in ``Jet``/``Muon`` (all folds in one batch, event-major)."""
+def _flashsim_chunk(sim, events, folds: int):
+    """({reco collection: FlashSim objects per (event, fold) pair}, counts, the pairs' FoldBatch) —
+    what ``sim.inject(events, folds)`` puts in ``Jet``/``Muon`` (all folds in one batch, event-major)."""
     from .folds import FoldBatch
 
     with warnings.catch_warnings():
         # per-chunk FlashSim warnings: their counts are summed and reported once at the end
         warnings.filterwarnings("ignore", message=r"flashsim \w+:", category=UserWarning)
         chunk = sim.prepare(events)
-        out = chunk.inject(FoldBatch.all_folds(len(events), folds))
-    return {reco: out[reco] for reco in chunk.collections}, chunk.info
+        batch = FoldBatch.all_folds(len(events), folds)
+        out = chunk.inject(batch)
+    return {reco: out[reco] for reco in chunk.collections}, chunk.info, batch
 
 
 def written_fields(collection: str, fields) -> list[str]:
@@ -377,18 +350,20 @@ def simulate_file(
     inputs,
     output: str | os.PathLike,
     folds: int = 1,
-    jets: str | os.PathLike | None = "default",
-    muons: str | os.PathLike | None = "default",
+    jets: str | os.PathLike | None | bool = "default",
+    muons: str | os.PathLike | None | bool = "default",
     force: bool = False,
     chunksize: int | None = None,
     progress: bool = True,
     device: str = "cpu",
     precision: str = "float32",
     threads: int = 1,
+    pileup_jets: str | os.PathLike | None | bool = "default",
 ) -> dict[str, Any]:
     """Write ``output``: the NanoAOD ``inputs`` (a path or a list) with FlashSim ``Jet``/``Muon``,
     ``folds`` reconstructions per Gen event (see the module docstring for what is kept, dropped
-    and scaled). ``jets``/``muons``: flow model folders (``"default"``: the shipped models).
+    and scaled). ``jets``/``muons``/``pileup_jets``: model folders, ``"default"`` (the shipped
+    models) or ``False`` (pile-up jets only: none), as :class:`~flashsim_coffea.inject.FlashSim` takes them.
     ``chunksize``: Gen events read per chunk (default ``max(1, 50_000 // folds)``).
 
     Returns a summary: ``output``, ``inputs`` (names), ``events_in``, ``events_out``, ``folds``,
@@ -403,6 +378,7 @@ def simulate_file(
     from .folds import check_folds
     from .inject import FlashSim
     from .nanoaod.io import METADATA_KEY, check_output_path
+    from .safe_write import AtomicFile
     from .sampling_precision import check_precision
 
     t0 = time.perf_counter()
@@ -417,14 +393,7 @@ def simulate_file(
     precision = check_precision(precision)
 
     # 1. the output location, before any work
-    out = Path(output)
-    for p in paths:
-        same = os.path.samefile(p, out) if p.exists() and out.exists() else Path(os.path.abspath(p)) == Path(os.path.abspath(out))
-        if same:
-            raise UserError(f"output {out} is the input file {p}; choose another name (inputs are never overwritten)")
-    if out.is_dir():
-        raise UserError(f"output {out} is a folder; give a .root file name")
-    out = check_output_path(out, force)
+    out = check_output_path(output, force, inputs=paths)
     seen: dict[Path, Path] = {}
     for p in paths:
         if not p.exists():
@@ -440,8 +409,8 @@ def simulate_file(
         from .flows.sampler import check_device
 
         check_device(device)
-    model_paths = {"jets": _resolve_model(jets, "jets"), "muons": _resolve_model(muons, "muons")}
-    sim = FlashSim(jets=str(model_paths["jets"]), muons=str(model_paths["muons"]), threads=threads, device=device,
+    sim = FlashSim(jets="default" if jets is None else jets, muons="default" if muons is None else muons,
+                   pileup_jets="default" if pileup_jets is None else pileup_jets, threads=threads, device=device,
                    precision=precision)
     replaced = set(sim.models())
     required = sorted(set(sim.required_branches()) | {"run", "luminosityBlock", "event"})
@@ -453,13 +422,14 @@ def simulate_file(
     dropped = sorted({b for i in opened for b in i.dropped})
 
     # 3. chunks → temporary file → rename
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
     counts: dict[str, dict[str, int]] = {}
     runs_parts: list[dict[str, Any]] = []
     n_out = 0
     wrote_tree = None
-    fout = uproot.recreate(tmp, compression=uproot.ZSTD(5))
+    staged = AtomicFile(out)  # an unpredictable temporary name beside the output
+    fout = None
     try:
+        fout = uproot.recreate(staged.path, compression=uproot.ZSTD(5))
         with tqdm(total=total, unit="ev", desc=f"simulate ×{folds}" if folds > 1 else "simulate", disable=not progress) as bar:
             for inp in opened:
                 tree = uproot.open(inp.path)["Events"]
@@ -477,12 +447,12 @@ def simulate_file(
                     sumw, sumw2 = sumw + float(w.sum()), sumw2 + float((w**2).sum())
                     if first_run is None:
                         first_run = int(cols["run"][0])
-                    objects, info = _flashsim_chunk(sim, _chunk_events(inp.path, start, stop), folds)
+                    objects, info, batch = _flashsim_chunk(sim, _chunk_events(inp.path, start, stop), folds)
                     for reco, c in info.items():
                         acc = counts.setdefault(reco, {})
                         for k, v in c.items():
                             acc[k] = acc.get(k, 0) + int(v)
-                    block = _output_block(cols, objects, folds, n)
+                    block = _output_block(cols, objects, batch)
                     if wrote_tree is None:
                         wrote_tree = fout.mktree("Events", _types(block), title="Events")
                     wrote_tree.extend(block)
@@ -502,7 +472,7 @@ def simulate_file(
             "genweight_scale": 1.0 / folds,
             "events_in": total,
             "events_out": n_out,
-            "models": {name: _model_record(name, p) for name, p in model_paths.items()},
+            "models": sim.provenance(),
             "device": device,
             "precision": precision,
             "inputs": [file_record(i.path, events=i.entries, **({"metadata": i.metadata} if len(opened) > 1 else {}))
@@ -514,12 +484,13 @@ def simulate_file(
         }
         fout[METADATA_KEY] = json.dumps(meta, sort_keys=True, default=float)
         fout.close()
-        os.replace(tmp, out)
+        staged.commit()
     except BaseException:
         try:
-            fout.close()
+            if fout is not None:
+                fout.close()
         finally:
-            tmp.unlink(missing_ok=True)
+            staged.discard()
         raise
     return {
         "output": str(out),
@@ -534,19 +505,19 @@ def simulate_file(
     }
 
 
-def _output_block(cols: dict[str, Any], objects: dict[str, ak.Array], folds: int, n: int) -> dict[str, Any]:
-    """One chunk's output columns: the carried columns repeated ``folds`` times per event
-    (event-major), the absolute weights / folds (:func:`~flashsim_coffea.folds.fold_weight`), ``fold`` after ``event``, then the FlashSim collections."""
-    idx = np.repeat(np.arange(n), folds) if folds > 1 else None
+def _output_block(cols: dict[str, Any], objects: dict[str, ak.Array], batch) -> dict[str, Any]:
+    """One chunk's output columns, one row per (event, fold) pair of ``batch`` (event-major): the
+    carried columns of the pair's event, the absolute weights / folds
+    (:func:`~flashsim_coffea.folds.fold_weight`), ``fold`` after ``event``, then the FlashSim collections."""
     block: dict[str, Any] = {}
     for name, col in cols.items():
-        if idx is not None:
-            col = col[idx]
+        if batch.folds > 1:
+            col = col[batch.entry]
             if name in FOLD_SCALED_WEIGHTS:
-                col = fold_weight(col, folds)
+                col = fold_weight(col, batch.folds)
         block[name] = col
         if name == "event":
-            block[FOLD_BRANCH] = np.tile(np.arange(folds, dtype=np.int32), n)
+            block[FOLD_BRANCH] = np.asarray(batch.fold, dtype=np.int32)
     for reco, objs in objects.items():
         block[reco] = _record_of(reco, objs)
     return block

@@ -1,6 +1,6 @@
-"""Histogram statistics: χ²/ndf between two histograms, mean statistical error, the FlashSim-driven variation.
+"""Histogram statistics: χ²/ndf between two histograms, mean statistical error, yield ratios.
 
-χ²/ndf (used for FlashSim vs FullSim and for the systematic-variation closure)::
+χ²/ndf (used for FlashSim vs FullSim and for the FlashSim-driven variation against FullSim)::
 
     χ²  = Σ_i (a_i − b_i)² / (σ_{a,i}² + σ_{b,i}²)     over bins i with σ_{a,i}² + σ_{b,i}² > 0
     ndf = number of those bins                          (flow bins excluded)
@@ -19,26 +19,31 @@ Ratio of two yields with its statistical error (:func:`ratio_error`)::
     r = a / b,   σ_r = |r| · sqrt((σ_a / a)² + (σ_b / b)²)         (a, b taken as independent)
 
 — for FlashSim / FullSim of the same Gen events this overestimates σ_r, as for χ² above.
-
-Systematic-variation closure (seed: the alternative generator as a "variation")::
-
-    VAR_Full ≈ PRED = REF_Full · VAR_Flash / REF_Flash         bin by bin
-    σ_PRED² = PRED² (σ_RF²/RF² + σ_VF²/VF² + σ_RFl²/RFl²)      (inputs taken as independent)
-
-with every histogram divided by its sample's Σ genWeight (a per-unit-cross-section shape and
-efficiency), and PRED = 0 with no error where REF_Flash or REF_Full is empty.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from .plotting import hist_data
+__all__ = ["Chi2", "Hist1D", "ratio_error", "chi2_ndf", "chi2_pooled", "mean_rel_error", "as_arrays", "hist_data"]
 
-__all__ = ["Chi2", "Hist1D", "ratio_error", "chi2_ndf", "chi2_pooled", "closure_prediction", "mean_rel_error", "as_arrays"]
+
+def hist_data(h: Any) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """(values, variances, edges) of a 1-D ``hist.Hist`` or ``FoldHist`` (flow bins excluded).
+
+    FoldHist variances are the fold-weighted ones, Σ_ev (w_ev c_i^ev / N)²; a ``hist.Hist`` with
+    Weight storage gives Σ w²; with Double storage, variances equal the values (Poisson).
+    """
+    if len(h.axes) != 1:
+        raise ValueError(f"expected a 1-D histogram, got {len(h.axes)} axes")
+    values = np.asarray(h.values(), dtype=np.float64)
+    var = h.variances()
+    variances = None if var is None else np.asarray(var, dtype=np.float64)
+    return values, variances, np.asarray(h.axes[0].edges, dtype=np.float64)
 
 
 def ratio_error(a: float, sa: float, b: float, sb: float) -> tuple[float, float]:
@@ -124,11 +129,3 @@ def mean_rel_error(*hists: Hist1D) -> list[float]:
         return [float("nan")] * len(hists)
     return [float(100 * np.mean(np.sqrt(h.variances[ok]) / h.values[ok])) for h in hists]
 
-
-def closure_prediction(ref_full: Hist1D, var_flash: Hist1D, ref_flash: Hist1D) -> Hist1D:
-    """PRED = REF_Full · VAR_Flash / REF_Flash bin by bin with its propagated variance."""
-    ok = (ref_flash.values > 0) & (ref_full.values > 0) & (var_flash.values > 0)
-    rf, vf, rl = (np.where(ok, h.values, 1.0) for h in (ref_full, var_flash, ref_flash))
-    pred = np.where(ok, rf * vf / rl, 0.0)
-    rel2 = ref_full.variances / rf**2 + var_flash.variances / vf**2 + ref_flash.variances / rl**2
-    return Hist1D(pred, np.where(ok, pred**2 * rel2, 0.0), ref_full.edges)

@@ -10,12 +10,13 @@ Modes (where the analysis' ``Muon`` and ``Jet`` come from):
 
 ``process()`` reads like the analysis, per fold batch of (event, fold) pairs
 (:func:`flashsim_coffea.folds.fold_batches`; one batch of one fold outside flashsim mode):
-muons (FlashSim: only in events with ≥ 2 Gen muons whose reco pT can pass the muon pT cut:
-Gen pT × the muon flow's largest pT ratio, ``PreparedChunk.reachable_per_event``) → dimuon selection → jets, only
-for the dimuon pairs (FlashSim simulates nothing the analysis does not read; histograms are
-bit-identical to simulating everything, ``staged=False``)
-→ jet selection and cleaning → VBF cuts → SR/SB → variables → DNN (``DNN18Atan`` =
-atanh(score), histogram ``dnn_atanh``) → :class:`~flashsim_coffea.hists.FoldFiller` → fill.
+muons → dimuon selection → jets, only for the dimuon pairs → jet selection and cleaning → VBF
+cuts → SR/SB → variables → DNN (``DNN18Atan`` = atanh(score), histogram ``dnn_atanh``) →
+:class:`~flashsim_coffea.hists.FoldFiller` → fill; the cutflow from one coffea
+``PackedSelection`` over the batch's pairs. In flashsim mode the processor states what it reads
+(:data:`FLASHSIM_NEEDS`: muons above 20 GeV in events with two of them, jets above 25 GeV) and
+FlashSim draws nothing else (``FlashSim.prepare(events, need=...)``); histograms are
+bit-identical to simulating everything (``staged=False``).
 
 Output (per dataset name, from ``events.metadata["dataset"]``)::
 
@@ -47,8 +48,9 @@ from coffea import processor
 from coffea.analysis_tools import Weights
 
 from flashsim_coffea.analysis import objects as obj
-from flashsim_coffea.analysis import CUTFLOW_STEPS, REGIONS, VARIABLES, analyse, axis_for, dimuon_mask, select_muons
-from flashsim_coffea.analysis.selection import MUON_CUTS
+from flashsim_coffea.analysis import (CUTFLOW_STEPS, DIMUON_STEPS, REGIONS, SELECTION_STEPS, VARIABLES, analyse, axis_for,
+                                     cutflow_masks, dimuon_cuts, scattered_selection)
+from flashsim_coffea.analysis.selection import JET_CUTS, MUON_CUTS
 from flashsim_coffea.errors import MissingBranchesError, UserError
 from flashsim_coffea.folds import FoldBatch, check_folds, fold_batches, fold_weight
 from flashsim_coffea.hists import FoldFiller, fold_hist_or_hist
@@ -57,6 +59,10 @@ from flashsim_coffea.nanoaod.conventions import EVENT_ID
 __all__ = ["VBFHmmProcessor", "MODES"]
 
 MODES = ("fullsim", "flashsim", "gen")
+
+#: what the selection reads of FlashSim's collections (``FlashSim.prepare(events, need=...)``):
+#: muons above the muon pT cut, in events with at least two; jets above the jet pT cut
+FLASHSIM_NEEDS = {"Muon": {"min_pt": MUON_CUTS["pt"], "min_count": 2}, "Jet": {"min_pt": JET_CUTS["pt"]}}
 
 
 class VBFHmmProcessor(processor.ProcessorABC):
@@ -111,7 +117,7 @@ class VBFHmmProcessor(processor.ProcessorABC):
             cols = obj.GEN_FIELDS
         else:
             sim = self.flashsim
-            gen = list(sim.required_branches()) if hasattr(sim, "required_branches") else []
+            gen = list(sim.required_branches())
             return gen + list(EVENT_ID) if self.folds > 1 else gen
         return [f"{c}_{f}" for c, fields in cols.items() for f in fields]
 
@@ -122,7 +128,7 @@ class VBFHmmProcessor(processor.ProcessorABC):
             from flashsim_coffea.analysis.dnn import check_dnn
 
             check_dnn(None if self.dnn is True else self.dnn)
-        if self.flashsim is not None and hasattr(self.flashsim, "required_branches"):
+        if self.flashsim is not None:
             self.flashsim.required_branches()  # loads (and so checks) the flow models
 
     def missing_branches(self, available: set[str]) -> list[str]:
@@ -175,20 +181,22 @@ class VBFHmmProcessor(processor.ProcessorABC):
         filler = FoldFiller(self.folds)
         max_pairs = self.max_fold_events if self.mode == "flashsim" else None
         for batch in fold_batches(n, self.folds, max_pairs):
-            # muons only where two can exist; the other pairs fail two_muons whatever is drawn
-            candidates = source.dimuon_candidates(batch) if self.staged else np.ones(len(batch), dtype=bool)
+            # muons only where two can pass their cuts (FlashSim's staging); the other pairs fail two_muons
+            candidates = source.candidates(batch)
             muons = source.muons(batch.subset(candidates))
-            steps = {step: _scatter(mask, candidates) for step, mask in dimuon_steps(muons).items()}
-            steps["all"] = np.ones(len(batch), dtype=bool)
-            dimuon = steps["opposite_charge"]
+            dimuon_cuts_ = dimuon_cuts(muons)
+            dimuon = _scatter(dimuon_cuts_["two_muons"] & dimuon_cuts_["opposite_charge"], candidates)
             pairs = batch.subset(dimuon)
             jets = source.jets(pairs) if self.staged else source.jets(batch)[dimuon]
             res = analyse(muons[dimuon[candidates]], jets, dnn=self.dnn)
+            # one PackedSelection over the batch's pairs: the dimuon steps where muons exist, the
+            # others where the dimuon passed (False elsewhere), and the cutflow from it
+            later = {step: res.selection.all(step) for step in SELECTION_STEPS if step not in DIMUON_STEPS}
+            cutflow = cutflow_masks(scattered_selection(len(batch), (candidates, dimuon_cuts_), (dimuon, later)))
             w_all, w = pair_weight[batch.entry], pair_weight[pairs.entry]
             for step in CUTFLOW_STEPS:
-                mask, w_step = (steps[step], w_all) if step in ("all", "two_muons") else (res.cutflow[step], w)
-                out["cutflow"][step] += int(mask.sum())
-                out["cutflow_weighted"][step] += float(w_step[mask].sum())
+                out["cutflow"][step] += int(cutflow[step].sum())
+                out["cutflow_weighted"][step] += float(w_all[cutflow[step]].sum())
             key = pairs.key(events) if self.folds > 1 else ()
             for region, mask in res.regions.items():
                 if mask.any():
@@ -228,13 +236,6 @@ def event_weights(events) -> tuple[np.ndarray, int]:
     return (weights.weight() if weights.weightStatistics else np.ones(n)), n_bad
 
 
-def dimuon_steps(muons) -> dict[str, np.ndarray]:
-    """The cutflow steps decided by the muons alone: all, two_muons (≥ 2 selected muons),
-    opposite_charge (:func:`flashsim_coffea.analysis.dimuon_mask`)."""
-    two = ak.to_numpy(ak.sum(select_muons(muons), axis=1)) >= 2
-    return {"all": np.ones(len(two), dtype=bool), "two_muons": two, "opposite_charge": dimuon_mask(muons)}
-
-
 def _scatter(mask: np.ndarray, where: np.ndarray) -> np.ndarray:
     """A boolean per pair of the batch: ``mask`` at the pairs ``where`` is true, False elsewhere."""
     out = np.zeros(len(where), dtype=bool)
@@ -244,27 +245,20 @@ def _scatter(mask: np.ndarray, where: np.ndarray) -> np.ndarray:
 
 class _ObjectSource:
     """Where the analysis' muons and jets come from, per (event, fold) pair: the file's reco
-    collections (fullsim), Gen-level stand-ins (gen), or FlashSim (simulated per pair: jets only
-    for the pairs asked for)."""
+    collections (fullsim), Gen-level stand-ins (gen), or FlashSim, told what the analysis reads
+    (:data:`FLASHSIM_NEEDS`: it draws muons only in events where two can pass their pT cut, and
+    only muons and jets above their pT cuts; jets only for the pairs asked for)."""
 
     def __init__(self, proc: VBFHmmProcessor, events):
         self.mode, self.events = proc.mode, events
-        self.chunk = proc.flashsim.prepare(events) if proc.mode == "flashsim" else None
-        self.two_gen_muons = None
-        if self.chunk is not None and proc.staged and hasattr(self.chunk, "reachable_per_event"):
-            # the dimuon selection can pass only in events with ≥ 2 Gen muons whose reco pT can pass
-            # its cut (every reco muon comes from one; the flow's pT ratio is bounded by its support):
-            # muons and jets are prepared, and drawn, for those events only
-            self.two_gen_muons = self.chunk.reachable_per_event("Muon", MUON_CUTS["pt"]) >= 2
-            entries = np.flatnonzero(self.two_gen_muons)
-            self.chunk.restrict("Muon", entries, min_pt=MUON_CUTS["pt"])  # only muons that can be selected
-            self.chunk.restrict("Jet", entries)
+        self.chunk = (proc.flashsim.prepare(events, need=FLASHSIM_NEEDS if proc.staged else None)
+                      if proc.mode == "flashsim" else None)
 
-    def dimuon_candidates(self, batch: FoldBatch) -> np.ndarray:
-        """Pairs of ``batch`` that can have two muons (FlashSim: ≥ 2 simulated Gen muons; else all)."""
-        if self.two_gen_muons is None:
+    def candidates(self, batch: FoldBatch) -> np.ndarray:
+        """Pairs of ``batch`` that can meet the selection's needs (FlashSim's staging; else all)."""
+        if self.chunk is None:
             return np.ones(len(batch), dtype=bool)
-        return self.two_gen_muons[batch.entry]
+        return self.chunk.candidates[batch.entry]
 
     def muons(self, batch: FoldBatch):
         if self.chunk is not None:  # not attached to the events: the analysis reads no cross-reference

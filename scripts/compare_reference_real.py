@@ -63,7 +63,7 @@ def matched_quantities(gen: dict, reco: dict) -> dict[str, np.ndarray]:
     m, gpt = gather(gen["GenJet_pt"], reco["Jet_genJetIdx"])
     _, gm = gather(gen["GenJet_mass"], reco["Jet_genJetIdx"])
     out["jet_ptRatio"] = (flat(reco["Jet_pt"]) / gpt)[m]
-    out["jet_massRatio"] = np.clip(flat(reco["Jet_mass"]) / np.maximum(gm, 1e-3), 0.0, 7.0)[m]  # seed: clip [0, 7]
+    out["jet_massRatio"] = np.clip(flat(reco["Jet_mass"]) / np.maximum(gm, 1e-3), 0.0, 7.0)[m]  # clip [0, 7] as the reference FlashSim study
     hf = flat(reco["Jet_hadronFlavour"])[m]
     eta = np.abs(flat(reco["Jet_eta"]))[m]
     pt = flat(reco["Jet_pt"])[m]

@@ -99,8 +99,8 @@ PY
   cp "$WORK/pileup_jets2/card.json" "$WORK/pileup_jets2/model.safetensors" "$WORK/pileup_jets_count/count.json" \
     flashsim_coffea/models/pileup_jets/
   # validation: 200k held-out pile-up events (gen seed 2000), reference R and R' seeds 201, 202
-  python -m flashsim_coffea.validation.pileup flashsim_coffea/models/pileup_jets \
-    -o flashsim_coffea/models/pileup_jets/validation --events 200000 --gen-seed 2 --ref-seed 201 --ref-seed2 202
+  flashsim validate pileup_jets --model flashsim_coffea/models/pileup_jets \
+    -o flashsim_coffea/models/pileup_jets/validation --events 200000 --gen-seed 2 --resimulate 201 --ref-seed 202
 }
 if [[ "${ONLY:-}" == pileup_jets ]]; then
   pileup_jets

@@ -1,4 +1,6 @@
-"""Shared fixtures: real CMS NanoAOD location and small generated samples (made once per session)."""
+"""Shared fixtures: the real CMS NanoAOD files (``real_file``, ``needs_real``), small generated
+samples (made once per session), tiny models trained on them, the runner tests' samples and
+reference run; and the ``slow`` mark of every test that needs Pythia."""
 
 from __future__ import annotations
 
@@ -7,15 +9,34 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+#: the real CMS NanoAOD test files (README there), outside the repository: absent, their tests skip
 REAL_NANOAOD = REPO.parent / "shared" / "data" / "real-nanoaod"
+REAL_FILES = ("nano_dy.root", "nano_dimuon.root", "nano_tt_v12.root")
+
+#: skip mark of a test reading the real CMS files (``REAL_NANOAOD / name``), decided at collection so
+#: that no fixture is built for a test that skips; inside a test, :func:`real_file` does the same
+needs_real = pytest.mark.skipif(not all((REAL_NANOAOD / n).is_file() for n in REAL_FILES),
+                                reason=f"real CMS NanoAOD test files not available in {REAL_NANOAOD}")
 
 
 def real_file(name: str) -> Path:
     """Path of a real CMS NanoAOD test file; skips the test when ../shared is absent."""
     path = REAL_NANOAOD / name
-    if not path.exists():
+    if not path.is_file():
         pytest.skip(f"real CMS NanoAOD test file {path} not available")
     return path
+
+
+#: fixtures that run Pythia: a test needing one (directly or through another fixture, e.g.
+#: tiny_models, files) is marked ``slow`` at collection; a test calling Pythia itself carries the mark
+PYTHIA_FIXTURES = frozenset({"generated"})
+
+
+def pytest_collection_modifyitems(config, items):
+    """The ``slow`` tier (pyproject.toml's markers): every test whose fixtures run Pythia."""
+    for item in items:
+        if PYTHIA_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("slow") is None:
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +75,26 @@ def tiny_models(generated, tmp_path_factory):
         train(spec, load_data(npz), folder / name, TrainConfig(**TINY), progress=False)
         out[name] = folder / name
     return out
+
+
+@pytest.fixture(scope="module")
+def files(generated) -> dict[str, str]:
+    """The generated samples of the runner tests (tests/test_run.py, tests/test_runner.py): {"vbf", "ewk"} → path."""
+    return {"vbf": str(generated("vbf_hmm", 200, seed=11)[0]), "ewk": str(generated("ewk_mumujj", 120, seed=22)[0])}
+
+
+def run_fileset(files: dict[str, str]) -> dict:
+    """The coffea fileset of :func:`files`."""
+    return {"vbf": {"files": {files["vbf"]: "Events"}}, "ewk": {"files": {files["ewk"]: "Events"}}}
+
+
+@pytest.fixture(scope="module")
+def reference(files):
+    """The fullsim run of :func:`files` (iterative executor, one chunk per file) that other runs must equal."""
+    from flashsim_coffea.processors import VBFHmmProcessor
+    from flashsim_coffea.runner import run_processor
+
+    return run_processor(run_fileset(files), VBFHmmProcessor(mode="fullsim"), "iterative", chunksize=1000)
 
 
 def assert_same_output(a: dict, b: dict) -> None:

@@ -3,8 +3,6 @@ on coffea collections, the PackedSelection cutflow and regions, Gen objects."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import awkward as ak
 import numpy as np
 import pytest
@@ -14,6 +12,7 @@ from coffea.analysis_tools import PackedSelection
 from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
 from coffea.nanoevents.methods import nanoaod
 
+from conftest import REAL_NANOAOD, needs_real
 from flashsim_coffea.analysis import kinematics as kin
 from flashsim_coffea.analysis.candidates import build_candidates
 from flashsim_coffea.analysis.selection import (
@@ -23,6 +22,8 @@ from flashsim_coffea.analysis.selection import (
     SELECTION_STEPS,
     clean_mask,
     cutflow_masks,
+    dimuon_criteria,
+    dimuon_cuts,
     dimuon_mask,
     event_selection,
     in_window,
@@ -32,8 +33,6 @@ from flashsim_coffea.analysis.selection import (
 )
 from flashsim_coffea.analysis.variables import VARIABLES, compute_variables
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-nanoaod"
-SAMPLES = Path(__file__).resolve().parents[1] / "flashsim_coffea" / "samples"
 NanoAODSchema.warn_missing_crossrefs = False
 
 
@@ -223,7 +222,9 @@ def test_candidates_cutflow_and_regions():
     assert list(cand.n_muons) == [2, 2, 2, 2, 0]
     assert list(cand.n_jets) == [3, 2, 1, 2, 2]
     assert cand.j1["pt"][0] == 100.0 and cand.j2["pt"][0] == 80.0  # pT-ordered
-    assert list(cand.opposite_charge) == [True, False, True, True, False]
+    assert list(dimuon_criteria(cand.n_muons, cand.mu1["charge"], cand.mu2["charge"])["opposite_charge"]) == [
+        True, False, True, True, False]
+    assert list(dimuon_cuts(muons)["opposite_charge"]) == [True, False, True, True, False]
     v = compute_variables(cand)
     assert set(VARIABLES) - {"dnn_atanh"} == set(v)
     assert np.isnan(v["mass"][4]) and np.isnan(v["mjj"][2])
@@ -274,14 +275,16 @@ def test_cutflow_is_cumulative_and_regions_follow_their_cuts():
 
 # --------------------------------------------------------------------------- coffea collections
 def _sample_events(name: str):
-    return NanoEventsFactory.from_root({str(SAMPLES / name): "Events"}, schemaclass=NanoAODSchema, mode="virtual").events()
+    from flashsim_coffea.samples import sample_path
+
+    return NanoEventsFactory.from_root({str(sample_path(name)): "Events"}, schemaclass=NanoAODSchema, mode="virtual").events()
 
 
 def test_collections_keep_coffea_behaviour():
     from flashsim_coffea.analysis import gen_jets, gen_muons, reco_jets, reco_muons
     from flashsim_coffea.analysis.selection import selected_jets, selected_muons
 
-    ev = _sample_events("vbf_hmm.root")
+    ev = _sample_events("vbf_hmm")
     mu, jets = reco_muons(ev), reco_jets(ev)
     assert isinstance(mu, nanoaod.MuonArray) and isinstance(jets, nanoaod.JetArray)
     sel_mu = selected_muons(mu)
@@ -299,7 +302,7 @@ def test_collections_keep_coffea_behaviour():
 def test_gen_muons_are_prompt_status1_muons():
     from flashsim_coffea.analysis import gen_muons
 
-    ev = _sample_events("vbf_hmm.root")
+    ev = _sample_events("vbf_hmm")
     g = ev.GenPart
     # hasFlags("isPrompt") is statusFlags bit 0
     np.testing.assert_array_equal(ak.to_numpy(ak.flatten(g.hasFlags("isPrompt"))), ak.to_numpy(ak.flatten(g.statusFlags & 1)) == 1)
@@ -311,11 +314,11 @@ def test_gen_muons_are_prompt_status1_muons():
     assert ak.all(mu.mediumId) and ak.all(mu.pfRelIso04_all == 0) and ak.all(mu.ptErr == 0)
 
 
-@pytest.mark.skipif(not (REAL / "nano_dy.root").is_file(), reason="real CMS NanoAOD not available")
+@needs_real
 def test_real_nanoaod_reco_and_gen():
     from flashsim_coffea.analysis import analyse, gen_jets, gen_muons, reco_jets, reco_muons
 
-    ev = NanoEventsFactory.from_root({str(REAL / "nano_dy.root"): "Events"}, mode="virtual").events()
+    ev = NanoEventsFactory.from_root({str(REAL_NANOAOD / "nano_dy.root"): "Events"}, mode="virtual").events()
     for muons, jets in ((reco_muons(ev), reco_jets(ev)), (gen_muons(ev), gen_jets(ev))):
         r = analyse(muons, jets, dnn=False)
         assert r.cutflow["all"].sum() == 40
@@ -324,12 +327,12 @@ def test_real_nanoaod_reco_and_gen():
         assert np.all(np.isfinite(r.variables["mumu_pt"][two]))
 
 
-@pytest.mark.skipif(not (REAL / "nano_dimuon.root").is_file(), reason="real CMS NanoAOD not available")
+@needs_real
 def test_gen_mode_on_data_names_missing_branches():
     from flashsim_coffea.analysis import gen_jets, gen_muons
     from flashsim_coffea.errors import MissingBranchesError
 
-    ev = NanoEventsFactory.from_root({str(REAL / "nano_dimuon.root"): "Events"}, mode="virtual").events()
+    ev = NanoEventsFactory.from_root({str(REAL_NANOAOD / "nano_dimuon.root"): "Events"}, mode="virtual").events()
     with pytest.raises(MissingBranchesError, match="GenPart_pt"):
         gen_muons(ev)
     with pytest.raises(MissingBranchesError, match="GenJet_pt"):

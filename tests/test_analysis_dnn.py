@@ -88,18 +88,17 @@ def test_dnn_axis_covers_the_shipped_model():
     """The dnn_atanh axis (bins of 0.1 over [0, 2.5)) contains every output of the shipped DNN:
     with hidden units in [−1, 1], logit ≤ b + Σ|w| of the last layer, so
     DNN18Atan ≤ atanh(sigmoid(b + Σ|w|)); and the bundled VBF sample lands inside it."""
-    from pathlib import Path
-
     from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
 
     from flashsim_coffea.analysis import analyse, axis_for, reco_jets, reco_muons
+    from flashsim_coffea.samples import sample_path
 
     axis = axis_for("dnn_atanh")
     assert (axis.edges[0], axis.edges[-1], axis.size) == (0.0, 2.5, 25)
     w, b = dnn.load_dnn().layers[-1]
     bound = np.arctanh(1.0 / (1.0 + np.exp(-(b[0] + np.abs(w).sum()))))
     assert bound < axis.edges[-1]
-    sample = Path(dnn.__file__).resolve().parents[1] / "samples" / "vbf_hmm.root"
+    sample = sample_path("vbf_hmm")
     ev = NanoEventsFactory.from_root({str(sample): "Events"}, schemaclass=NanoAODSchema, mode="virtual").events()
     out = analyse(reco_muons(ev), reco_jets(ev)).variables["dnn_atanh"]
     top = np.nanmax(out)

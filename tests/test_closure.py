@@ -23,8 +23,9 @@ from flashsim_coffea.closure import (
 )
 from flashsim_coffea.stats import chi2_ndf, chi2_pooled
 from flashsim_coffea.errors import MissingBranchesError, UserError
+from flashsim_coffea.samples import sample_path
 
-REF = Path(__file__).resolve().parents[1] / "flashsim_coffea" / "samples" / "vbf_hmm.root"
+REF = sample_path("vbf_hmm")
 #: the seed that drew the bundled sample's reference response (flashsim_coffea/samples/__init__.py)
 REF_OWN_SEED = 104
 

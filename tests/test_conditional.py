@@ -134,6 +134,7 @@ def _isolation_samples(rng, blur: bool, n=60_000):
     return spec, ValidationSamples(ref, flash, [sample(iso(act)) for _ in range(K)], {})
 
 
+@pytest.mark.slow  # ~11 s of tables
 def test_isolation_vs_gen_activity_flags_a_model_that_ignores_it():
     """Same marginal-ish isolation, wrong dependence on the activity around the muon: the pass
     rates of the loose cut are flagged in the activity bins; a perfect model is not flagged."""
@@ -194,6 +195,7 @@ def test_jet_tables_btag_and_id_rates():
     assert np.mean(by["b"]) > 0.8 and np.mean(by["c"] + by["light"]) < 0.2
 
 
+@pytest.mark.slow  # the shipped muons model on a bundled sample (~15 s)
 def test_validate_report_has_conditional_tables(tmp_path):
     """`run_validation` writes the tables to metrics.json (key `conditional`) and index.md, the
     existing report content unchanged (shipped muons model, a small bundled DY sample)."""

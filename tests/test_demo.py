@@ -12,7 +12,7 @@ import pytest
 from flashsim_coffea.cli import main
 from flashsim_coffea.demo import DemoConfig, run_demo
 from flashsim_coffea.demo.inputs import check_models, prepare_output, resolve_samples
-from flashsim_coffea.stats import Hist1D, chi2_ndf, closure_prediction, mean_rel_error
+from flashsim_coffea.stats import Hist1D, chi2_ndf, mean_rel_error
 from flashsim_coffea.errors import UserError
 
 MODELS = Path(__file__).resolve().parents[1] / "flashsim_coffea" / "models"
@@ -40,19 +40,12 @@ def test_chi2_ndf_hand_values():
     assert math.isnan(chi2_ndf(np.zeros(2), np.zeros(2), np.zeros(2), np.zeros(2)).per_ndf)
 
 
-def test_mean_rel_error_and_closure_hand_values():
+def test_mean_rel_error_hand_values():
     edges = np.arange(4.0)
     a = Hist1D(np.array([4.0, 16.0, 0.0]), np.array([4.0, 16.0, 0.0]), edges)
     b = Hist1D(np.array([4.0, 16.0, 1.0]), np.array([1.0, 4.0, 1.0]), edges)
     # bins filled in both: 0 and 1; σ/content = (0.5, 0.25) and (0.25, 0.125)
     assert mean_rel_error(a, b) == pytest.approx([37.5, 18.75])
-    ref_full = Hist1D(np.array([10.0, 4.0, 0.0]), np.array([10.0, 4.0, 0.0]), edges)
-    var_flash = Hist1D(np.array([6.0, 2.0, 3.0]), np.array([6.0, 2.0, 3.0]), edges)
-    ref_flash = Hist1D(np.array([5.0, 4.0, 2.0]), np.array([5.0, 4.0, 2.0]), edges)
-    pred = closure_prediction(ref_full, var_flash, ref_flash)
-    np.testing.assert_allclose(pred.values, [12.0, 2.0, 0.0])
-    np.testing.assert_allclose(pred.variances[:2], [144 * (1 / 10 + 1 / 6 + 1 / 5), 4 * (1 / 4 + 1 / 2 + 1 / 4)])
-    assert pred.variances[2] == 0.0
 
 
 # --------------------------------------------------------------------------- bad input
@@ -167,16 +160,16 @@ def test_report_image_links_relative_to_report(tmp_path, monkeypatch):
 def test_demo_outputs_exist(demo_run):
     out, summary = demo_run
     on_disk = json.loads((out / "summary.json").read_text())
-    assert on_disk["closure_chi2_ndf"] == pytest.approx(summary["closure_chi2_ndf"])
+    assert on_disk["variation_chi2_ndf"] == pytest.approx(summary["variation_chi2_ndf"])
     md = (out / "summary.md").read_text()
     for f in summary["figures"]:
         path = out / f
         assert path.is_file() and path.read_bytes()[:4] == b"\x89PNG", f
         assert f"]({f})" in md, f"{f} not embedded in summary.md"
     names = {Path(f).name for f in summary["figures"]}
-    assert {"upsampling_dnn_atanh.png", "upsampling_log_zstar.png", "single_event_dnn.png", "closure_SR_dnn_atanh.png",
+    assert {"upsampling_dnn_atanh.png", "upsampling_log_zstar.png", "single_event_dnn.png", "variation_SR_dnn_atanh.png",
             "vbf_hmm_SR_dnn_atanh.png", "dy_presel_mass.png", "signal_vs_dy_rpt.png"} <= names
-    assert "χ²/ndf" in md and "Cutflows" in md and "Systematic-variation closure" in md
+    assert "χ²/ndf" in md and "Cutflows" in md and "FlashSim-driven variation" in md
 
 
 def test_demo_numbers_are_sane(demo_run):
@@ -186,8 +179,8 @@ def test_demo_numbers_are_sane(demo_run):
     up = s["upsampling"]
     for short in ("dnn", "zstar"):
         assert 0 < up[f"{short}_error_folds5"] < up[f"{short}_error_folds1"] <= 100
-    # closure: finite and reasonable
-    assert 0 <= s["closure_chi2_ndf"] < 5
+    # FlashSim-driven variation vs FullSim: finite and reasonable
+    assert 0 <= s["variation_chi2_ndf"] < 5
     # cutflows conserve events and Gen yields are sane
     for mode, per in s["cutflow"].items():
         for p, cf in per.items():

@@ -5,19 +5,18 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import REAL_NANOAOD, needs_real
 from flashsim_coffea.errors import UserError
 from flashsim_coffea.flows import TINY, FlowModel, TrainConfig, load_data, load_model, save_data, train
 from flashsim_coffea.flows.data import TrainingData
 from flashsim_coffea.flows.preprocess import Preprocessor, decode_target, encode_target
 from flashsim_coffea.objects import get_spec
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-nanoaod"
 
 
 def admissible_targets(spec, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -289,12 +288,12 @@ def test_training_data_roundtrip(tmp_path):
         assert back.provenance == d.provenance
 
 
-@pytest.mark.skipif(not (REAL / "nano_dy.root").is_file(), reason="real NanoAOD samples absent")
+@needs_real
 def test_cli_extract_and_train_tiny(tmp_path, capsys):
     from flashsim_coffea.cli import main
 
     data = tmp_path / "jets.npz"
-    assert main(["extract", "jets", str(REAL / "nano_dy.root"), "-o", str(data), "--no-progress"]) == 0
+    assert main(["extract", "jets", str(REAL_NANOAOD / "nano_dy.root"), "-o", str(data), "--no-progress"]) == 0
     assert "dropped: unmatched 91, gen_not_stored 2" in capsys.readouterr().out
     assert main(["train", "jets", str(data), "-o", str(tmp_path / "m"), "--tiny", "--no-progress"]) == 0
     assert (tmp_path / "m" / "card.json").is_file()

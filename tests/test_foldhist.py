@@ -1,4 +1,4 @@
-"""FoldHist against a direct evaluation of the upsampling formulas (DESIGN.md), and FoldHist as a
+"""FoldHist against a direct evaluation of the upsampling formulas (docs/analysis.md, "Upsampling"), and FoldHist as a
 real ``hist.Hist``: plotting, slicing, projections, arithmetic, uproot, pickling, accumulation."""
 
 from __future__ import annotations

@@ -116,6 +116,7 @@ def test_pileup_profile(generated):
     assert np.corrcoef(pu["Pileup_nTrueInt"], pu["Pileup_sumEOOT"])[0, 1] > 0.9
 
 
+@pytest.mark.slow  # runs Pythia
 def test_workers_do_not_change_events(tmp_path):
     a = generate("vbf_hmm", 40, 7, tmp_path / "w1.root", workers=1, progress=False, block_size=15)
     b = generate("vbf_hmm", 40, 7, tmp_path / "w2.root", workers=2, progress=False, block_size=15)
@@ -129,6 +130,7 @@ def test_workers_do_not_change_events(tmp_path):
     assert not ak.all(ak.num(tc["GenJet_pt"]) == ak.num(ta["GenJet_pt"])) or not ak.all(tc["GenJet_pt"] == ta["GenJet_pt"])
 
 
+@pytest.mark.slow  # runs Pythia
 def test_vbf_filter_records_efficiency(tmp_path):
     s = generate("ewk_mumujj", 8, 3, tmp_path / "f.root", filter_name="vbf", progress=False)
     assert s.n_tried > s.n_events and 0 < s.filter_efficiency < 1
@@ -142,6 +144,7 @@ def test_vbf_filter_records_efficiency(tmp_path):
     assert ak.all(ak.num(jets) >= 2)
 
 
+@pytest.mark.slow  # runs Pythia
 def test_vbf_window_filter_keeps_the_mass_window(tmp_path):
     """``vbf_window``: the VBF topology and the leading Gen muon pair's mass within (100, 160) GeV."""
     import vector
@@ -204,6 +207,7 @@ def test_package_exports_and_picklable_errors():
     assert isinstance(err, MissingBranchesError) and str(err) == "f.root: missing branch(es) GenJet_pt needed to run FlashSim"
 
 
+@pytest.mark.slow  # runs Pythia
 def test_cli_no_progress(tmp_path, capsys):
     """`--no-progress` (the one progress switch of every command) silences the progress bar."""
     out = tmp_path / "q.root"

@@ -12,11 +12,11 @@ import uproot
 from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
 from coffea.nanoevents.methods import nanoaod
 
+from conftest import real_file
 from flashsim_coffea.analysis import analyse, jet_policy, reco_branches, reco_jets, reco_muons
 from flashsim_coffea.analysis.objects import RUN2, RUN3, RUN3_V12, add_jet_ids, tight_jet_id, tight_jet_id_v12
 from flashsim_coffea.errors import MissingBranchesError
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-nanoaod"
 NanoAODSchema.warn_missing_crossrefs = False
 
 MUON = {f"Muon_{f}" for f in ("pt", "eta", "phi", "mass", "charge", "mediumId", "pfRelIso04_all", "ptErr")}
@@ -118,13 +118,6 @@ def test_qg_score_choice_and_undefined_values():
 
 
 # --------------------------------------------------------------------------- real CMS NanoAOD
-def _real(name: str) -> Path:
-    path = REAL / name
-    if not path.is_file():
-        pytest.skip(f"real CMS NanoAOD test file {path} not available")
-    return path
-
-
 def _events(path: Path):
     return NanoEventsFactory.from_root({str(path): "Events"}, schemaclass=NanoAODSchema, mode="virtual").events()
 
@@ -147,7 +140,7 @@ def _assert_finite_where_defined(res) -> None:
 
 @pytest.mark.parametrize("name", sorted(REAL_POLICY))
 def test_real_file_policy_and_fullsim_analysis(name):
-    path = _real(name)
+    path = real_file(name)
     with uproot.open(path) as f:
         branches = set(f["Events"].keys())
     needed = reco_branches(branches, filename=str(path))
@@ -176,7 +169,7 @@ def test_v15_shaped_file_computes_the_jet_id(tmp_path):
     """A NanoAOD-v15-shaped file (no Jet_jetId, no Jet_puId, charged/neutral multiplicities,
     UParT QvG) made from the real v12 file: the multiplicities are a synthetic split of
     nConstituents, enough to check the plumbing and the formula, not physics."""
-    src = _real("nano_tt_v12.root")
+    src = real_file("nano_tt_v12.root")
     with uproot.open(src) as f:
         t = f["Events"]
         jet = {k[4:]: t[k].array() for k in t.keys() if k.startswith("Jet_") and k[4:] in

@@ -40,6 +40,7 @@ def notebook_env(tmp_path_factory, request) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow  # whole notebooks (10-30 s each)
 @pytest.mark.parametrize("name, figures", [("quickstart", 3), ("distributed", 1), ("validation", 4), ("zmumu_jets", 4)])
 def test_notebook_runs(name, figures, notebook_env, tmp_path, monkeypatch):
     for k, v in notebook_env.items():

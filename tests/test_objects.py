@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 import awkward as ak
 import numpy as np
 import pytest
 import uproot
 
+from conftest import REAL_NANOAOD, needs_real
 from flashsim_coffea.errors import MissingBranchesError, UserError
 from flashsim_coffea.objects import (
     Arctan, Asinh, Identity, Log, Log1p, Logit, ObjectSpec, Target, get_spec, known_specs, register_spec,
@@ -19,9 +18,6 @@ from flashsim_coffea.nanoaod.conventions import delta_r
 from flashsim_coffea.objects.transforms import transform_from_dict
 from flashsim_coffea.objects.jets import GENJET, GENMUON, muon_neighbour_features, tagger
 from flashsim_coffea.nanoaod.precision import round_mantissa
-
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-nanoaod"
-needs_real = pytest.mark.skipif(not (REAL / "nano_dy.root").is_file(), reason="real NanoAOD samples absent")
 
 
 def test_default_spec_dimensions():
@@ -140,7 +136,7 @@ def test_rebuild_relations_and_precision():
 
 @needs_real
 def test_extraction_drop_counts_real_jets():
-    f = str(REAL / "nano_dy.root")
+    f = str(REAL_NANOAOD / "nano_dy.root")
     spec = get_spec("jets")
     data, prov = extract_files(spec, [f], progress=False)
     ev = uproot.open(f)["Events"].arrays(["Jet_genJetIdx", "nGenJet", "Jet_pt"])
@@ -163,7 +159,7 @@ def test_extraction_drop_counts_real_jets():
 
 @needs_real
 def test_extraction_real_muons_match_status1():
-    f = str(REAL / "nano_dy.root")
+    f = str(REAL_NANOAOD / "nano_dy.root")
     spec = get_spec("muons")
     data, prov = extract_files(spec, [f], progress=False)
     ev = uproot.open(f)["Events"].arrays(["Muon_genPartIdx", "Muon_pt", "GenPart_pt", "GenPart_pdgId", "GenPart_status"])
@@ -182,7 +178,7 @@ def test_extraction_real_muons_match_status1():
 @needs_real
 def test_file_without_gen_is_refused():
     with pytest.raises(MissingBranchesError, match="GenJet_pt"):
-        extract_files(get_spec("jets"), [str(REAL / "nano_dimuon.root")], progress=False)
+        extract_files(get_spec("jets"), [str(REAL_NANOAOD / "nano_dimuon.root")], progress=False)
 
 
 def run3_v12_jets_spec() -> ObjectSpec:
@@ -210,14 +206,14 @@ def test_user_defined_run3_spec_extracts_from_v12():
     spec = run3_v12_jets_spec()
     register_spec(spec)
     assert get_spec("jets_run3_v12").hash() == spec.hash() != get_spec("jets").hash()
-    data, prov = extract_files(spec, [str(REAL / "nano_tt_v12.root")], progress=False)
+    data, prov = extract_files(spec, [str(REAL_NANOAOD / "nano_tt_v12.root")], progress=False)
     assert len(data) > 100 and data.targets.shape[1] == 9
     assert prov["dropped"]["unmatched"] > 0
     pnet = data.targets[:, spec.target_names.index("btagPNetB")]
     assert np.all(((pnet >= 0) & (pnet <= 1)) | (pnet == -1))
     # the Run-2 spec refuses the v12 file with the missing branches named
     with pytest.raises(MissingBranchesError, match="Jet_btagDeepB"):
-        extract_files(get_spec("jets"), [str(REAL / "nano_tt_v12.root")], progress=False)
+        extract_files(get_spec("jets"), [str(REAL_NANOAOD / "nano_tt_v12.root")], progress=False)
 
 
 @needs_real
@@ -226,7 +222,7 @@ def test_nanoevents_and_flat_arrays_give_same_conditioning():
 
     from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
 
-    f = str(REAL / "nano_dy.root")
+    f = str(REAL_NANOAOD / "nano_dy.root")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         events = NanoEventsFactory.from_root({f: "Events"}, schemaclass=NanoAODSchema, mode="virtual").events()
@@ -243,7 +239,7 @@ def test_nanoevents_and_flat_arrays_give_same_conditioning():
 
 @needs_real
 def test_extraction_with_resimulated_reference_is_deterministic():
-    f = str(REAL / "nano_dy.root")
+    f = str(REAL_NANOAOD / "nano_dy.root")
     a, prov = extract_files(get_spec("muons"), [f], progress=False, resimulate=5)
     b, _ = extract_files(get_spec("muons"), [f], progress=False, resimulate=5)
     c, _ = extract_files(get_spec("muons"), [f], progress=False, resimulate=6)
@@ -260,7 +256,7 @@ def test_scaled_ip3d_targets_rebuild_the_reference_relation():
 
     spec = get_spec("muons")
     assert [t.name for t in spec.targets if t.relation == "scaled"] == ["ip3d", "sip3d"]
-    data, _ = extract_files(spec, [str(REAL / "nano_dy.root")], progress=False, resimulate=5)
+    data, _ = extract_files(spec, [str(REAL_NANOAOD / "nano_dy.root")], progress=False, resimulate=5)
     names = spec.target_names
     for name in ("ip3d", "sip3d"):
         r = data.targets[:, names.index(name)]
@@ -295,7 +291,7 @@ def test_rounding_dequantization_fills_cells_and_rebuilds_the_reco_values():
                                          for t in spec.targets))
     assert [t.name for t in spec.targets if t.dequantize == "rounding"] == ["etaMinusGen", "phiMinusGen"]
     assert spec.extraction_hash() != plain.extraction_hash()  # extraction applies it
-    f = [str(REAL / "nano_dy.root")]
+    f = [str(REAL_NANOAOD / "nano_dy.root")]
     filled, _ = extract_files(spec, f, progress=False)
     raw, _ = extract_files(plain, f, progress=False)
     again, _ = extract_files(spec, f, progress=False)

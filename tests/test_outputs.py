@@ -57,6 +57,25 @@ def test_flash_variation_applies_the_flashsim_ratio_to_fullsim():
         flash_variation(full, {"ref": flash["ref"]}, "ref", "alt")
 
 
+def test_flash_variation_hand_values_and_empty_bins():
+    """PRED = REF_Full·VAR_Flash/REF_Flash with σ² = PRED²(σ_RF²/RF² + σ_VF²/VF² + σ_RFl²/RFl²); 0, no error, where an input is empty."""
+    axis = hist.axis.Regular(3, 0, 3, name="x")
+
+    def weighted(values, variances):
+        h = hist.Hist(axis, storage=hist.storage.Weight())
+        view = h.view(flow=False)
+        view.value, view.variance = values, variances
+        return h
+
+    full = _output(ref=({"SR": {"x": weighted([10.0, 4.0, 0.0], [10.0, 4.0, 0.0])}}, 1.0))
+    flash = _output(ref=({"SR": {"x": weighted([5.0, 4.0, 2.0], [5.0, 4.0, 2.0])}}, 1.0),
+                    alt=({"SR": {"x": weighted([6.0, 2.0, 3.0], [6.0, 2.0, 3.0])}}, 1.0))
+    pred = flash_variation(full, flash, "ref", "alt")["ref"]["hists"]["SR"]["x"]
+    np.testing.assert_allclose(pred.values(), [12.0, 2.0, 0.0])
+    np.testing.assert_allclose(pred.variances()[:2], [144 * (1 / 10 + 1 / 6 + 1 / 5), 4 * (1 / 4 + 1 / 2 + 1 / 4)])
+    assert pred.variances()[2] == 0.0
+
+
 def test_root_layout_one_th1_per_dataset_region_variable_variation(tmp_path):
     full = _output(ref=({"SR": {"x": _h([0.1, 0.5])}, "SB": {"x": _h([0.7])}}, 2.0), other=({"SR": {"x": _h([0.3])}}, 1.0))
     flash = _output(ref=({"SR": {"x": _h([0.1, 0.5])}, "SB": {"x": _h([0.7])}}, 2.0),

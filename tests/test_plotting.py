@@ -133,6 +133,7 @@ def test_project_label_names_the_project_not_an_experiment():
     assert not hasattr(pl, "cms_label")
 
 
+@pytest.mark.slow  # renders every demo figure (~35 s)
 def test_no_figure_says_cms(tmp_path, figure_texts):
     """The plotting helpers, the validation plots and every demo figure: the project's label,
     never "CMS" (nothing here is the collaboration's simulation)."""
@@ -167,13 +168,13 @@ def _demo_figures(folder):
     from flashsim_coffea.analysis.variables import axis_for
     from flashsim_coffea.demo import config
     from flashsim_coffea.demo.figures import all_figures
-    from flashsim_coffea.demo.results import ClosureResult
+    from flashsim_coffea.demo.results import VariationResult
     from flashsim_coffea.demo.runs import DemoOutputs, SingleEvent
     from flashsim_coffea.stats import Chi2, as_arrays
 
     rng = np.random.default_rng(5)
     keys = {(c.region, c.var) for c in config.COMPARISONS} | set(config.SIGNAL_VS_DY) | {
-        (r, v) for r, v, _ in config.UPSAMPLING_HISTS} | set(config.CLOSURE_HISTS)
+        (r, v) for r, v, _ in config.UPSAMPLING_HISTS} | set(config.VARIATION_HISTS)
 
     def filled(region, var):
         ax = axis_for(var)
@@ -192,9 +193,9 @@ def _demo_figures(folder):
                          output={"hists": {"SR": {"dnn_atanh": filled("SR", "dnn_atanh")}}, "sumw": 100.0},
                          fraction_selected=0.5, fraction_sr=0.3, fullsim_dnn=1.2, gen_dnn=1.4)
     outputs = DemoOutputs(fullsim=output(), gen=output(), flashsim=output(), flashsim_folds=output(), single=single)
-    closures = {}
-    for region, var in config.CLOSURE_HISTS:
+    variations = {}
+    for region, var in config.VARIATION_HISTS:
         h = as_arrays(filled(region, var))
-        closures[f"{region}/{var}"] = ClosureResult(region, var, h, h, h, Chi2(3.0, 4))
-    figs = all_figures(outputs, {"upsampling": {}}, closures, 25, folder)
-    assert figs["single_event"] and figs["closure"] and figs["upsampling"] and figs["signal_vs_dy"]
+        variations[f"{region}/{var}"] = VariationResult(region, var, h, h, h, Chi2(3.0, 4))
+    figs = all_figures(outputs, {"upsampling": {}}, variations, 25, folder)
+    assert figs["single_event"] and figs["variation"] and figs["upsampling"] and figs["signal_vs_dy"]

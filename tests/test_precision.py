@@ -1,14 +1,11 @@
 """NanoAOD reduced float precision (flashsim_coffea.nanoaod.precision)."""
 
-from pathlib import Path
-
 import awkward as ak
 import numpy as np
 import pytest
 
+from conftest import real_file
 from flashsim_coffea.nanoaod.precision import NANOAOD_MANTISSA_BITS, apply_nanoaod_precision, round_mantissa
-
-REAL = Path(__file__).parents[1] / ".." / "shared" / "data" / "real-nanoaod"
 
 
 def low_bits(x: np.ndarray, bits: int) -> np.ndarray:
@@ -62,9 +59,7 @@ def test_table_and_apply():
 def test_real_nanoaod_is_fixed_point():
     """Values stored by CMS are unchanged by our rounding with the table's bits."""
     uproot = pytest.importorskip("uproot")
-    f = REAL / "nano_dy.root"
-    if not f.exists():
-        pytest.skip("real NanoAOD samples not available")
+    f = real_file("nano_dy.root")
     names = ["Jet_pt", "Jet_eta", "Jet_btagDeepB", "Jet_bRegCorr", "Jet_muEF", "Muon_dxyErr", "Muon_dz", "Muon_jetRelIso"]
     arr = uproot.open(f)["Events"].arrays(names, how=dict)
     for n in names:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import pickle
-from pathlib import Path
-
 import awkward as ak
 import hist
 import numpy as np
@@ -12,7 +10,7 @@ import pytest
 from coffea import processor
 from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
 
-from conftest import assert_same_output
+from conftest import REAL_NANOAOD, assert_same_output, needs_real
 from flashsim_coffea.analysis import analyse, reco_jets, reco_muons
 from flashsim_coffea.analysis import CUTFLOW_STEPS
 from flashsim_coffea.errors import MissingBranchesError, UserError
@@ -21,7 +19,6 @@ from flashsim_coffea.hists import FoldHist
 from flashsim_coffea.noise import normal
 from flashsim_coffea.processors import VBFHmmProcessor
 
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real-nanoaod"
 NanoAODSchema.warn_missing_crossrefs = False
 
 
@@ -74,7 +71,7 @@ def test_modes_on_generated_file(vbf_file, mode):
     assert type(out["hists"]["SR"]["dnn_atanh"]) is hist.Hist  # not a FoldHist (a hist.Hist subclass)
     dnn = out["hists"]["SR"]["dnn_atanh"]
     assert dnn.values().sum() > 0
-    # presel has the lead-muon isolation and second-jet pT the seed showed
+    # presel has the lead-muon isolation and second-jet pT the reference FlashSim study showed (docs/analysis.md)
     assert out["hists"]["presel"]["mu1_iso"].values(flow=True).sum() >= out["hists"]["SR"]["mass"].values(flow=True).sum()
     assert "j2_pt" in out["hists"]["presel"]
 
@@ -91,10 +88,10 @@ def test_direct_process_and_empty_chunk(vbf_file):
     assert merged["chunks"] == 2 and merged["empty_chunks"] == 1 and merged["nevents"] == 200
 
 
-@pytest.mark.skipif(not (REAL / "nano_dy.root").is_file(), reason="real CMS NanoAOD not available")
+@needs_real
 @pytest.mark.parametrize("mode", ["fullsim", "gen"])
 def test_real_cms_nanoaod(mode):
-    out = _run(VBFHmmProcessor(mode=mode), {"dy": [str(REAL / "nano_dy.root")]})["dy"]
+    out = _run(VBFHmmProcessor(mode=mode), {"dy": [str(REAL_NANOAOD / "nano_dy.root")]})["dy"]
     _check_consistency(out, 40)
     assert out["cutflow"]["two_muons"] > 0
     assert out["sumw"] > 0
@@ -118,6 +115,7 @@ def test_bad_arguments():
         VBFHmmProcessor(mode="delphes")
 
 
+@pytest.mark.slow  # gen_only_file runs Pythia
 def test_fullsim_without_reco_branches_names_them(gen_only_file):
     with pytest.raises(MissingBranchesError, match=r"Muon_pt.*fullsim"):
         VBFHmmProcessor(mode="fullsim").process(_events(gen_only_file))
@@ -126,11 +124,11 @@ def test_fullsim_without_reco_branches_names_them(gen_only_file):
     assert out["nevents"] == 20
 
 
-@pytest.mark.skipif(not (REAL / "nano_dimuon.root").is_file(), reason="real CMS NanoAOD not available")
+@needs_real
 def test_gen_mode_on_collision_data_names_branches():
     with pytest.raises(MissingBranchesError, match="GenPart_pt"):
-        VBFHmmProcessor(mode="gen").process(_events(str(REAL / "nano_dimuon.root")))
-    out = VBFHmmProcessor(mode="fullsim").process(_events(str(REAL / "nano_dimuon.root")))["ds"]
+        VBFHmmProcessor(mode="gen").process(_events(str(REAL_NANOAOD / "nano_dimuon.root")))
+    out = VBFHmmProcessor(mode="fullsim").process(_events(str(REAL_NANOAOD / "nano_dimuon.root")))["ds"]
     assert out["sumw"] == out["nevents"] == 40  # data: weight 1
 
 
@@ -139,8 +137,11 @@ class FakeFlashSim:
     """Stand-in for FlashSim (its ``prepare(events).simulate(collection, batch)`` protocol): the
     file's muons/jets with pT smeared per (event, object, fold) by keyed noise."""
 
-    def prepare(self, events):
+    def prepare(self, events, need=None):
         return _FakeChunk(events)
+
+    def required_branches(self):
+        return []
 
     def inject(self, events, folds: int = 1):
         chunk, batch = _FakeChunk(events), FoldBatch.all_folds(len(events), folds)
@@ -155,6 +156,7 @@ class _FakeChunk:
 
     def __init__(self, events):
         self.events = events
+        self.candidates = np.ones(len(events), dtype=bool)
 
     def simulate(self, coll, batch, attach=True):
         sigma = {"Muon": 0.01, "Jet": 0.15}[coll]

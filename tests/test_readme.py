@@ -48,6 +48,7 @@ def test_the_readme_has_python_examples():
     assert len(BLOCKS) >= 2
 
 
+@pytest.mark.slow  # the README's processors on the bundled samples (5-45 s each)
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
 def test_readme_python_block_runs(index, tmp_path):
     block = BLOCKS[index]

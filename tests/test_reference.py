@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import awkward as ak
 import numpy as np
 import pytest
 
+from conftest import real_file
 from flashsim_coffea.errors import MissingBranchesError
 from flashsim_coffea.nanoaod.precision import NANOAOD_MANTISSA_BITS
 from flashsim_coffea.reference import JET_BRANCHES, MUON_BRANCHES, respond
 from flashsim_coffea.generate.synthetic import synthetic_gen
 
-REAL = Path(__file__).parents[1] / ".." / "shared" / "data" / "real-nanoaod"
 N_EVENTS = 8000
 
 
@@ -376,9 +374,7 @@ def test_muon_ids(muons):
 # ------------------------------------------------------------------ real NanoAOD
 def test_real_nanoaod_gen_inputs():
     uproot = pytest.importorskip("uproot")
-    f = REAL / "nano_dy.root"
-    if not f.exists():
-        pytest.skip("real NanoAOD samples not available")
+    f = real_file("nano_dy.root")
     t = uproot.open(f)["Events"]
     keys = [k for k in t.keys() if k.startswith(("GenJet_", "GenPart_", "Pileup_")) or k in ("run", "luminosityBlock", "event")]
     gen = t.arrays(keys, how=dict)

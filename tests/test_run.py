@@ -11,25 +11,11 @@ import numpy as np
 import pytest
 import uproot
 
-from conftest import assert_same_output
+from conftest import assert_same_output, run_fileset as _fileset  # fixtures files, reference: conftest
 from flashsim_coffea.cli import main
 from flashsim_coffea.runner import load_fileset, run_processor
 from flashsim_coffea.errors import UserError
 from flashsim_coffea.processors import VBFHmmProcessor
-
-
-@pytest.fixture(scope="module")
-def files(generated) -> dict[str, str]:
-    return {"vbf": str(generated("vbf_hmm", 200, seed=11)[0]), "ewk": str(generated("ewk_mumujj", 120, seed=22)[0])}
-
-
-def _fileset(files):
-    return {"vbf": {"files": {files["vbf"]: "Events"}}, "ewk": {"files": {files["ewk"]: "Events"}}}
-
-
-@pytest.fixture(scope="module")
-def reference(files):
-    return run_processor(_fileset(files), VBFHmmProcessor(mode="fullsim"), "iterative", chunksize=1000)
 
 
 def test_reference_output(reference):
@@ -128,6 +114,7 @@ def test_bad_files_are_reported(files, tmp_path):
         run_processor({"c": {"files": {bad["corrupt"]: "Events"}}}, VBFHmmProcessor(mode="fullsim", dnn=False), "iterative")
 
 
+@pytest.mark.slow  # runs Pythia
 def test_cli_missing_branches_is_one_clear_line(tmp_path, capsys):
     from flashsim_coffea.generate.driver import generate
 

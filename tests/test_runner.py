@@ -17,30 +17,16 @@ import numpy as np
 import pytest
 import uproot
 
-from conftest import assert_same_output
+from conftest import assert_same_output, run_fileset as _fileset  # fixtures files, reference: conftest
 from flashsim_coffea import runner
 from flashsim_coffea.cli import main
 from flashsim_coffea.errors import UserError
-from flashsim_coffea.runner import _umask, load_fileset, run_processor
+from flashsim_coffea.runner import load_fileset, run_processor
 from flashsim_coffea.processors import VBFHmmProcessor
+from flashsim_coffea.safe_write import _umask
 
 REPO = Path(__file__).resolve().parents[1]
 DY = REPO / "flashsim_coffea" / "samples" / "dy.root"
-
-
-@pytest.fixture(scope="module")
-def files(generated) -> dict[str, str]:
-    # the same samples as tests/test_run.py (shared by the session's `generated` cache)
-    return {"vbf": str(generated("vbf_hmm", 200, seed=11)[0]), "ewk": str(generated("ewk_mumujj", 120, seed=22)[0])}
-
-
-def _fileset(files):
-    return {"vbf": {"files": {files["vbf"]: "Events"}}, "ewk": {"files": {files["ewk"]: "Events"}}}
-
-
-@pytest.fixture(scope="module")
-def reference(files):
-    return run_processor(_fileset(files), VBFHmmProcessor(mode="fullsim"), "iterative", chunksize=1000)
 
 
 def _error_line(capsys) -> str:
@@ -255,6 +241,30 @@ def test_run_processor_checks_the_processor_first(files):
     with pytest.raises(UserError, match="bad model card"):
         run_processor({"ewk": [files["ewk"]]}, Probe(mode="fullsim"))
     assert calls == ["check"]
+
+
+def test_a_plain_coffea_processor_runs(files, tmp_path):
+    """A user's ProcessorABC without the optional interface (flashsim_coffea/runner/interface.py):
+    nothing checked, no branches required, ``{}`` for a dataset without chunks."""
+    from coffea import processor
+
+    from flashsim_coffea.runner import FlashSimProcessor, processor_interface
+
+    class Plain(processor.ProcessorABC):
+        def process(self, events):
+            return {events.metadata["dataset"]: {"n": len(events)}}
+
+        def postprocess(self, accumulator):
+            return accumulator
+
+    proc = Plain()
+    assert not isinstance(proc, FlashSimProcessor) and isinstance(VBFHmmProcessor(mode="gen"), FlashSimProcessor)
+    view = processor_interface(proc)
+    assert view.check() is None and view.missing_branches({"Muon_pt"}) == [] and view.empty_output() == {}
+    empty = _no_xsec_file(tmp_path / "empty.root")
+    out = run_processor({"ewk": [files["ewk"]], "none": [empty]}, proc)
+    assert out["ewk"]["n"] == 120 and out["ewk"]["expected_events"] == {files["ewk"]: 120}
+    assert out["none"]["chunks"] == 0 and out["none"]["empty_files"] == [empty]
 
 
 # --------------------------------------------------------------------------- normalisation

@@ -232,7 +232,7 @@ def test_refusals_are_clear_and_leave_no_file(source, out1, folder, capsys):
     assert main(["simulate", str(source), "-o", str(path), "--no-progress"]) == 2
     assert "already exists; use --force" in capsys.readouterr().err and path.stat().st_mtime_ns == before
     assert main(["simulate", str(source), "-o", str(source), "--force", "--no-progress"]) == 2
-    assert "is the input file" in capsys.readouterr().err
+    assert "is an input file" in capsys.readouterr().err
     assert main(["simulate", str(source), str(source), "-o", str(folder / "twice.root")]) == 2
     assert "given twice" in capsys.readouterr().err
     assert main(["simulate", str(source), "-o", str(folder / "nofolder" / "x.root")]) == 2
@@ -247,6 +247,7 @@ def test_refusals_are_clear_and_leave_no_file(source, out1, folder, capsys):
         simulate_file(path, folder / "again.root", progress=False)
 
 
+@pytest.mark.slow  # the shipped models on a real file (~15 s)
 @pytest.mark.filterwarnings("ignore:Branch .* already exists:RuntimeWarning")  # coffea on the input's Photon_mass
 def test_real_cms_nanoaod(tmp_path):
     src = real_file("nano_dy.root")

@@ -78,6 +78,7 @@ def _write_heldout(path, n_events, gen_seed, ref_seed):
     return path
 
 
+@pytest.mark.slow  # trains a model and validates it (~15 s)
 def test_validate_end_to_end(tmp_path):
     from flashsim_coffea.cli import main
 
@@ -135,6 +136,27 @@ def test_validate_defaults_to_the_shipped_model_and_says_so(tmp_path, monkeypatc
     # no input file -> one clear error line, exit status 2
     assert main(["validate", "jets", "-o", str(tmp_path / "r3")]) == 2
     assert "input FILE.root" in capsys.readouterr().err
+
+
+def test_validate_pileup_jets_on_generated_pileup_events(tmp_path, capsys):
+    """``flashsim validate pileup_jets``: no input files, held-out pile-up-only events generated here,
+    R and R′ drawn with --resimulate / --ref-seed (defaults 201 / 202); report, metrics and figure."""
+    from flashsim_coffea.cli import main
+
+    out = tmp_path / "pu"
+    assert main(["validate", "pileup_jets", "-o", str(out), "--events", "1500", "--gen-seed", "3"]) == 0
+    assert "pile-up jets FlashSim" in capsys.readouterr().out
+    assert {p.name for p in out.iterdir()} >= {"report.md", "metrics.json", "pileup_jets.png"}
+    m = json.loads((out / "metrics.json").read_text())
+    assert (m["events"], m["gen_seed"], m["ref_seed"], m["ref_seed2"]) == (1500, 3000, 201, 202)
+    assert m["jets"]["F"] > 0 and set(m["w1"]) >= {"pt", "eta", "qgl"}
+    # files, or options of the file-based validation, are refused with one clear line
+    assert main(["validate", "pileup_jets", "a.root", "-o", str(tmp_path / "x")]) == 2
+    assert "input files do not apply" in capsys.readouterr().err
+    assert main(["validate", "pileup_jets", "-o", str(tmp_path / "x"), "--resimulate", "5", "--ref-seed", "5"]) == 2
+    assert "must differ" in capsys.readouterr().err
+    assert main(["validate", "jets", "a.root", "-o", str(tmp_path / "x"), "--events", "10"]) == 2
+    assert "--events and --gen-seed are for pileup_jets" in capsys.readouterr().err
 
 
 def test_validate_without_a_shipped_model_for_the_spec_asks_for_model():

@@ -1,4 +1,4 @@
-"""The VBF H→μμ analysis (CMS, JHEP 01 (2021) 148) as the seed used it (docs/analysis.md).
+"""The VBF H→μμ analysis (CMS, JHEP 01 (2021) 148) as the reference FlashSim study used it (docs/analysis.md).
 
 Modules, one job each:
 
@@ -22,22 +22,25 @@ from .objects import JetPolicy, gen_jets, gen_muons, jet_policy, reco_branches, 
 from .pipeline import AnalysisResult, analyse
 from .selection import (
     CUTFLOW_STEPS,
+    DIMUON_STEPS,
     REGION_CUTS,
     REGIONS,
     SELECTION_STEPS,
     cutflow_masks,
+    dimuon_cuts,
     dimuon_mask,
     event_selection,
     region_masks,
+    scattered_selection,
     select_jets,
     select_muons,
 )
 from .variables import VARIABLES, axis_for, compute_variables
 
 __all__ = [
-    "AnalysisResult", "Candidates", "CUTFLOW_STEPS", "DNN_INPUTS", "DNNModel", "JetPolicy", "REGION_CUTS", "REGIONS",
+    "AnalysisResult", "Candidates", "CUTFLOW_STEPS", "DIMUON_STEPS", "DNN_INPUTS", "DNNModel", "JetPolicy", "REGION_CUTS", "REGIONS",
     "SELECTION_STEPS", "VARIABLES", "analyse", "axis_for", "build_candidates", "check_dnn", "collins_soper",
-    "compute_variables", "cos_theta_cs_analytic", "cutflow_masks", "dimuon_mask", "dnn_atanh", "dnn_inputs",
+    "compute_variables", "cos_theta_cs_analytic", "cutflow_masks", "dimuon_cuts", "dimuon_mask", "dnn_atanh", "dnn_inputs",
     "event_selection", "gen_jets", "gen_muons", "jet_policy", "load_dnn", "mass_resolution", "min_delta_eta",
-    "reco_branches", "reco_jets", "reco_muons", "region_masks", "rpt", "select_jets", "select_muons", "zstar",
+    "reco_branches", "reco_jets", "reco_muons", "region_masks", "rpt", "scattered_selection", "select_jets", "select_muons", "zstar",
 ]  # fmt: skip

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import awkward as ak
 import numpy as np
 
-from .selection import opposite_charge, selected_jets, selected_muons
+from .selection import selected_jets, selected_muons
 
 __all__ = ["Candidates", "build_candidates"]
 
@@ -40,11 +40,6 @@ class Candidates:
     mu2: dict[str, np.ndarray]
     j1: dict[str, np.ndarray]
     j2: dict[str, np.ndarray]
-
-    @property
-    def opposite_charge(self) -> np.ndarray:
-        """μ1 and μ2 exist and have opposite charges."""
-        return opposite_charge(self.n_muons, self.mu1["charge"], self.mu2["charge"])
 
     def __len__(self) -> int:
         return len(self.n_muons)

@@ -1,9 +1,9 @@
 """The VBF H→μμ DNN: its 25 inputs, the network, its on-disk format and worker-side inference.
 
-Inputs (the seed's 25, in this order, :data:`INPUTS`): m_μμ, Δm_μμ, Δm_μμ/m_μμ, pT(μμ),
-ln pT(μμ), η(μμ), φ_CS, cos θ_CS, R(pT), ln z*, pT/η/φ of j1 and j2, QGL(j1), QGL(j2), m_jj,
+Inputs (the 25 of the reference FlashSim study, docs/analysis.md, in this order,
+:data:`INPUTS`): m_μμ, Δm_μμ, Δm_μμ/m_μμ, pT(μμ), ln pT(μμ), η(μμ), φ_CS, cos θ_CS, R(pT), ln z*, pT/η/φ of j1 and j2, QGL(j1), QGL(j2), m_jj,
 ln m_jj, |Δη_jj|, min Δη(μμ, j), year, N_soft5, HT_soft2 — with year = 2018, N_soft5 = 0 and
-HT_soft2 = 1.0 GeV fixed as the seed did for both FullSim and FlashSim (:data:`FIXED_INPUTS`).
+HT_soft2 = 1.0 GeV fixed as that study did for both FullSim and FlashSim (:data:`FIXED_INPUTS`).
 
 Network (in the spirit of the CMS one, whose weights are not public): inputs standardised
 with the training mean/std, x' = (x − μ)/σ (σ = 1 for constant inputs), then for each hidden

@@ -1,5 +1,5 @@
 """Object cuts and event selection of the VBF H→μμ analysis (CMS, JHEP 01 (2021) 148), as the
-seed used it. Inputs are coffea NanoAOD collections (:mod:`.objects`); object cuts return jagged
+reference FlashSim study used it (docs/analysis.md). Inputs are coffea NanoAOD collections (:mod:`.objects`); object cuts return jagged
 boolean masks on them (the collections are never rebuilt), the event selection a coffea
 :class:`~coffea.analysis_tools.PackedSelection`. No Python loops over events.
 
@@ -7,8 +7,8 @@ Muons
     pfRelIso04_all < 0.25, mediumId, pT > 20 GeV, |η| < 2.4.
 Dimuon
     ≥ 2 selected muons, and the two leading (pT-ordered) selected muons have opposite charge.
-    (The seed's "≥ 2 opposite-charge muons"; CMS additionally requires exactly two and a
-    trigger-matched leading muon, which the seed did not apply.)
+    (The reference FlashSim study's "≥ 2 opposite-charge muons", docs/analysis.md; CMS additionally
+    requires exactly two and a trigger-matched leading muon, which that study did not apply.)
 Jets
     pT > 25 GeV; loose pile-up ID (``passPuId``) required only for pT < 50 GeV; tight jet ID
     (``passJetIdTight``); |η| < 4.7; ΔR > 0.4 from every selected muon. The IDs follow the
@@ -62,6 +62,10 @@ __all__ = [
     "selected_muons",
     "selected_jets",
     "dimuon_mask",
+    "dimuon_cuts",
+    "dimuon_criteria",
+    "DIMUON_STEPS",
+    "scattered_selection",
     "opposite_charge",
     "in_window",
     "signal_region",
@@ -152,13 +156,30 @@ def opposite_charge(n_muons: np.ndarray, q1: np.ndarray, q2: np.ndarray) -> np.n
         return (np.asarray(n_muons) >= 2) & (np.asarray(q1) * np.asarray(q2) < 0)
 
 
-def dimuon_mask(muons: ak.Array) -> np.ndarray:
-    """Per event: ≥ 2 selected muons whose two leading have opposite charge — the
-    ``opposite_charge`` cutflow step, from the muons alone (so it can be applied early)."""
+#: the PackedSelection entries decided by the muons alone (the first cutflow steps)
+DIMUON_STEPS = ("two_muons", "opposite_charge")
+
+
+def dimuon_criteria(n_muons: np.ndarray, q1: np.ndarray, q2: np.ndarray) -> dict[str, np.ndarray]:
+    """The :data:`DIMUON_STEPS`, each on its own, from the number of selected muons and the charges
+    of the two leading ones (NaN if absent): ``two_muons`` = n ≥ 2; ``opposite_charge`` = n ≥ 2 and
+    q1 · q2 < 0. The one definition of the dimuon selection (:func:`dimuon_cuts`, :func:`event_selection`)."""
+    return {"two_muons": np.asarray(n_muons) >= 2, "opposite_charge": opposite_charge(n_muons, q1, q2)}
+
+
+def dimuon_cuts(muons: ak.Array) -> dict[str, np.ndarray]:
+    """:func:`dimuon_criteria` per event from the muons alone (so they can be applied before any jet exists)."""
     sel = selected_muons(muons)
     q = ak.pad_none(sel.charge, 2, axis=1, clip=True)
     as_float = lambda a: ak.to_numpy(ak.fill_none(ak.values_astype(a, np.float64), np.nan))  # noqa: E731
-    return opposite_charge(ak.to_numpy(ak.num(sel, axis=1)), as_float(q[:, 0]), as_float(q[:, 1]))
+    return dimuon_criteria(ak.to_numpy(ak.num(sel, axis=1)), as_float(q[:, 0]), as_float(q[:, 1]))
+
+
+def dimuon_mask(muons: ak.Array) -> np.ndarray:
+    """Per event: every dimuon criterion (≥ 2 selected muons, the two leading of opposite charge) —
+    the cumulative ``opposite_charge`` cutflow step, from the muons alone."""
+    cuts = dimuon_cuts(muons)
+    return cuts["two_muons"] & cuts["opposite_charge"]
 
 
 # --------------------------------------------------------------------------- mass windows
@@ -195,8 +216,7 @@ def event_selection(c: Candidates, variables: dict[str, np.ndarray]) -> PackedSe
     m = variables["mass"]
     with np.errstate(invalid="ignore"):
         cuts = {
-            "two_muons": c.n_muons >= 2,
-            "opposite_charge": c.opposite_charge,
+            **dimuon_criteria(c.n_muons, c.mu1["charge"], c.mu2["charge"]),
             "two_jets": c.n_jets >= 2,
             "jet_pt": (c.j1["pt"] > v["lead_pt"]) & (c.j2["pt"] > v["sublead_pt"]),
             "mjj": variables["mjj"] > v["mjj"],
@@ -207,6 +227,21 @@ def event_selection(c: Candidates, variables: dict[str, np.ndarray]) -> PackedSe
         }
     selection = PackedSelection(dtype="uint16")
     selection.add_multiple({k: np.asarray(mask, dtype=bool) for k, mask in cuts.items()})
+    return selection
+
+
+def scattered_selection(n: int, *parts: tuple[np.ndarray, dict[str, np.ndarray]]) -> PackedSelection:
+    """One PackedSelection over ``n`` events (or (event, fold) pairs) from criteria evaluated on
+    subsets of them: each part is (boolean mask of the events it was evaluated on, {criterion:
+    mask over those events}); a criterion is False outside its part. An analysis that selects
+    muons first and builds jets only where the dimuon passes gets its cutflow over every event."""
+    selection = PackedSelection(dtype="uint16")
+    for where, cuts in parts:
+        where = np.asarray(where, dtype=bool)
+        for name, mask in cuts.items():
+            full = np.zeros(n, dtype=bool)
+            full[where] = mask
+            selection.add(name, full)
     return selection
 
 

@@ -227,7 +227,9 @@ def train_dnn(
     record["numpy_vs_torch_max_abs_diff"] = float(np.max(np.abs(np_score - score)))
     if record["numpy_vs_torch_max_abs_diff"] > 1e-4:
         raise RuntimeError(f"numpy DNN inference differs from torch by {record['numpy_vs_torch_max_abs_diff']:.2e}")
-    card_path = Path(out_dir) / "card.json"
+    from ..cards import CARD_NAME
+
+    card_path = Path(out_dir) / CARD_NAME
     card = json.loads(card_path.read_text())
     card["training"] = record
     card_path.write_text(json.dumps(card, indent=2) + "\n")

@@ -4,11 +4,13 @@
 
 A thin command line over :mod:`flashsim_coffea.runner` (which documents the fileset forms,
 executors, bad-input policy, normalisation and outputs): it builds
-:class:`flashsim_coffea.processors.VBFHmmProcessor` from the options, checks the output paths before any work
+:class:`flashsim_coffea.processors.VBFHmmProcessor` from the options
+(:func:`flashsim_coffea.runner.build.make_processor`), checks the output paths before any work
 (never an input, ``-o`` ≠ ``--root``, an existing file only with ``--force``, a writable
 folder), runs :func:`~flashsim_coffea.runner.run_processor`, saves the output with
 ``coffea.util.save`` (``--root``: every histogram as ``DATASET/REGION/VARIABLE``) and prints a
-summary per dataset — with ``--lumi`` (fb⁻¹) the expected events per region (presel, SR, SB).
+summary per dataset (:mod:`flashsim_coffea.commands._summary`) — with ``--lumi`` (fb⁻¹) the
+expected events per region (presel, SR, SB).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import argparse
 import math
 import time
 
-from ..runner import EXECUTORS, default_threads
+from ..runner import EXECUTORS
 
 NAME = "run"
 HELP = "run the VBF H->mumu processor (fullsim, flashsim or gen mode) with a coffea executor"
@@ -56,36 +58,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _processor(args: argparse.Namespace):
     """The VBFHmmProcessor the options describe (UserError for options that do not fit the mode)."""
-    from flashsim_coffea.processors import VBFHmmProcessor
+    from ..runner.build import make_processor
 
-    from ..errors import UserError
-    from ..sampling_precision import check_precision
-
-    dnn: bool | str = False if args.no_dnn else (args.dnn_model or True)
-    simulator = None
-    threads = args.threads if args.threads is not None else default_threads(args.executor)
-    if (args.mode == "flashsim" and threads != 1) or args.threads is not None or (
-            args.jets_model or args.muons_model or args.pileup_jets_model or args.device != "cpu"
-            or check_precision(args.precision) != "float32"):
-        if args.mode != "flashsim":
-            raise UserError("--jets-model/--muons-model/--pileup-jets-model/--device/--precision/--threads need "
-                            "--mode flashsim")
-        from ..inject import FlashSim  # carries only model paths: cheap to pickle to workers
-
-        pileup = False if (args.pileup_jets_model or "").lower() == "none" else (args.pileup_jets_model or "default")
-        simulator = FlashSim(jets=args.jets_model or "default", muons=args.muons_model or "default", device=args.device,
-                             precision=args.precision, pileup_jets=pileup, threads=threads)
-        if args.device != "cpu":  # fail here, not on every worker
-            from ..flows.sampler import check_device
-
-            check_device(args.device)
-    return VBFHmmProcessor(mode=args.mode, folds=args.folds, dnn=dnn, flashsim=simulator)
+    return make_processor(
+        args.mode, args.folds, dnn=False if args.no_dnn else (args.dnn_model or True),
+        models={"jets": args.jets_model, "muons": args.muons_model, "pileup_jets": args.pileup_jets_model},
+        threads=args.threads, device=args.device, precision=args.precision, executor=args.executor)
 
 
 def run(args: argparse.Namespace) -> int:
     """``flashsim run`` (module docstring): options checked, outputs checked, run, saved, summary printed."""
     from .. import runner
     from ..errors import UserError
+    from ._summary import format_summary
 
     if args.workers < 1:
         raise UserError(f"--workers must be ≥ 1, got {args.workers}")
@@ -104,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
                                args.skip_bad_files, lumi=args.lumi)
     dt = time.perf_counter() - t0
     runner.save_outputs(out, args.output)
-    for line in runner.format_summary(out):
+    for line in format_summary(out):
         print(line)
     total = sum(r["nevents"] for r in out.values())
     print(f"{total} events in {dt:.1f} s ({total / dt if dt else 0:.0f} events/s, {args.executor}) -> {args.output}")

@@ -27,6 +27,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jets-model", default="default", metavar="DIR", help="FlashSim jets flow folder (default: the shipped one)")
     p.add_argument("--muons-model", default="default", metavar="DIR", help="FlashSim muons flow folder (default: the shipped one)")
     p.add_argument("--force", action="store_true", help="overwrite an existing output file (never an input)")
+    p.add_argument("--pileup-jets-model", metavar="DIR|none",
+                   help="FlashSim pile-up jets model folder (default: the shipped one); 'none': no FlashSim pile-up jets")
     p.add_argument("--chunksize", type=int, default=None, metavar="C",
                    help="Gen events read per chunk (default 50000/folds); the output does not depend on it")
     p.add_argument("--device", default="cpu", help="where the flows are sampled: cpu (default) or cuda")
@@ -48,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
 
     files = input_files(args)
     s = simulate_file(
-        files, args.output, folds=args.folds, jets=args.jets_model, muons=args.muons_model, force=args.force,
+        files, args.output, folds=args.folds, jets=args.jets_model, muons=args.muons_model,
+        pileup_jets=False if (args.pileup_jets_model or "").lower() == "none" else args.pileup_jets_model, force=args.force,
         chunksize=args.chunksize, progress=not args.no_progress, device=args.device, precision=args.precision,
         threads=args.threads,
     )

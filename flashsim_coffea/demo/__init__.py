@@ -1,4 +1,4 @@
-"""``flashsim demo``: FullSim vs FlashSim vs Gen on the VBF H→μμ analysis, upsampling, systematics.
+"""``flashsim demo``: FullSim vs FlashSim vs Gen on the VBF H→μμ analysis, upsampling, a FlashSim-driven variation.
 
 :func:`run_demo` does, in order (each step in its own module):
 
@@ -8,7 +8,8 @@
    gen and flashsim over all processes, flashsim with folds N on the two VBF samples, and one
    Gen event with 10 000 folds;
 3. computes the numbers (:mod:`.results`, formulas in :mod:`.stats`): yields, cutflows,
-   χ²/ndf FlashSim vs FullSim, the upsampling error reduction, the closure, and the expected
+   χ²/ndf FlashSim vs FullSim, the upsampling error reduction, the FlashSim-driven variation
+   (alternative generator) against FullSim, and the expected
    events per process normalised to σ·L (σ and Σw from the files, L = ``cfg.lumi_fb``);
 4. draws the figures (:mod:`.figures`, with :mod:`flashsim_coffea.plotting`);
 5. writes ``summary.json`` and ``summary.md`` (:mod:`.report`).
@@ -24,7 +25,7 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from .config import CLOSURE_HISTS, SIGNAL, DemoConfig
+from .config import SIGNAL, VARIATION_HISTS, DemoConfig
 from .inputs import check_models, check_output_free, make_simulator, prepare_output, resolve_samples
 
 __all__ = ["DemoConfig", "run_demo"]
@@ -80,11 +81,11 @@ def _run_demo(cfg: DemoConfig, log: Callable[[str], None]) -> dict:
 
     chi2 = results.flash_vs_full(outputs)
     up = results.upsampling(outputs, SIGNAL, cfg.folds) if SIGNAL in outputs.flashsim_folds else {}
-    closures = results.closure(outputs)
+    variations = results.variation(outputs)
     yields = results.yields(outputs)
     ratios = results.yield_ratios(outputs)
     se = outputs.single
-    headline = f"{CLOSURE_HISTS[0][0]}/{CLOSURE_HISTS[0][1]}"
+    headline = f"{VARIATION_HISTS[0][0]}/{VARIATION_HISTS[0][1]}"
     expected = results.expected_events(outputs, norm) if norm else {"lumi_fb": cfg.lumi_fb, "error": norm_error}
     summary: dict = {
         "expected_events": expected,
@@ -92,8 +93,8 @@ def _run_demo(cfg: DemoConfig, log: Callable[[str], None]) -> dict:
         "chi2_detail": {k: {"chi2": c.chi2, "ndf": c.ndf} for k, c in chi2.items()},
         "upsampling": {**up, "process": SIGNAL, "folds": cfg.folds, "region": "SR",
                        "definition": report.ERROR_DEFINITION},
-        "closure_chi2_ndf": closures[headline].chi2.per_ndf if headline in closures else float("nan"),
-        "closure": {k: {"chi2": c.chi2.chi2, "ndf": c.chi2.ndf, "chi2_ndf": c.chi2.per_ndf} for k, c in closures.items()},
+        "variation_chi2_ndf": variations[headline].chi2.per_ndf if headline in variations else float("nan"),
+        "variation": {k: {"chi2": c.chi2.chi2, "ndf": c.chi2.ndf, "chi2_ndf": c.chi2.per_ndf} for k, c in variations.items()},
         "chi2_definition": report.CHI2_DEFINITION,
         "yields": yields,
         "yield_errors": results.yields(outputs, errors=True),
@@ -115,7 +116,7 @@ def _run_demo(cfg: DemoConfig, log: Callable[[str], None]) -> dict:
     }
     if cfg.progress:
         log("drawing figures and writing the report …")
-    figs = figures.all_figures(outputs, summary, closures, cfg.folds, out_dir / "figures")
+    figs = figures.all_figures(outputs, summary, variations, cfg.folds, out_dir / "figures")
     summary["figures"] = sorted(str(Path(f).relative_to(out_dir)) for fs in figs.values() for f in fs)
     summary["wall_time_s"] = round(time.perf_counter() - t0, 1)
     report.write_json(summary, out_dir / "summary.json")

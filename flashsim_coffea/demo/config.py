@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
-    "CLOSURE",
-    "CLOSURE_HISTS",
     "COMPARISONS",
     "DemoConfig",
     "PROCESSES",
@@ -18,6 +16,8 @@ __all__ = [
     "STACK_HISTS",
     "UPSAMPLED",
     "UPSAMPLING_HISTS",
+    "VARIATION",
+    "VARIATION_HISTS",
     "Comparison",
 ]
 
@@ -35,10 +35,10 @@ PROCESS_LABELS = {
     "ttbar_mumu_vbf": r"$t\bar{t}\to\mu\nu\mu\nu$ (VBF filter)",
 }
 SIGNAL = "vbf_hmm"
-#: the systematic-variation pair: (REF, VAR)
-CLOSURE = ("vbf_hmm", "vbf_hmm_alt")
-#: FlashSim with folds N runs on these (upsampling comparison and closure)
-UPSAMPLED = CLOSURE
+#: the FlashSim-driven variation: (REF, VAR), VAR the alternative generator
+VARIATION = ("vbf_hmm", "vbf_hmm_alt")
+#: FlashSim with folds N runs on these (upsampling comparison and FlashSim-driven variation)
+UPSAMPLED = VARIATION
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class Comparison:
         return f"{self.region}/{self.var}"
 
 
-#: the per-process figures the seed showed (Gen only on m_μμ, where it shows no smearing)
+#: the per-process figures of the reference FlashSim study (docs/analysis.md; Gen only on m_μμ, where it shows no smearing)
 COMPARISONS = (
     Comparison("SR", "dnn_atanh", log=True, note="signal region"),
     Comparison("SR", "rpt", note="signal region"),
@@ -82,8 +82,8 @@ STACK = {
 }
 #: the stacked figures ``stack_<region>_<var>.png``
 STACK_HISTS = (("SR", "mass"), ("SR", "dnn_atanh"), ("presel", "mass"))
-#: closure histograms; the first is the headline ``closure_chi2_ndf``
-CLOSURE_HISTS = (("SR", "dnn_atanh"), ("SR", "log_zstar"), ("SR", "rpt"), ("presel", "j2_pt"))
+#: histograms of the FlashSim-driven variation; the first is the headline ``variation_chi2_ndf``
+VARIATION_HISTS = (("SR", "dnn_atanh"), ("SR", "log_zstar"), ("SR", "rpt"), ("presel", "j2_pt"))
 
 
 @dataclass

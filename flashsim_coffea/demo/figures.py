@@ -9,7 +9,8 @@ project's "flashsim-coffea *Simulation*" label, PNG).
 * ``signal_vs_dy_<var>.png`` — VBF H→μμ vs DY shapes, FullSim and FlashSim, two ratios;
 * ``upsampling_<var>.png`` — FlashSim folds 1 vs folds N with the relative-error panel;
 * ``single_event_dnn.png`` — DNN18Atan of one Gen event reconstructed N times;
-* ``closure_<region>_<var>.png`` — VAR_Full vs REF_Full·VAR_Flash/REF_Flash with ratio.
+* ``variation_<region>_<var>.png`` — the FlashSim-driven variation: VAR_Full vs
+  REF_Full·VAR_Flash/REF_Flash with ratio.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ import numpy as np
 from .. import plotting as pl
 from ..analysis.variables import VARIABLES
 from .config import COMPARISONS, PROCESS_LABELS, SIGNAL, SIGNAL_VS_DY, STACK_HISTS, UPSAMPLING_HISTS, Comparison
-from .results import ClosureResult
+from .results import VariationResult
 from .runs import DemoOutputs, SingleEvent
 from ..stats import Hist1D
 
-__all__ = ["all_figures", "closure_figure", "comparison_figure", "single_event_figure", "signal_vs_dy_figure",
-           "stack_figure", "upsampling_figure"]
+__all__ = ["all_figures", "comparison_figure", "single_event_figure", "signal_vs_dy_figure",
+           "stack_figure", "upsampling_figure", "variation_figure"]
 
 REGION_NOTES = {"SR": "VBF signal region", "SB": "VBF sideband", "presel": "preselection"}
 #: fill colours of the stacked processes
@@ -116,7 +117,7 @@ def single_event_figure(single: SingleEvent, folder: Path) -> Path:
     return pl.save(fig, folder / "single_event_dnn.png")
 
 
-def closure_figure(res: ClosureResult, folder: Path) -> Path:
+def variation_figure(res: VariationResult, folder: Path) -> Path:
     """VAR_Full (points) vs the prediction REF_Full·VAR_Flash/REF_Flash, REF_Full for reference."""
     items = [
         _series(res.var_full, "FullSim VAR (alt. VBF)", histtype="errorbar"),
@@ -124,9 +125,9 @@ def closure_figure(res: ClosureResult, folder: Path) -> Path:
         _series(res.ref_full, "FullSim REF (VBF)", color="tab:gray", linestyle=":"),
     ]
     fig = pl.compare(items, ratios=[(1, 0)], xlabel=_xlabel(res.var), ylabel="Fraction of events", log=res.var == "dnn_atanh",
-                     ratio_label="Pred. / VAR$_{Full}$", title="systematic-variation closure",
+                     ratio_label="Pred. / VAR$_{Full}$", title="FlashSim-driven variation",
                      note=f"{REGION_NOTES.get(res.region, res.region)}; $\\chi^2$/ndf = {res.chi2.chi2:.1f}/{res.chi2.ndf}")
-    return pl.save(fig, folder / f"closure_{res.region}_{res.var}.png")
+    return pl.save(fig, folder / f"variation_{res.region}_{res.var}.png")
 
 
 def stack_figure(outputs: DemoOutputs, expected: dict, region: str, var: str, folder: Path) -> Path:
@@ -190,11 +191,11 @@ def stack_figure(outputs: DemoOutputs, expected: dict, region: str, var: str, fo
     return pl.save(fig, folder / f"stack_{region}_{var}.png")
 
 
-def all_figures(outputs: DemoOutputs, numbers: dict, closures: dict[str, ClosureResult], folds: int, folder: Path
+def all_figures(outputs: DemoOutputs, numbers: dict, variations: dict[str, VariationResult], folds: int, folder: Path
                 ) -> dict[str, list[Path]]:
     """Every figure of the report, grouped by section (``process/<name>`` for the per-process ones)."""
     pl.use_style()
-    figs: dict[str, list[Path]] = {"stack": [], "signal_vs_dy": [], "upsampling": [], "single_event": [], "closure": []}
+    figs: dict[str, list[Path]] = {"stack": [], "signal_vs_dy": [], "upsampling": [], "single_event": [], "variation": []}
     expected = numbers.get("expected_events") or {}
     for region, var in STACK_HISTS if expected.get("regions") else ():
         if expected["stack"].get(region) and all(
@@ -213,6 +214,6 @@ def all_figures(outputs: DemoOutputs, numbers: dict, closures: dict[str, Closure
             figs["upsampling"].append(upsampling_figure(outputs, SIGNAL, region, var, folds, errs, folder))
     if outputs.single is not None:
         figs["single_event"].append(single_event_figure(outputs.single, folder))
-    for res in closures.values():
-        figs["closure"].append(closure_figure(res, folder))
+    for res in variations.values():
+        figs["variation"].append(variation_figure(res, folder))
     return figs

@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UserError
-from ..nanoaod.io import ensure_writable_dir
+from ..safe_write import check_output_dir, ensure_writable_dir
 from .config import DemoConfig
 
 __all__ = ["REPORT_FILES", "check_models", "check_output_free", "prepare_output", "resolve_samples", "make_simulator"]
@@ -25,16 +25,9 @@ SAMPLES = "samples"
 
 
 def check_output_free(cfg: DemoConfig) -> Path:
-    """The report folder: clear error if it is a file or not empty without ``force`` (touches nothing)."""
-    out = Path(cfg.output)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out} exists and is not a folder")
-    if out.exists():
-        content = sorted(p.name for p in out.iterdir() if p.name != SAMPLES)
-        if content and not cfg.force:
-            shown = ", ".join(content[:5]) + (" …" if len(content) > 5 else "")
-            raise UserError(f"output folder {out} is not empty ({shown}); use --force to overwrite or -o another folder")
-    return out
+    """The report folder: clear error if it is a file or not empty without ``force`` (touches
+    nothing; ``DIR/samples``, the generated samples cache, does not count)."""
+    return check_output_dir(cfg.output, cfg.force, keep=(SAMPLES,))
 
 
 def prepare_output(cfg: DemoConfig) -> Path:
@@ -119,23 +112,20 @@ def check_models(cfg: DemoConfig) -> dict[str, Path]:
     """FlashSim model folders {"jets", "muons"}, each loaded once here so that a missing, corrupt
     or out-of-date model (trained for another spec) is a clear error before any work; the DNN too."""
     from ..analysis.dnn import check_dnn
-    from ..flows.sampler import load_model as load_flow
-    from ..flows.sampler import shipped_model_path
+    from ..flows.bundle import load_bundle, resolve_model
 
     models = {}
     for name in ("jets", "muons"):
         given = (cfg.models or {}).get(name)
-        if given is None:
-            try:
-                models[name] = shipped_model_path(name)
-            except UserError as err:
-                raise UserError(f"{err} (broken install?): the shipped FlashSim models are package data of "
-                                "flashsim_coffea; reinstall it or pass your own with --jets-model/--muons-model") from err
-        else:
-            models[name] = Path(given)
-            if not (models[name] / "card.json").is_file():
-                raise UserError(f"{name} model folder {models[name]} has no card.json")
-        load_flow(models[name], name)
+        try:
+            models[name] = resolve_model(name, "default") if given is None else Path(given)
+        except UserError as err:
+            raise UserError(f"{err} (broken install?): the shipped FlashSim models are package data of "
+                            "flashsim_coffea; reinstall it or pass your own with --jets-model/--muons-model") from err
+        resolve_model(name, models[name])  # a missing or corrupt card: a clear error here
+        spec = load_bundle(models[name]).spec
+        if spec.name != name:
+            raise UserError(f"{name} model folder {models[name]} holds a model of spec {spec.name!r}, not {name!r}")
     if cfg.dnn is not False:
         check_dnn(None if cfg.dnn is True else cfg.dnn)
     return models

@@ -8,8 +8,8 @@ summary.json (at least)::
      "chi2_ndf": {"<process>/<region>/<var>": χ²/ndf, ...},          FlashSim vs FullSim
      "upsampling": {"dnn_error_folds1", "dnn_error_folds25", "zstar_error_folds1",
                     "zstar_error_folds25", ...},                        mean rel. error [%]
-     "closure_chi2_ndf": χ²/ndf of the closure on DNN18Atan (SR),
-     "closure": {"<region>/<var>": {"chi2", "ndf", "chi2_ndf"}},
+     "variation_chi2_ndf": χ²/ndf of the FlashSim-driven variation vs FullSim on DNN18Atan (SR),
+     "variation": {"<region>/<var>": {"chi2", "ndf", "chi2_ndf"}},
      "yields": {process: {mode: {region: Σ genWeight}}}, "flash_full_yield_ratio": {...},
      "cutflow": {mode: {process: {step: events}}}, "single_event": {...},
      "settings": {...}, "samples": {...}, "timings_s": {...}, "wall_time_s": ..., "figures": [...]}
@@ -26,7 +26,7 @@ from typing import Any
 from ..analysis import CUTFLOW_STEPS, REGIONS
 from ..cards import json_safe
 from ..inject import describe_counts
-from .config import CLOSURE, CLOSURE_HISTS, COMPARISONS, SIGNAL, DemoConfig
+from .config import COMPARISONS, SIGNAL, VARIATION, VARIATION_HISTS, DemoConfig
 from ..stats import __doc__ as STATS_DOC
 
 __all__ = ["write_json", "write_markdown"]
@@ -103,7 +103,7 @@ def _expected_section(s: dict, figures: dict[str, list[Path]], base: Path, regio
 
 
 def write_markdown(summary: dict, figures: dict[str, list[Path]], cfg: DemoConfig, path: Path) -> Path:
-    """The human-readable report: settings, yields, cutflows, χ²/ndf, upsampling, closure, figures."""
+    """The human-readable report: settings, yields, cutflows, χ²/ndf, upsampling, FlashSim-driven variation, figures."""
     base = path.parent
     s = summary
     folds = s["settings"]["folds"]
@@ -131,7 +131,7 @@ def write_markdown(summary: dict, figures: dict[str, list[Path]], cfg: DemoConfi
         rows.append([f"mean stat. error ln z* (SR), folds 1 → {folds}",
                      f"{_f(up.get('zstar_error_folds1'), '.1f')} % → {_f(up.get(f'zstar_error_folds{folds}'), '.1f')} %",
                      "14.4 → 11.2"])
-    rows.append(["closure χ²/ndf, DNN18Atan (SR)", _f(s.get("closure_chi2_ndf"), ".2f"), "–"])
+    rows.append(["FlashSim-driven variation vs FullSim, χ²/ndf, DNN18Atan (SR)", _f(s.get("variation_chi2_ndf"), ".2f"), "–"])
     se = s.get("single_event")
     if se:
         rows.append([f"one Gen event, {se['folds']} folds: fraction passing VBF selection / in SR",
@@ -139,9 +139,9 @@ def write_markdown(summary: dict, figures: dict[str, list[Path]], cfg: DemoConfi
     key = f"{SIGNAL}/SR"
     rows.append([f"FlashSim / FullSim yield, {PLAIN_LABELS[SIGNAL]} SR",
                  _pm(s["flash_full_yield_ratio"].get(key), s["flash_full_yield_ratio_err"].get(key)), "–"])
-    L += _table(["quantity", "this run", "seed"], rows)
-    L += ["Seed numbers are quoted from the seed thesis (its samples, binning and error definition differ): "
-          "compare the reduction factors, not the values.", ""]
+    L += _table(["quantity", "this run", "reference study"], rows)
+    L += ["Reference-study numbers are quoted from the reference FlashSim study (docs/analysis.md; its samples, "
+          "binning and error definition differ): compare the reduction factors, not the values.", ""]
 
     # -- yields and cutflows
     L += ["## Yields per mode", "", "Σ genWeight in the preselection (presel), VBF signal region (SR) and sideband (SB), "
@@ -185,7 +185,7 @@ def write_markdown(summary: dict, figures: dict[str, list[Path]], cfg: DemoConfi
           f"bin i)/N. Mean statistical error = {ERROR_DEFINITION}. Well-measured variables gain less: the Gen-level "
           "fluctuation of each event is not reduced by upsampling.", ""]
     if up:
-        L += _table(["histogram", "folds 1", f"folds {folds}", "seed (folds 1 → 25)"], [
+        L += _table(["histogram", "folds 1", f"folds {folds}", "reference study (folds 1 → 25)"], [
             ["DNN18Atan (SR)", _f(up.get("dnn_error_folds1"), ".1f") + " %", _f(up.get(f"dnn_error_folds{folds}"), ".1f") + " %", "32.3 → 14.2"],
             ["ln z* (SR)", _f(up.get("zstar_error_folds1"), ".1f") + " %", _f(up.get(f"zstar_error_folds{folds}"), ".1f") + " %", "14.4 → 11.2"],
         ])
@@ -200,17 +200,18 @@ def write_markdown(summary: dict, figures: dict[str, list[Path]], cfg: DemoConfi
               f"{_f(se['gen_dnn'], '.3f')}; FlashSim spreads it as the detector would.", ""]
         L += [_img(f, base) for f in figures.get("single_event", [])] + [""]
 
-    # -- closure
-    ref, var = CLOSURE
-    L += ["## Systematic-variation closure", "",
+    # -- FlashSim-driven variation
+    ref, var = VARIATION
+    L += ["## FlashSim-driven variation: alternative generator", "",
           f"REF = {PLAIN_LABELS[ref]}, VAR = {PLAIN_LABELS[var]} (`SpaceShower:dipoleRecoil = on`). Prediction "
           f"VAR_Full ≈ REF_Full · VAR_Flash / REF_Flash bin by bin, FlashSim with folds {folds}, each histogram per "
-          "unit Σ genWeight; σ_pred² = pred²(σ_RF²/RF² + σ_VF²/VF² + σ_RFl²/RFl²). χ²/ndf of VAR_Full vs the "
+          "unit Σ genWeight; σ_pred² = pred²(σ_RF²/RF² + σ_VF²/VF² + σ_RFl²/RFl²) "
+          "(`flashsim_coffea.outputs.flash_variation`). χ²/ndf of VAR_Full (the FullSim run of VAR) vs the "
           f"prediction with the definition above.", ""]
     L += _table(["histogram", "χ²", "ndf", "χ²/ndf"], [
-        [f"{VAR_TEXT.get(v, v)} ({r})", _f(s["closure"][f"{r}/{v}"]["chi2"], ".2f"), str(s["closure"][f"{r}/{v}"]["ndf"]),
-         _f(s["closure"][f"{r}/{v}"]["chi2_ndf"], ".2f")] for r, v in CLOSURE_HISTS if f"{r}/{v}" in s["closure"]])
-    L += [_img(f, base) for f in figures.get("closure", [])] + [""]
+        [f"{VAR_TEXT.get(v, v)} ({r})", _f(s["variation"][f"{r}/{v}"]["chi2"], ".2f"), str(s["variation"][f"{r}/{v}"]["ndf"]),
+         _f(s["variation"][f"{r}/{v}"]["chi2_ndf"], ".2f")] for r, v in VARIATION_HISTS if f"{r}/{v}" in s["variation"]])
+    L += [_img(f, base) for f in figures.get("variation", [])] + [""]
 
     # -- figures per process
     if figures.get("signal_vs_dy"):

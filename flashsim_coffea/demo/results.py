@@ -4,7 +4,8 @@
   :func:`yield_ratios` — FlashSim / FullSim per region with its statistical error;
 * :func:`flash_vs_full` — χ²/ndf FlashSim (folds 1) vs FullSim for every figure histogram;
 * :func:`upsampling` — mean relative statistical error of FlashSim folds 1 vs folds N;
-* :func:`closure` — VAR_Full vs REF_Full · VAR_Flash / REF_Flash (FlashSim with folds N);
+* :func:`variation` — the FlashSim-driven variation: VAR_Full vs REF_Full · VAR_Flash / REF_Flash
+  (:func:`flashsim_coffea.outputs.flash_variation`, FlashSim with folds N);
 * :func:`normalise` / :func:`expected_events` — σ·L normalisation per process
   (:func:`flashsim_coffea.runner.normalisation`: σ = the files' ``Runs/XSecPb``, Σw = their
   ``genEventSumw``) and the expected events per region, FullSim and FlashSim:
@@ -18,12 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..analysis import CUTFLOW_STEPS, REGIONS
-from .config import CLOSURE, CLOSURE_HISTS, COMPARISONS, STACK, UPSAMPLING_HISTS
+from .config import COMPARISONS, STACK, UPSAMPLING_HISTS, VARIATION, VARIATION_HISTS
 from .runs import DemoOutputs
-from ..stats import Chi2, Hist1D, as_arrays, chi2_ndf, closure_prediction, mean_rel_error, ratio_error
+from ..outputs import flash_variation
+from ..stats import Chi2, Hist1D, as_arrays, chi2_ndf, mean_rel_error, ratio_error
 
-__all__ = ["ClosureResult", "MODES", "closure", "cutflows", "expected_events", "flash_vs_full", "hist", "normalise",
-           "upsampling", "yield_ratios", "yields"]
+__all__ = ["MODES", "VariationResult", "cutflows", "expected_events", "flash_vs_full", "hist", "normalise",
+           "upsampling", "variation", "yield_ratios", "yields"]
 
 #: report name → attribute of DemoOutputs
 MODES = {"FullSim": "fullsim", "FlashSim": "flashsim", "Gen": "gen"}
@@ -85,8 +87,8 @@ def upsampling(outputs: DemoOutputs, process: str, folds: int) -> dict[str, floa
 
 
 @dataclass(frozen=True)
-class ClosureResult:
-    """Per histogram: VAR_Full, the prediction, REF_Full (all per unit Σ genWeight), χ²."""
+class VariationResult:
+    """Per histogram: VAR_Full, the FlashSim-driven prediction of it, REF_Full (all per unit Σ genWeight), χ²."""
 
     region: str
     var: str
@@ -96,23 +98,24 @@ class ClosureResult:
     chi2: Chi2
 
 
-def closure(outputs: DemoOutputs) -> dict[str, ClosureResult]:
-    """``"<region>/<var>"`` → :class:`ClosureResult` for REF, VAR = :data:`CLOSURE`.
-
-    VAR_Flash and REF_Flash are the upsampled FlashSim histograms (folds N).
+def variation(outputs: DemoOutputs) -> dict[str, VariationResult]:
+    """``"<region>/<var>"`` → :class:`VariationResult` for REF, VAR = :data:`VARIATION`: the
+    FlashSim-driven prediction of VAR_Full (:func:`flashsim_coffea.outputs.flash_variation`, with
+    VAR_Flash and REF_Flash the upsampled FlashSim histograms, folds N) against the FullSim run of VAR.
     """
-    ref, var = CLOSURE
-    res: dict[str, ClosureResult] = {}
-    if not all(p in out for p in CLOSURE for out in (outputs.fullsim, outputs.flashsim_folds)):
+    ref, var = VARIATION
+    res: dict[str, VariationResult] = {}
+    if not all(p in out for p in VARIATION for out in (outputs.fullsim, outputs.flashsim_folds)):
         return res
-    for region, name in CLOSURE_HISTS:
+    predicted = flash_variation(outputs.fullsim, outputs.flashsim_folds, ref, var)[ref]["hists"]
+    for region, name in VARIATION_HISTS:
         def h(attr: str, p: str) -> Hist1D:
             out = getattr(outputs, attr)
             return hist(out, p, region, name).scaled(1.0 / (out[p]["sumw"] or 1.0))
 
         ref_full, var_full = h("fullsim", ref), h("fullsim", var)
-        pred = closure_prediction(ref_full, h("flashsim_folds", var), h("flashsim_folds", ref))
-        res[f"{region}/{name}"] = ClosureResult(
+        pred = as_arrays(predicted[region][name]).scaled(1.0 / (outputs.fullsim[ref]["sumw"] or 1.0))
+        res[f"{region}/{name}"] = VariationResult(
             region, name, var_full, pred, ref_full,
             chi2_ndf(var_full.values, var_full.variances, pred.values, pred.variances),
         )

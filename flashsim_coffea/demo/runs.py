@@ -4,7 +4,7 @@
 2. ``gen`` — Gen-level muons and jets;
 3. ``flashsim`` — FlashSim injected on the fly, folds = 1;
 4. ``flashsim_folds`` — FlashSim with folds = N (FoldHist) on the two VBF samples
-   (upsampling comparison and systematic-variation closure);
+   (upsampling comparison and the FlashSim-driven variation);
 5. one Gen event of the signal sample reconstructed ``single_event_folds`` times
    (:func:`single_event`): the distribution of its DNN output and the fraction of its folds
    that pass the selection.

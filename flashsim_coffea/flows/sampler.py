@@ -30,6 +30,7 @@ loads each model once per process.
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -42,9 +43,10 @@ from flashsim_coffea import noise
 from flashsim_coffea.errors import UserError
 from flashsim_coffea.nanoaod.conventions import EVENT_ID
 from flashsim_coffea.objects import ObjectSpec, get_spec
+from flashsim_coffea.objects.rules import RecoRules
 
 from ..sampling_precision import check_precision
-from .checkpoint import load_weights, read_card, resolve_card_path
+from .checkpoint import CARD_NAME, load_weights, read_card, resolve_card_path
 from .fast_inverse import FUSED, FastInverse
 from .head import DiscreteHead, draw, head_columns
 from .model import build_flow
@@ -144,13 +146,7 @@ class FlowModel:
                     f"{path}: model was trained for spec {card_spec.name!r} (hash {card['spec_hash'][:12]}…), "
                     f"not for the requested spec {want.name!r} (hash {want.hash()[:12]}…)"
                 )
-        if "rules" not in card["spec"]:  # a card older than RecoRules: the registered spec's rules
-            try:
-                registered = get_spec(card_spec.name)
-            except UserError:
-                registered = None
-            if registered is not None and registered.hash() == card_spec.hash():
-                card_spec = card_spec.with_rules(registered.rules)
+        card_spec = _with_registered_rules(card_spec, card["spec"].get("rules"))
         flow = build_flow(card["n_targets"], card["n_context"], card["architecture"])
         head = None
         if card_spec.classified_names:
@@ -359,9 +355,32 @@ def load_model(path: str | Path, spec: str | ObjectSpec | None = None, device: s
     return model
 
 
+def card_spec(card: dict) -> ObjectSpec:
+    """The spec a model card states, with the rules it does not state from the registered spec
+    of the same name and hash (:func:`_with_registered_rules`)."""
+    return _with_registered_rules(ObjectSpec.from_dict(card["spec"]), card["spec"].get("rules"))
+
+
+def _with_registered_rules(card_spec: ObjectSpec, card_rules: dict | None) -> ObjectSpec:
+    """``card_spec`` with the rules its card does not state (all of them for a card older than
+    :class:`~flashsim_coffea.objects.rules.RecoRules`) taken from the registered spec of the same
+    name and hash; unchanged for a spec nobody registered."""
+    fields = {f.name for f in dataclasses.fields(RecoRules)}
+    missing = fields - set(card_rules or {})
+    if not missing:
+        return card_spec
+    try:
+        registered = get_spec(card_spec.name)
+    except UserError:
+        return card_spec
+    if registered.hash() != card_spec.hash():
+        return card_spec
+    return card_spec.with_rules(dataclasses.replace(card_spec.rules, **{k: getattr(registered.rules, k) for k in missing}))
+
+
 def shipped_model_path(name: str) -> Path:
     """Directory of a model shipped with the package (``flashsim_coffea/models/<name>``)."""
     path = Path(__file__).resolve().parents[1] / "models" / name
-    if not (path / "card.json").is_file():
+    if not (path / CARD_NAME).is_file():
         raise UserError(f"no shipped model {name!r} in {path.parent}")
     return path

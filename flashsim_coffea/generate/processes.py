@@ -117,7 +117,8 @@ PROCESSES: dict[str, Process] = {
             "VBF H → μμ with dipole recoil in the space-like shower (alternative generator)",
             _VBF_H + ("25:m0 = 125.0", "SpaceShower:dipoleRecoil = on"),
             notes=(
-                "Stands in for the seed's second generator (POWHEG vs aMC@NLO): dipole recoil "
+                "Stands in for the second generator of the reference FlashSim study (POWHEG vs aMC@NLO; "
+                "docs/analysis.md): dipole recoil "
                 "changes the third-jet activity between the tagging jets strongly."
             ),
         ),

@@ -16,6 +16,9 @@
   (``genWeight``, its copy ``Generator_weight``, ``LHEWeight_originalXWGTUP``): with N folds each
   copy of an event gets weight/N, so Σ weights of a folded sample is the input's. Relative weights
   (``LHEScaleWeight``, ``LHEPdfWeight``, ``PSWeight``: ratios to the nominal) are not scaled.
+* ``schema_constants(collection)`` — the fields coffea's ``NanoAODSchema`` makes itself on
+  reading because NanoAOD does not store them (``Jet.charge`` = 0, ``Photon.mass`` = 0): a
+  collection FlashSim makes carries them too, so it has the fields of the file's collection.
 * Angles: Δφ is wrapped into **[−π, π)**: ``wrap_phi(x) = ((x + π) mod 2π) − π``, the
   convention of coffea's and vector's ``delta_phi``; ΔR = sqrt(Δη² + Δφ²).
 """
@@ -25,7 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["EVENT_ID", "RECO_LINK_FIELDS", "FOLD_SCALED_WEIGHTS", "MUON_MASS", "AREA_QUANTUM", "JET_MIN_PT", "JET_MAX_ABS_ETA", "MUON_MAX_ABS_ETA", "MUON_MIN_PT", "wrap_phi",
-           "delta_phi", "delta_r"]
+           "delta_phi", "delta_r", "schema_constants"]
 
 #: branches identifying an event (the noise key of every draw starts with them)
 EVENT_ID: tuple[str, str, str] = ("run", "luminosityBlock", "event")
@@ -68,3 +71,16 @@ def delta_phi(a, b):
 def delta_r(eta1, phi1, eta2, phi2):
     """ΔR = sqrt(Δη² + Δφ²) with Δφ wrapped into [−π, π)."""
     return np.sqrt((eta1 - eta2) ** 2 + delta_phi(phi1, phi2) ** 2)
+
+
+def schema_constants(collection: str) -> dict[str, float]:
+    """``{field: value}`` that coffea's ``NanoAODSchema`` fills itself for ``collection`` (its
+    ``full_like_items``: ``Jet_charge`` → 0.0); empty when coffea knows none."""
+    from coffea.nanoevents import NanoAODSchema
+
+    out = {}
+    for name, (_, args) in getattr(NanoAODSchema, "full_like_items", {}).items():
+        coll, _, field_name = name.partition("_")
+        if coll == collection:
+            out[field_name] = float(args[1])
+    return out

@@ -6,6 +6,10 @@ RNTuple). Jagged branches ``X_a, X_b`` are grouped into one record ``X`` so upro
 NanoAOD counter ``nX`` once. On close it writes the ``Runs`` tree (``genEventCount``,
 ``genEventSumw``, ``genEventSumw2`` as in NanoAOD, plus ``XSecPb`` and
 ``genFilterEfficiency``) and a ``FlashSimMetadata`` TObjString with the provenance as JSON.
+The file is written under a temporary name beside its path and renamed on close
+(:class:`flashsim_coffea.safe_write.AtomicFile`): an interrupted write leaves no truncated file.
+:func:`check_output_path` checks an output ``.root`` path before any work
+(:func:`flashsim_coffea.safe_write.check_output`).
 
 Reading: :func:`read_branches` reads a set of branches as awkward arrays and names the file
 and the missing branches when some are absent.
@@ -24,35 +28,16 @@ import numpy as np
 import uproot
 
 from ..errors import MissingBranchesError, UserError
+from ..safe_write import AtomicFile, check_output, ensure_writable_dir  # noqa: F401 - ensure_writable_dir: also here
 
 METADATA_KEY = "FlashSimMetadata"
 
 
-def ensure_writable_dir(folder: str | os.PathLike) -> Path:
-    """Create ``folder`` (with parents) and check a file can be written in it, before any work;
-    a UserError naming the folder otherwise."""
-    import tempfile
-
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
-            pass
-    except OSError as err:
-        raise UserError(f"cannot write to the output folder {folder}: {err.strerror or err}") from err
-    return folder
-
-
-def check_output_path(path: str | os.PathLike, force: bool) -> Path:
-    """Fail before any work if ``path`` exists (without ``force``) or its folder is not writable."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise UserError(f"{path} already exists; use --force to overwrite it")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise UserError(f"cannot write {path}: folder {folder} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise UserError(f"cannot write {path}: folder {folder} is not writable")
+def check_output_path(path: str | os.PathLike, force: bool, inputs: Iterable[str | os.PathLike] = ()) -> Path:
+    """Fail before any work if ``path`` is one of ``inputs`` (even with ``force``), exists (without
+    ``force``), its folder is missing or not writable (:func:`flashsim_coffea.safe_write.check_output`),
+    or it is not a ``.root`` file."""
+    path = check_output(path, inputs, force)
     if path.suffix != ".root":
         raise UserError(f"output {path} must be a .root file")
     return path
@@ -84,11 +69,18 @@ def _group(branches: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class NanoAODWriter:
-    """Streams blocks of NanoAOD branches into ``Events`` and writes ``Runs`` + metadata on close."""
+    """Streams blocks of NanoAOD branches into ``Events`` and writes ``Runs`` + metadata on close
+    (into a temporary file beside ``path``, renamed to ``path`` by :meth:`close`, removed by
+    :meth:`abort`)."""
 
     def __init__(self, path: str | os.PathLike, compression: Any = None):
         self.path = Path(path)
-        self._file = uproot.recreate(self.path, compression=compression or uproot.ZSTD(5))
+        self._staged = AtomicFile(self.path)
+        try:
+            self._file = uproot.recreate(self._staged.path, compression=compression or uproot.ZSTD(5))
+        except BaseException:
+            self._staged.discard()
+            raise
         self._tree = None
         self._order: list[str] | None = None
         self.n_events = 0
@@ -139,13 +131,15 @@ class NanoAODWriter:
         if metadata is not None:
             self._file[METADATA_KEY] = json.dumps(dict(metadata), sort_keys=True, default=float)
         self._file.close()
+        self._staged.commit()
 
     def abort(self) -> None:
-        """Close and delete a partly written file (so no truncated output is left behind)."""
+        """Close and delete the partly written file (so no truncated output is left behind; an
+        existing file at ``path`` is left as it was)."""
         try:
             self._file.close()
         finally:
-            self.path.unlink(missing_ok=True)
+            self._staged.discard()
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, Any]:

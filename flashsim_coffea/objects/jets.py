@@ -1,4 +1,5 @@
-"""Default ``jets`` spec: one reco Jet per GenJet, 14 conditioning features → 17 targets (seed set).
+"""Default ``jets`` spec: one reco Jet per GenJet, 14 conditioning features → 17 targets (the target set of
+the reference FlashSim study, docs/analysis.md; the spec's description calls it the "seed set").
 
 Conditioning: GenJet pt, eta, phi, mass, partonFlavour, hadronFlavour; closest and
 second-closest status-1 Gen muon within ΔR < 0.4: dr, pt, deta, dphi (absent: dr = deta =
@@ -122,7 +123,8 @@ def detector_targets() -> dict[str, Target]:
 def make_jets_spec() -> ObjectSpec:
     d = detector_targets()
     eta, phi, pt, mass = JET_KINEMATIC_TARGETS
-    # the order is part of the spec (and its hash): alphabetical, as the seed listed them
+    # the order is part of the spec (and its hash): alphabetical, as the reference FlashSim study
+    # (docs/analysis.md) lists them
     targets = (
         *(d[n] for n in ("area", "btagCMVA", "btagCSVV2", "btagDeepB", "btagDeepC", "btagDeepFlavB", "btagDeepFlavC")),
         eta, d["bRegCorr"], mass, d["nConstituents"], phi, pt,

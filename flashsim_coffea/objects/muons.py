@@ -18,8 +18,8 @@ A/pT < 0.05, which made μ1's isolation tail and the two-muon efficiency miss in
 and the muon's distance to that GenJet's axis without it, dr_rest = ΔR·pT_jet/A (the
 pT-weighted centroid in (η, φ); as log(dr_rest + 10⁻³), 0 without a GenJet):
 Muon_jetPtRelv2 ≈ pT_μ·dr_rest is its reco analogue, capped near 0.6·pT_μ, and from the
-GenJet's ΔR, pT and activity alone the flow smeared that cap upwards. Targets follow the seed's
-transforms (arctan scalings of Δη ×100, dxy ×150, dz ×50; logs of
+GenJet's ΔR, pT and activity alone the flow smeared that cap upwards. Targets follow the
+transforms of the reference FlashSim study (docs/analysis.md) (arctan scalings of Δη ×100, dxy ×150, dz ×50; logs of
 the errors and impact parameters; isolations log(x + 1e-5); jetRelIso = pT_jet/pT_μ − 1 as
 log1p, i.e. log(pT_jet/pT_μ)) with their zero spikes moved to
 bands; the pT response r = pT/pT_gen as asinh(40·(r − 1)) and Δφ as asinh(1500·Δφ) (as

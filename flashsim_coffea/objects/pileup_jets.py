@@ -49,11 +49,13 @@ COUNT_EDGES = tuple(float(x) for x in (*range(0, 70, 2), 70, 75, 80, 90, 100))
 
 #: NanoAOD around the pile-up jet flow: stored above 15 GeV; no Gen object, so flavours are 0
 PILEUP_JET_RULES = RecoRules(
+    origin="event",
     min_pt=JET_MIN_PT,
     gen_defaults=(("partonFlavour", "int32"), ("hadronFlavour", "int32")),
 )
 
-#: the "simulated collection" of an event-level object: one slot set per event, read from Pileup_*
+#: the event record an event-level spec reads (``origin="event"``: its objects have no Gen
+#: counterpart; the record names the ``Pileup_*`` branches its noise keys and count model read)
 PILEUP_EVENT = GenCollection("PileupEvent", "Pileup", ("nTrueInt",))
 
 if "jet_pt" not in SCALES:

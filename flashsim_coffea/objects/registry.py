@@ -20,7 +20,7 @@ from .muons import make_muons_spec
 from .pileup_jets import make_pileup_jets_spec
 from .spec import ObjectSpec
 
-__all__ = ["get_spec", "register_spec", "known_specs"]
+__all__ = ["get_spec", "register_spec", "known_specs", "registered_order"]
 
 _REGISTRY: dict[str, Callable[[], ObjectSpec]] = {"jets": make_jets_spec, "muons": make_muons_spec,
                                                   "pileup_jets": make_pileup_jets_spec}
@@ -40,6 +40,11 @@ def register_spec(spec: ObjectSpec | Callable[[], ObjectSpec], name: str | None 
 
 def known_specs() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def registered_order() -> list[str]:
+    """The registered spec names in the order they were registered (the built-in ones first)."""
+    return list(_REGISTRY)
 
 
 def get_spec(spec: str | ObjectSpec) -> ObjectSpec:

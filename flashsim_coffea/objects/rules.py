@@ -3,18 +3,26 @@
 A :class:`RecoRules` belongs to one :class:`~.spec.ObjectSpec` and is declared in the object's
 own module (``objects/jets.py``, ``objects/muons.py``), so that the injection names no object:
 
+* ``origin`` — where the objects come from: ``"gen"``, one object per Gen object of the spec's
+  simulated collection (its match index is the Gen object's); ``"event"``, objects without a Gen
+  counterpart (pile-up jets), n per (event, fold) drawn by the model folder's count model
+  (``count.json``, :mod:`flashsim_coffea.flows.count`), match index −1. Objects of origin
+  ``"event"`` join the reco collection of a Gen-matched spec (``ObjectSpec.reco``): they never
+  make a FlashSim collection alone;
 * ``gen_max_abs_eta``, ``gen_min_pt`` — Gen acceptance before sampling: only Gen objects with
   |η| < gen_max_abs_eta and pT > gen_min_pt are simulated (muons: the muon system; jets: the calorimeters);
 * ``min_pt`` — NanoAOD's reco threshold after sampling: reco pT > min_pt (jets: 15 GeV);
 * ``mass`` — a constant reco mass written as ``<reco>_mass`` when the flow does not simulate it;
 * ``gen_defaults`` — reco fields copied from the Gen object with a dtype, when the flow does not
-  simulate them (jets: ``partonFlavour``, ``hadronFlavour``);
+  simulate them (jets: ``partonFlavour``, ``hadronFlavour``), 0 for objects without a Gen
+  counterpart (the spec's hashed ``copy_from_gen`` fields are copied by ``rebuild`` as they are;
+  :meth:`~.spec.ObjectSpec.complete` adds every field the flow does not draw, in one place);
 * ``efficiency_pt_edges``, ``efficiency_abseta_edges``, ``efficiency_threshold_free_pt`` — the
   binning of the reconstruction-efficiency map ε(Gen pT, Gen |η|) (:mod:`flashsim_coffea.efficiency`).
 
 The rules are not part of the spec's hash (the flow does not depend on them); they are stored in
-model cards written since they exist, and models whose cards predate them take the rules of the
-registered spec of the same name and hash.
+model cards, and a card that lacks a rule (or all of them) takes it from the registered spec of
+the same name and hash (:meth:`RecoRules.from_dict` leaves it out, ``FlowModel.from_card`` fills it).
 """
 
 from __future__ import annotations
@@ -24,11 +32,15 @@ from dataclasses import asdict, dataclass
 import awkward as ak
 import numpy as np
 
-__all__ = ["RecoRules"]
+__all__ = ["RecoRules", "ORIGINS"]
+
+#: where a spec's objects come from (``RecoRules.origin``)
+ORIGINS = ("gen", "event")
 
 
 @dataclass(frozen=True)
 class RecoRules:
+    origin: str = "gen"
     gen_max_abs_eta: float | None = None
     gen_min_pt: float | None = None
     min_pt: float | None = None
@@ -37,6 +49,15 @@ class RecoRules:
     efficiency_pt_edges: tuple[float, ...] = (0.0, 1e9)
     efficiency_abseta_edges: tuple[float, ...] = (0.0, 1e9)
     efficiency_threshold_free_pt: float = 0.0
+
+    def __post_init__(self):
+        if self.origin not in ORIGINS:
+            raise ValueError(f"RecoRules.origin must be one of {', '.join(ORIGINS)}, got {self.origin!r}")
+
+    @property
+    def gen_matched(self) -> bool:
+        """One object per Gen object (``origin == "gen"``), else counted per event."""
+        return self.origin == "gen"
 
     def in_acceptance(self, pt, eta):
         """Mask of the Gen objects that are simulated: |η| < gen_max_abs_eta and pT > gen_min_pt

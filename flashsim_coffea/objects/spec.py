@@ -30,7 +30,7 @@ import awkward as ak
 import numpy as np
 
 from flashsim_coffea import noise
-from flashsim_coffea.nanoaod.conventions import EVENT_ID
+from flashsim_coffea.nanoaod.conventions import EVENT_ID, schema_constants
 from flashsim_coffea.nanoaod.precision import NANOAOD_MANTISSA_BITS, fill_rounding_cell, round_mantissa
 
 from .features import Feature, NeighbourTable, feature_from_dict
@@ -241,6 +241,21 @@ class ObjectSpec:
         for reco_field, gen_field in self.copy_from_gen:
             out[reco_field] = np.asarray(gen[gen_field])
         return out
+
+    def complete(self, fields: dict[str, np.ndarray], gen: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
+        """``fields`` (of :meth:`rebuild`, ``n`` objects) with every reco field the flow does not draw,
+        in one place: the rules' constant ``mass``; the rules' Gen-copied fields (``gen_defaults``,
+        with their dtype; 0 for objects without a Gen counterpart, i.e. when ``gen`` lacks them); the
+        fields coffea's NanoAODSchema makes for the collection (``Jet.charge`` = 0,
+        :func:`~flashsim_coffea.nanoaod.conventions.schema_constants`). A field already there
+        (drawn, or copied by ``copy_from_gen``) is kept."""
+        if self.rules.mass is not None:
+            fields.setdefault("mass", np.full(n, self.rules.mass, dtype=np.float32))
+        for f, dtype in self.rules.gen_defaults:
+            fields.setdefault(f, gen[f].astype(dtype) if f in gen else np.zeros(n, dtype=dtype))
+        for f, value in schema_constants(self.reco).items():
+            fields.setdefault(f, np.full(n, value, dtype=np.float32))
+        return fields
 
     # -- serialisation ------------------------------------------------------------------------
     def to_dict(self) -> dict:

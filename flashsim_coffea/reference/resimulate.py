@@ -89,7 +89,7 @@ def resimulate_file(input_path: str | os.PathLike, output: str | os.PathLike, se
     if missing:
         hint = " (is it collision data? only simulation has Gen collections)" if "GenPart_pdgId" in missing else ""
         raise MissingBranchesError(str(input_path), missing, "resimulate it" + hint)
-    out = check_output_path(output, force)
+    out = check_output_path(output, force, inputs=[input_path])  # a hard link to the input too
     names = _kept_branches(tree)
     t0 = time.perf_counter()
     writer = NanoAODWriter(out)

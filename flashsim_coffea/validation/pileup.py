@@ -11,13 +11,12 @@ threshold included). Compared:
 * per variable W1(F, R) and its floor W1(R′, R), ratio = W1/floor (≈ 1: as good as a second
   reference draw); the fractions of the discrete puId and jetId values and of forward jets (|η| > 2.5).
 
-``flashsim_coffea.validation.pileup.main`` (``python -m flashsim_coffea.validation.pileup``)
-writes ``report.md``, ``metrics.json`` and ``pileup_jets.png`` to a directory.
+:func:`write_pileup_report` (``flashsim validate pileup_jets -o DIR``) writes ``report.md``,
+``metrics.json`` and ``pileup_jets.png`` to a directory.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -25,7 +24,10 @@ import awkward as ak
 import numpy as np
 from scipy.stats import wasserstein_distance
 
-__all__ = ["validate_pileup_jets", "write_pileup_report", "NTRUE_BINS", "CONTINUOUS", "DISCRETE"]
+__all__ = ["validate_pileup_jets", "write_pileup_report", "SPEC", "NTRUE_BINS", "CONTINUOUS", "DISCRETE"]
+
+#: the spec validated here (``flashsim validate pileup_jets``)
+SPEC = "pileup_jets"
 
 NTRUE_BINS = (0, 20, 30, 40, 50, 100)
 CONTINUOUS = ("pt", "eta", "phi", "mass", "area", "nConstituents", "qgl", "btagDeepFlavB", "btagDeepB", "btagCSVV2",
@@ -45,11 +47,11 @@ def _reference(events_gen: dict, seed: int) -> tuple[dict[str, np.ndarray], np.n
 
 def _flashsim(model_path: str | Path, events_gen: dict, fold: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """FlashSim's pile-up jets of fold ``fold`` (the injection's own code path) and their number per event."""
-    from flashsim_coffea.flows.sampler import load_model
+    from flashsim_coffea.flows.bundle import load_bundle
     from flashsim_coffea.folds import FoldBatch
     from flashsim_coffea.inject import PreparedChunk
 
-    model = load_model(model_path)
+    model = load_bundle(model_path)  # flow + count model (+ efficiency map), as FlashSim injects them
     events = ak.Array(events_gen)
     chunk = PreparedChunk(events, {model.spec.reco: [model]})
     n = len(events)
@@ -163,19 +165,3 @@ def write_pileup_report(model_path: str | Path, out_dir: str | Path, n_events: i
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     return metrics
 
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description="validate FlashSim pile-up jets against the reference response")
-    p.add_argument("model", nargs="?", default="flashsim_coffea/models/pileup_jets", help="pile-up jet model directory")
-    p.add_argument("-o", "--output", default="pileup-validation")
-    p.add_argument("--events", type=int, default=200_000)
-    p.add_argument("--gen-seed", type=int, default=2)
-    p.add_argument("--ref-seed", type=int, default=201)
-    p.add_argument("--ref-seed2", type=int, default=202)
-    a = p.parse_args(argv)
-    write_pileup_report(a.model, a.output, a.events, a.gen_seed, a.ref_seed, a.ref_seed2)
-    print((Path(a.output) / "report.md").read_text())
-
-
-if __name__ == "__main__":
-    main()

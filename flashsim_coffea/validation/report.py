@@ -32,7 +32,8 @@ __all__ = ["run_validation", "write_report", "PAIRS", "FLOOR_DRAWS"]
 #: default K: FlashSim folds and reference′ draws averaged in W1 and its floor
 FLOOR_DRAWS = 5
 
-#: 2-D contour pairs per spec (the seed's: taggers vs each other, qgl vs nConstituents, pT vs mass)
+#: 2-D contour pairs per spec (those of the reference FlashSim study, docs/analysis.md: taggers vs each other,
+#: qgl vs nConstituents, pT vs mass)
 PAIRS: dict[str, list[tuple[str, str]]] = {
     "jets": [("btagDeepB", "btagDeepC"), ("btagDeepFlavB", "btagDeepFlavC"), ("btagDeepB", "btagCSVV2"),
              ("btagDeepFlavB", "btagDeepB"), ("qgl", "nConstituents"), ("reco pt", "reco mass")],
