@@ -6,12 +6,15 @@ each configuration timed on a warm executor (a first pass loads the models in ev
 
 * ``iterative`` (one process) at each ``--chunksizes`` value: the per-chunk fixed cost
   ``a`` and the per-event cost ``b`` of a fit t = n_chunks · a + n_events · b;
-* dask ``LocalCluster`` with 1 and 2 single-threaded worker processes at each chunk size;
+* dask ``LocalCluster`` with 1 and 2 single-threaded worker processes at each chunk size, as the
+  runner starts it (:func:`flashsim_coffea.runner.local_cluster`) and with dask's own worker
+  environment (``MALLOC_TRIM_THRESHOLD_=65536``, which halves the per-event speed of a worker);
   events/s, the speed-up 2/1 workers and the ratio to iterative at the same chunk size.
 
 A 2-worker speed-up below 2 with iterative ≈ dask-1-worker means the cost is the chunking
-(fixed cost per chunk), not dask; dask-1-worker well below iterative means scheduling or
-per-task work (pickling, model lookup). Usage::
+(fixed cost per chunk) or the second core being shared, not dask; dask-1-worker well below
+iterative at the same chunk size means per-event work runs slower in the worker process (its
+environment, threads) or per-task overheads. Usage::
 
     python benchmarks/bench_dask.py [--events 40000] [--chunksizes 5000 20000] [--source vbf_hmm]
 
@@ -62,7 +65,7 @@ def main() -> None:
     path = build_input(sample_path(args.source), args.events, Path(args.workdir) / f"{args.source}_{args.events}.root")
     fileset = {args.source: [str(path)]}
     proc = VBFHmmProcessor(mode="flashsim", folds=1, dnn=True)
-    res: dict = {"cpu": cpu["cpu_model"], "events": args.events, "source": args.source, "iterative": {}, "dask": {}}
+    res: dict = {"cpu": cpu["cpu_model"], "events": args.events, "source": args.source, "iterative": {}}
     for cs in args.chunksizes:
         t = _timed(fileset, proc, "iterative", cs)
         res["iterative"][cs] = round(t, 2)
@@ -76,18 +79,26 @@ def main() -> None:
         res["per_event_us"] = round(float(c) / args.events * 1e6, 1)
         print(f"iterative: {a:.3f} s fixed per chunk, {c / args.events * 1e6:.1f} µs per event", flush=True)
 
+    import dask
     from dask.distributed import Client, LocalCluster
 
-    for workers in (1, 2):
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-                Client(cluster) as client:
-            for cs in args.chunksizes:
-                t = _timed(fileset, proc, client, cs)
-                res["dask"].setdefault(workers, {})[cs] = round(t, 2)
-                print(f"dask {workers} worker(s) chunksize {cs:>6}: {t:6.2f} s = {args.events / t:7.0f} ev/s "
-                      f"({res['iterative'][cs] / t:.2f} × iterative)", flush=True)
-    res["speedup_2_over_1"] = {cs: round(res["dask"][1][cs] / res["dask"][2][cs], 2) for cs in args.chunksizes}
-    res["dask2_over_iterative"] = {cs: round(res["iterative"][cs] / res["dask"][2][cs], 2) for cs in args.chunksizes}
+    from flashsim_coffea.runner import local_cluster
+
+    def dask_default(workers: int):  # dask's own nanny environment (MALLOC_TRIM_THRESHOLD_=65536)
+        return LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+
+    for label, make in (("dask", local_cluster), ("dask_default_env", dask_default)):
+        res[label] = {}
+        for workers in (1, 2):
+            with make(workers) as cluster, Client(cluster) as client:
+                for cs in args.chunksizes:
+                    t = _timed(fileset, proc, client, cs)
+                    res[label].setdefault(workers, {})[cs] = round(t, 2)
+                    print(f"{label} {workers} worker(s) chunksize {cs:>6}: {t:6.2f} s = {args.events / t:7.0f} ev/s "
+                          f"({res['iterative'][cs] / t:.2f} × iterative)", flush=True)
+        res[f"{label}_speedup_2_over_1"] = {cs: round(res[label][1][cs] / res[label][2][cs], 2) for cs in args.chunksizes}
+        res[f"{label}_2_over_iterative"] = {cs: round(res["iterative"][cs] / res[label][2][cs], 2) for cs in args.chunksizes}
+    assert dask.config.get("distributed.nanny.pre-spawn-environ")["MALLOC_TRIM_THRESHOLD_"] is not None
     print(json.dumps(res))
 
 

@@ -129,14 +129,14 @@ def measure_source(src: Path, args, workdir: Path) -> dict:
 
 
 def run_dask(path: Path, workers: int, chunksize: int) -> float:
-    """Seconds for flashsim (folds 1) on a warm LocalCluster of ``workers`` processes."""
-    from dask.distributed import Client, LocalCluster
+    """Seconds for flashsim (folds 1) on a warm LocalCluster of ``workers`` processes, as the
+    runner starts it (:func:`flashsim_coffea.runner.local_cluster`)."""
+    from dask.distributed import Client
 
-    from flashsim_coffea.runner import run_processor
     from flashsim_coffea.processors import VBFHmmProcessor
+    from flashsim_coffea.runner import local_cluster, run_processor
 
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            Client(cluster) as client:
+    with local_cluster(workers) as cluster, Client(cluster) as client:
         proc = VBFHmmProcessor(mode="flashsim", folds=1, dnn=True)
         # warm-up pass: every worker imports and loads the models (not part of the measurement)
         run_processor(fileset_for(path), proc, client, chunksize=chunksize)

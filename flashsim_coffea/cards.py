@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .safe_write import atomic_write
 
 __all__ = ["CARD_NAME", "sha256_file", "file_record", "json_safe", "resolve_card_path", "read_card", "verify_weights",
            "write_card"]
@@ -89,11 +90,11 @@ def verify_weights(card_path: Path, name: str, sha256: str | None) -> tuple[Path
 
 
 def write_card(directory: str | Path, card: dict, indent: int = 1, sort_keys: bool = True) -> Path:
-    """Write ``card`` as ``directory/card.json`` atomically (temporary file, then rename)."""
+    """Write ``card`` as ``directory/card.json`` atomically (:func:`flashsim_coffea.safe_write.atomic_write`:
+    an unpredictable temporary name beside it, then rename)."""
     card_path = Path(directory) / CARD_NAME
-    tmp = card_path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(card, indent=indent, sort_keys=sort_keys) + ("\n" if not sort_keys else ""))
-    tmp.replace(card_path)
+    with atomic_write(card_path) as tmp:
+        Path(tmp).write_text(json.dumps(card, indent=indent, sort_keys=sort_keys) + ("\n" if not sort_keys else ""))
     return card_path
 
 

@@ -3,8 +3,12 @@
 The library behind ``flashsim closure`` (docs/closure.md). For one reference file REF (Gen +
 the reference detector response, i.e. this project's "FullSim"):
 
-1. **Inputs, checked before any work** (:func:`check_inputs`): REF has the Gen branches FlashSim
-   and the reference response read and the reco branches the fullsim mode reads; REF2 (a second
+1. **Inputs, checked before any work** (:func:`check_inputs`): REF and REF2 are not ``flashsim
+   simulate`` outputs (:func:`flashsim_coffea.nanoaod.io.check_reference`); REF has the Gen
+   branches FlashSim and the reference response read, with counters that agree with them
+   (:func:`~flashsim_coffea.nanoaod.io.check_counters`), no duplicate (run, luminosityBlock,
+   event) with ``folds`` > 1 (:func:`~flashsim_coffea.nanoaod.io.check_duplicates`), the
+   reco branches the fullsim mode reads and at least :data:`MIN_EVENTS` (200) events; REF2 (a second
    reference draw of the same Gen events) has the same events in the same order (run,
    luminosityBlock, event); when REF2 is not given it is drawn by
    :func:`flashsim_coffea.reference.resimulate.resimulate_file` with ``ref_seed`` into a
@@ -16,7 +20,9 @@ the reference detector response, i.e. this project's "FullSim"):
    (:func:`~flashsim_coffea.runner.executor_session`): fullsim on REF ("reference"), fullsim on
    REF2 ("reference′", the noise floor) and flashsim on REF ("FlashSim", ``folds`` N ≥ 1); with
    ``mass_draws`` K, the K extra reference draws in fullsim mode on the same executor.
-3. **Numbers** (:func:`compare_outputs`; "a" ∈ {FlashSim, reference′}, "ref" = reference):
+3. **Numbers** (:func:`compare_outputs`; "a" ∈ {FlashSim, reference′}, "ref" = reference; a REF
+   whose reference run fills no histogram — no event passes the preselection — is refused
+   instead of a report of NaNs):
 
    * cutflow efficiency of each cumulative step, ε = n_step / (N · n_all) (N = folds for
      FlashSim, 1 otherwise; unweighted counts), binomial error σ_ε = √(ε(1−ε)/n_all) over the
@@ -55,7 +61,13 @@ the reference detector response, i.e. this project's "FullSim"):
 4. **Report** (:func:`write_report`): ``summary.json`` (keys in :data:`SUMMARY_KEYS`),
    ``summary.md`` and figures in ``figures/`` (mplhep style, the project's label): per (region,
    variable) reference (points), FlashSim and reference′ with both ratios to the reference, and
-   the cutflow efficiencies with their ratios.
+   the cutflow efficiencies with their ratios. The report folder must be empty unless ``force``;
+   it is locked while the closure runs (a second closure into it fails at once); REF2 and the
+   extra draws go to a temporary folder ``DIR/.ref2-*`` removed at the end, on an error and on
+   SIGTERM/SIGINT (one left by a killed run is removed by the next). With ``force`` nothing is
+   deleted before the numbers are complete: the summary files are replaced (written under a
+   temporary name, then renamed), and of the earlier report's figures (listed in its
+   ``summary.json``) those not drawn again are removed — never other files in the folder.
 
 One reference file (one dataset) per call; run it once per process for several.
 
@@ -79,13 +91,14 @@ import numpy as np
 
 from .cards import json_safe
 from .errors import MissingBranchesError, UserError
+from .safe_write import TemporaryFolder, atomic_write, ensure_writable_dir, output_lock, remove_replaced
 from .safe_write import check_output_dir as _check_output_dir
-from .safe_write import ensure_writable_dir
 from .stats import as_arrays, chi2_pooled
 
 __all__ = [
     "DEFAULT_REF_SEED",
     "GOAL",
+    "MIN_EVENTS",
     "MIN_NDF",
     "SOURCES",
     "SUMMARY_KEYS",
@@ -113,6 +126,9 @@ TARGET = 3.0
 GOAL = 1.3
 #: fewest bins with content (in both χ²) for a histogram to be compared and flagged
 MIN_NDF = 5
+#: fewest events of REF a closure runs on (checked before any work); a REF whose reference run
+#: fills no histogram at all is refused after the runs
+MIN_EVENTS = 200
 #: reference′ seed when none is given (must differ from the seed that drew REF)
 DEFAULT_REF_SEED = 424242
 #: the three histogram sets: key in the outputs → label in tables and figures
@@ -126,6 +142,9 @@ MASS_REGION, MASS_VAR = "presel", "mass"
 REGION_NOTES = {"presel": "preselection", "SR": "VBF signal region", "SB": "VBF sideband"}
 FIGURES = "figures"
 REPORT_FILES = ("summary.md", "summary.json")
+#: name prefix of the closure's temporary folder in DIR (REF2 and the extra draws; a killed run's
+#: leftover is recognised by it: it does not make DIR "not empty" and the next closure removes it)
+SCRATCH_PREFIX = ".ref2-"
 
 # =========================================================================== configuration
 @dataclass
@@ -230,13 +249,15 @@ def flashsim_models(cfg: ClosureConfig) -> dict[str, dict[str, Any]]:
 
 def check_output_dir(output: str | Path, force: bool) -> Path:
     """The report folder: a UserError if it is a file, or is not empty and ``force`` is not set
-    (:func:`flashsim_coffea.safe_write.check_output_dir`)."""
-    return _check_output_dir(output, force)
+    (:func:`flashsim_coffea.safe_write.check_output_dir`; a leftover temporary folder
+    ``SCRATCH_PREFIX*`` of a killed closure does not count)."""
+    return _check_output_dir(output, force, ignore=(SCRATCH_PREFIX + "*",))
 
 
 def check_inputs(cfg: ClosureConfig) -> dict[str, Any]:
     """Every check of step 1 (module docstring), before any work; returns REF's entries, the seed
     that drew it (or None) and REF2's path (None: to be drawn)."""
+    from .nanoaod.io import check_counters, check_duplicates, check_reference, gen_collections
     from .noise import check_seed
     from .reference.resimulate import REQUIRED_GEN
 
@@ -249,17 +270,24 @@ def check_inputs(cfg: ClosureConfig) -> dict[str, Any]:
     ref = Path(cfg.ref)
     check_output_dir(cfg.output, cfg.force)
     keys, n, ids = _event_ids(ref)
+    check_reference(ref, "of a closure", keys)
     full, flash = _processors(cfg)
     available = set(keys)
-    gen_missing = [b for b in dict.fromkeys([*REQUIRED_GEN, *flash.required_branches()]) if b not in available]
+    gen_read = list(dict.fromkeys([*REQUIRED_GEN, *flash.required_branches()]))
+    gen_missing = [b for b in gen_read if b not in available]
     if gen_missing:
         hint = " (is it collision data? only simulation has Gen collections)" if "GenPart_pdgId" in gen_missing else ""
         raise MissingBranchesError(str(ref), gen_missing, "run FlashSim and the reference response on its Gen events" + hint)
+    check_counters(ref, gen_collections(gen_read))
+    check_duplicates(ref, cfg.folds, ids)
     reco_missing = full.missing_branches(available)
     if reco_missing:
         raise MissingBranchesError(str(ref), reco_missing, "run the analysis on its reference reco objects (fullsim mode)")
     if n == 0:
         raise UserError(f"{ref}: the Events tree is empty")
+    if n < MIN_EVENTS:
+        raise UserError(f"{ref}: {n} events; a closure needs at least {MIN_EVENTS} (with fewer, its histograms "
+                        "are nearly empty and every χ² ratio is NaN); give a larger sample")
     seed = _reference_seed(ref)
     if cfg.ref2 is None:
         check_seed(cfg.ref_seed)
@@ -272,6 +300,7 @@ def check_inputs(cfg: ClosureConfig) -> dict[str, Any]:
             raise UserError(f"REF2 {ref2} is REF itself: give a second reference draw of the same Gen events "
                             "(flashsim resimulate REF -o REF2 --seed S) or leave REF2 out")
         keys2, n2, ids2 = _event_ids(ref2)
+        check_reference(ref2, "of a closure (REF2)", keys2)
         reco2 = full.missing_branches(set(keys2))
         if reco2:
             raise MissingBranchesError(str(ref2), reco2, "run the analysis on its reference reco objects (fullsim mode)")
@@ -717,30 +746,58 @@ def write_report(summary: dict[str, Any], outputs: ClosureOutputs | None, folder
             if progress and (i % 20 == 0 or i == len(hists)):
                 _log(True, f"      {i}/{len(hists)} histogram figures")
     summary["figures"] = figures
-    (folder / "summary.json").write_text(json.dumps(json_safe(summary), indent=1, ensure_ascii=False) + "\n")
-    (folder / "summary.md").write_text(markdown(summary))
+    remove_replaced(folder, figures)  # the figures of the report this one replaces (--force), listed in its summary.json
+    _write_summary(summary, folder)
+    with atomic_write(folder / "summary.md") as tmp:
+        Path(tmp).write_text(markdown(summary))
     return summary
 
 
+def _write_summary(summary: dict[str, Any], folder: Path) -> None:
+    with atomic_write(folder / "summary.json") as tmp:
+        Path(tmp).write_text(json.dumps(json_safe(summary), indent=1, ensure_ascii=False) + "\n")
+
+
+def _has_entries(output: Mapping) -> bool:
+    """Whether any histogram of a run's output has content."""
+    return any(float(np.sum(h.values(flow=True))) != 0 for hists in output.get("hists", {}).values()
+               for h in hists.values())
+
+
 def _prepare_output(cfg: ClosureConfig) -> Path:
-    out = ensure_writable_dir(check_output_dir(cfg.output, cfg.force))
-    if cfg.force:  # replace exactly what a closure writes
-        for name in REPORT_FILES:
-            (out / name).unlink(missing_ok=True)
-        if (out / FIGURES).is_dir():
-            for p in (out / FIGURES).glob("*.png"):
-                p.unlink()
-    return out
+    """The report folder, created and tried for writing. Nothing in it is removed here: with
+    ``force``, the report's files are replaced when the new ones are written, and the figures of
+    the earlier report that the new one does not write are removed then (:func:`write_report`)."""
+    return ensure_writable_dir(check_output_dir(cfg.output, cfg.force))
+
+
+def _remove_leftovers(out: Path, progress: bool) -> None:
+    """Remove the temporary folders ``SCRATCH_PREFIX*`` a killed closure left in ``out`` (called with
+    the report folder's lock held: no running closure owns one)."""
+    for p in sorted(out.glob(SCRATCH_PREFIX + "*")):
+        if p.is_dir() and not p.is_symlink():
+            _log(progress, f"removing {p}, left by an interrupted closure")
+            shutil.rmtree(p, ignore_errors=True)
 
 
 # =========================================================================== all of it
 def run_closure(cfg: ClosureConfig) -> dict[str, Any]:
-    """Steps 1–4 of the module docstring; returns the summary (also written to ``cfg.output``)."""
+    """Steps 1–4 of the module docstring; returns the summary (also written to ``cfg.output``). The
+    report folder is locked while the closure writes it (:func:`flashsim_coffea.safe_write.output_lock`)."""
     t_start = time.perf_counter()
     info = check_inputs(cfg)
     out = _prepare_output(cfg)
+    with output_lock(out, what="report folder"):
+        _remove_leftovers(out, cfg.progress)
+        return _run_locked(cfg, info, out, t_start)
+
+
+def _run_locked(cfg: ClosureConfig, info: dict[str, Any], out: Path, t_start: float) -> dict[str, Any]:
+    """Steps 2–4 (and REF2's draw) into the checked, locked report folder ``out``."""
     timings: dict[str, float] = {}
-    tmp = tempfile.mkdtemp(prefix=".ref2-", dir=out) if cfg.ref2 is None or cfg.mass_draws else None
+    # removed at the end, on an error and on SIGTERM/SIGINT
+    scratch = TemporaryFolder(out, prefix=SCRATCH_PREFIX) if cfg.ref2 is None or cfg.mass_draws else None
+    tmp = None if scratch is None else scratch.path
     try:
         if cfg.ref2 is None:
             from .reference.resimulate import resimulate_file
@@ -760,8 +817,12 @@ def run_closure(cfg: ClosureConfig) -> dict[str, Any]:
         outputs = run_outputs(cfg, ref2, tmp)
         timings.update(outputs.timings_s)
     finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+        if scratch is not None:
+            scratch.remove()
+    if not _has_entries(outputs.reference):
+        raise UserError(f"{cfg.ref}: no histogram of the reference run has entries ({info['events']} events, none "
+                        "passes the dimuon preselection): every number of the closure would be NaN; give a sample "
+                        "with events passing the VBF H→μμ preselection")
     numbers = compare_outputs(outputs)
     if all(r["chi2_floor"] == 0 for r in numbers["chi2"]) and outputs.reference["cutflow"] == outputs.reference2["cutflow"]:
         raise UserError("REF2 gives exactly the histograms of REF: it is not a second reference draw (same seed?); "
@@ -785,5 +846,5 @@ def run_closure(cfg: ClosureConfig) -> dict[str, Any]:
         _log(cfg.progress, f"[5/5] figures and report in {out} …")
     summary = write_report(summary, outputs if cfg.figures else None, out, progress=cfg.progress)
     summary["timings_s"]["total"] = round(time.perf_counter() - t_start, 2)
-    (out / "summary.json").write_text(json.dumps(json_safe(summary), indent=1, ensure_ascii=False) + "\n")
+    _write_summary(summary, out)
     return summary

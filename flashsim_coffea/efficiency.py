@@ -29,6 +29,7 @@ import awkward as ak
 import numpy as np
 
 from . import noise
+from .errors import UserError
 
 FILENAME = "efficiency.json"
 
@@ -68,13 +69,49 @@ class EfficiencyMap:
         return path
 
     @classmethod
+    def from_dict(cls, d: dict) -> "EfficiencyMap":
+        """The map of :meth:`to_dict`'s form; a ValueError (or KeyError for a missing key) unless the
+        edges are finite and increasing, ``values`` and ``counts`` have one entry per (pT, |η|) bin
+        and every value is in [0, 1]."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a JSON object is expected, got {type(d).__name__}")
+        spec = d["spec"]
+        if not isinstance(spec, str):
+            raise ValueError(f"spec must be a name, got {spec!r}")
+        arrays = {k: np.asarray(d[k], dtype=np.float64) for k in ("pt_edges", "abseta_edges", "values", "counts")}
+        for k in ("pt_edges", "abseta_edges"):
+            e = arrays[k]
+            if e.ndim != 1 or len(e) < 2 or not np.all(np.isfinite(e)) or not np.all(np.diff(e) > 0):
+                raise ValueError(f"{k} must be at least 2 finite, increasing edges, got shape {e.shape}")
+        bins = (len(arrays["pt_edges"]) - 1, len(arrays["abseta_edges"]) - 1)
+        for k in ("values", "counts"):
+            if arrays[k].shape != bins:
+                raise ValueError(f"{k} has shape {arrays[k].shape}, the edges give {bins} (pT, |η|) bins")
+        v = arrays["values"]
+        outside = ~(np.isfinite(v) & (v >= 0) & (v <= 1))
+        if outside.any():
+            i, j = np.argwhere(outside)[0]
+            raise ValueError(f"values must be in [0, 1]: {int(outside.sum())} are not, e.g. {v[i, j]} in bin ({i}, {j})")
+        return cls(spec, arrays["pt_edges"], arrays["abseta_edges"], v, arrays["counts"])
+
+    @classmethod
     def load(cls, model_dir: str | Path) -> "EfficiencyMap | None":
-        """The map beside a model's card, or None if the model has none (everything reconstructed)."""
+        """The map beside a model's card, or None if the model has none (everything reconstructed);
+        a UserError naming the file when it is not valid JSON or not a valid map (:meth:`from_dict`)."""
         path = Path(model_dir) / FILENAME
         if not path.is_file():
             return None
-        d = json.loads(path.read_text())
-        return cls(d["spec"], np.asarray(d["pt_edges"]), np.asarray(d["abseta_edges"]), np.asarray(d["values"]), np.asarray(d["counts"]))
+        redo = "measure it again with `flashsim efficiency SPEC FILE.root... -o MODEL_DIR`"
+        try:
+            d = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise UserError(f"{path}: not valid JSON ({err}); {redo}") from None
+        try:
+            return cls.from_dict(d)
+        except KeyError as err:
+            raise UserError(f"{path}: not a valid efficiency map (missing key {err}); {redo}") from None
+        except (TypeError, ValueError) as err:
+            raise UserError(f"{path}: not a valid efficiency map ({err}); {redo}") from None
 
 
 def measure(spec_name: str, gen_pt: np.ndarray, gen_eta: np.ndarray, matched: np.ndarray) -> EfficiencyMap:
@@ -97,23 +134,39 @@ def measure(spec_name: str, gen_pt: np.ndarray, gen_eta: np.ndarray, matched: np
 
 
 def measure_files(spec_name: str, files: list[str], step: int = 50_000) -> EfficiencyMap:
-    """Measure the map of spec ``jets`` or ``muons`` on NanoAOD files with Gen and reco objects."""
-    import uproot
-
+    """Measure the map of spec ``jets`` or ``muons`` on NanoAOD files with Gen and reco objects (a
+    UserError for a file ``flashsim simulate`` wrote: its reco objects are FlashSim's; a
+    MissingBranchesError naming the Gen/reco branches a file lacks, before any file is read; one
+    line naming a file whose data cannot be read: :func:`flashsim_coffea.nanoaod.io.reading`)."""
+    from .errors import MissingBranchesError
+    from .nanoaod.io import check_reference, open_events, reading
     from .objects import get_spec
 
     spec = get_spec(spec_name)
     gen_coll = spec.simulated
     match = f"{spec.reco}_{spec.match}"
-    pts, etas, matched = [], [], []
+    wanted = gen_coll.branches() + [match]
+    trees = []
     for f in files:
-        tree = uproot.open(f)["Events"]
-        for chunk in tree.iterate(gen_coll.branches() + [match], step_size=step, library="ak"):
-            objs = gen_coll.load(chunk)
-            idx = chunk[match]
-            # matched[i] = some reco object points at this Gen object's source index
-            hit = ak.any(objs["index"][:, :, None] == idx[:, None, :], axis=2)
-            pts.append(ak.to_numpy(ak.flatten(objs.pt)))
-            etas.append(ak.to_numpy(ak.flatten(objs.eta)))
-            matched.append(ak.to_numpy(ak.flatten(hit)))
+        tree = open_events(f)
+        check_reference(f, "of an efficiency map", tree.keys())
+        names = set(tree.keys())
+        missing = [b for b in wanted if b not in names]
+        if missing:
+            gen = not any(n.startswith("Gen") for n in names)
+            raise MissingBranchesError(str(f), missing, f"measure the {spec_name} efficiency (Gen and matched reco objects)"
+                                       + (" (it has no Gen collection: is it collision data? only simulation has them)"
+                                          if gen else ""))
+        trees.append((f, tree))
+    pts, etas, matched = [], [], []
+    for f, tree in trees:
+        with reading(f):
+            for chunk in tree.iterate(wanted, step_size=step, library="ak"):
+                objs = gen_coll.load(chunk)
+                idx = chunk[match]
+                # matched[i] = some reco object points at this Gen object's source index
+                hit = ak.any(objs["index"][:, :, None] == idx[:, None, :], axis=2)
+                pts.append(ak.to_numpy(ak.flatten(objs.pt)))
+                etas.append(ak.to_numpy(ak.flatten(objs.eta)))
+                matched.append(ak.to_numpy(ak.flatten(hit)))
     return measure(spec_name, np.concatenate(pts), np.concatenate(etas), np.concatenate(matched))

@@ -29,7 +29,9 @@ Per chunk and collection (:meth:`FlashSim.prepare`):
 2. The spec's :class:`~flashsim_coffea.objects.rules.RecoRules` decide what is simulated:
    the Gen acceptance (muons: |η| < 2.4, pT > 3 GeV; jets: |η| < 5); Gen objects with a
    non-finite conditioning value or Gen kinematics are **not simulated** (dropped, counted in
-   ``n_gen_nonfinite``: a FlashSim object with pT = inf must never reach a selection).
+   ``n_gen_nonfinite``: a FlashSim object with pT = inf must never reach a selection); they are
+   counted before the acceptance (a Gen pT of NaN is non-finite, not outside the acceptance),
+   ``n_gen_outside_acceptance`` counts finite objects only.
 3. Per (object, fold): the reconstruction efficiency of the model's map (``efficiency.json``,
    :mod:`flashsim_coffea.efficiency`, keyed draw), the flow sample
    (:meth:`FlowModel.sample`; conditioning outside the training range is clamped, counted in
@@ -525,8 +527,9 @@ def _prepare(model, events, ctx=None, min_pt: float | None = None, offsets: np.n
         "cond": cond,
         "keys": spec.noise_keys(ctx),
         "n_objects": counts,
-        "n_outside": count_per_event(~accept, counts),
-        "n_nonfinite": count_per_event(accept & ~finite, counts),
+        # non-finite objects first (NaN fails every acceptance cut), the acceptance among the finite ones
+        "n_outside": count_per_event(finite & ~accept, counts),
+        "n_nonfinite": count_per_event(~finite, counts),
         "n_below": count_per_event(below, counts),
         # simulated rows of the flat object table, jagged per event
         "row_of": ak.unflatten(np.flatnonzero(keep).astype(np.int64), count_per_event(keep, counts)),

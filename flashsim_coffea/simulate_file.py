@@ -48,7 +48,14 @@ objects ``FlashSim().inject(events, folds)`` gives, bit for bit) and writes one 
 
 **Several inputs** are concatenated into one output, in the order given; they must have the
 same ``Events`` branches with the same types, and either all or none a ``Runs`` tree with the
-same branches (else a UserError naming the difference). A file given twice is refused.
+same branches (else a UserError naming the difference). A file given twice is refused (also
+through a symbolic or hard link: :func:`flashsim_coffea.runner.fileset.file_identity`).
+
+**Inputs checked** (:func:`_open_input`, a UserError naming the file): a file already written by
+``flashsim simulate`` (a ``fold`` branch), a counter ``nX`` of a Gen collection that disagrees
+with its ``X_*`` branches (:func:`flashsim_coffea.nanoaod.io.check_counters`), duplicate (run,
+luminosityBlock, event) with ``folds`` > 1 (one warning with ``folds`` = 1:
+:func:`flashsim_coffea.nanoaod.io.check_duplicates`).
 
 **Safety** — the output location is checked before any work
 (:func:`flashsim_coffea.nanoaod.io.check_output_path`, i.e.
@@ -59,9 +66,16 @@ renamed at the end (:class:`flashsim_coffea.safe_write.AtomicFile`), so a failur
 SIGTERM leaves no truncated file (and an old output in place).
 
 **Memory** — the inputs are read ``chunksize`` Gen events at a time (default
-``max(1, 50_000 // folds)``, i.e. at most 50k output events per chunk). The noise of FlashSim
-is keyed on (run, luminosityBlock, event, object, fold): the file's content does not depend on
-``chunksize``.
+``max(1, 50_000 // folds)``, i.e. at most 50k output events per chunk), and a chunk's (event,
+fold) pairs are simulated and written in consecutive event-major batches of at most
+:data:`MAX_BATCH_PAIRS` (50k) pairs, so memory stays bounded at any ``folds`` (one Gen event
+with 10⁶ folds is 20 batches). ``folds`` above :data:`MAX_FOLDS` (10⁶) is refused, naming the
+output size. The noise of FlashSim is keyed on (run, luminosityBlock, event, object, fold):
+the file's content does not depend on ``chunksize`` or on the batches.
+
+**Unreadable inputs** — an input whose data cannot be read (truncated, corrupt basket) stops
+the command with one line naming it (:func:`flashsim_coffea.nanoaod.io.reading`), leaving no
+output.
 """
 
 from __future__ import annotations
@@ -70,6 +84,7 @@ import json
 import os
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,10 +97,15 @@ from .folds import fold_weight
 from .inject import INFO_LABELS
 from .nanoaod.conventions import FOLD_SCALED_WEIGHTS
 
-__all__ = ["DEFAULT_MAX_OUTPUT_EVENTS", "COUNT_LABELS", "simulate_file", "dropped_branches", "refers_to", "written_fields"]
+__all__ = ["DEFAULT_MAX_OUTPUT_EVENTS", "MAX_BATCH_PAIRS", "MAX_FOLDS", "COUNT_LABELS", "simulate_file",
+           "dropped_branches", "refers_to", "written_fields"]
 
 #: default bound on output events per chunk: chunksize = max(1, this // folds)
 DEFAULT_MAX_OUTPUT_EVENTS = 50_000
+#: (event, fold) pairs simulated and written at once (a chunk's pairs in consecutive batches)
+MAX_BATCH_PAIRS = 50_000
+#: the largest ``folds`` accepted (the output has events × folds entries)
+MAX_FOLDS = 1_000_000
 #: name of the fold branch
 FOLD_BRANCH = "fold"
 #: branch-name pattern of an index into a Jet or Muon collection: X_jetIdx*, X_muonIdx*
@@ -229,20 +249,22 @@ def _scrub(value):
     return value
 
 
-def _open_input(path: Path, required: list[str], replaced: set[str]) -> _Input:
+def _open_input(path: Path, required: list[str], replaced: set[str], folds: int = 1) -> _Input:
+    """One input, checked (a UserError naming it): the ``required`` branches, not already a
+    ``flashsim simulate`` output (a ``fold`` branch), counters of the Gen collections that agree
+    with their branches, no duplicate event identity with ``folds`` > 1 (a warning with 1)."""
     import uproot
 
-    from .nanoaod.io import open_events, read_metadata
+    from .nanoaod.io import check_counters, check_duplicates, check_not_folded, gen_collections, open_events, read_metadata
 
     tree = open_events(path)
     names = list(tree.keys())
     missing = [b for b in required if b not in names]
     if missing:
-        hint = " (is it collision data? only simulation has Gen collections)" if any(m.startswith("Gen") for m in missing) else ""
-        raise MissingBranchesError(str(path), missing, "simulate it with FlashSim" + hint)
-    if FOLD_BRANCH in names:
-        raise UserError(f"{path}: already has a '{FOLD_BRANCH}' branch (a flashsim simulate output?); "
-                        "simulate the original Gen-level file instead")
+        raise MissingBranchesError(str(path), missing, "simulate it with FlashSim" + _gen_hint(missing, names))
+    check_not_folded(path, "simulate the file it was simulated from instead", tree, any_fold=True)
+    check_counters(path, gen_collections(required), tree)
+    check_duplicates(path, folds, tree=tree)
     drop = dropped_branches(names, replaced)
     plan = _plan(tree, set(drop))
     inp = _Input(path, int(tree.num_entries), plan, _signature(tree, plan), "genWeight" in names, drop)
@@ -255,6 +277,19 @@ def _open_input(path: Path, required: list[str], replaced: set[str]) -> _Input:
             inp.runs_signature = _signature(rtree, rplan)
     inp.metadata = _scrub(read_metadata(path))
     return inp
+
+
+def _gen_hint(missing: list[str], names: list[str]) -> str:
+    """What the missing branches say about a file: no Gen collection at all (collision data?), or
+    which Gen collections it lacks."""
+    have = sorted({n.split("_", 1)[0] for n in names if n.startswith("Gen") and "_" in n})
+    lacking = sorted({m.split("_", 1)[0] for m in missing if m.startswith("Gen") and "_" in m} - set(have))
+    if not lacking:
+        return ""
+    if not have:
+        return " (it has no Gen collection: is it collision data? only simulation has them)"
+    return (f" (no {' and no '.join(lacking)} collection{'s' if len(lacking) > 1 else ''}; "
+            f"it has {', '.join(have)})")
 
 
 def _check_compatible(inputs: list[_Input]) -> None:
@@ -280,18 +315,32 @@ def _check_compatible(inputs: list[_Input]) -> None:
 
 
 # --------------------------------------------------------------------------- simulation
-def _flashsim_chunk(sim, events, folds: int):
-    """({reco collection: FlashSim objects per (event, fold) pair}, counts, the pairs' FoldBatch) —
-    what ``sim.inject(events, folds)`` puts in ``Jet``/``Muon`` (all folds in one batch, event-major)."""
+@contextmanager
+def _quiet_chunk():
+    """Per-chunk FlashSim warnings off: their counts are summed and reported once at the end."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"flashsim \w+:", category=UserWarning)
+        yield
+
+
+def _pair_batches(n_events: int, folds: int, max_pairs: int):
+    """The (event, fold) pairs of a chunk in event-major order (e0f0, e0f1, …, e1f0, …), cut into
+    consecutive :class:`~flashsim_coffea.folds.FoldBatch` of at most ``max_pairs`` pairs (a batch
+    may begin or end within an event's folds), so that memory stays bounded at any ``folds``."""
     from .folds import FoldBatch
 
-    with warnings.catch_warnings():
-        # per-chunk FlashSim warnings: their counts are summed and reported once at the end
-        warnings.filterwarnings("ignore", message=r"flashsim \w+:", category=UserWarning)
-        chunk = sim.prepare(events)
-        batch = FoldBatch.all_folds(len(events), folds)
+    total, step = n_events * folds, max(1, int(max_pairs))
+    for first in range(0, total, step):
+        pair = np.arange(first, min(total, first + step), dtype=np.int64)
+        yield FoldBatch(pair // folds, pair % folds, folds, int(n_events))
+
+
+def _flashsim_batch(chunk, batch) -> dict[str, ak.Array]:
+    """{reco collection: FlashSim objects per (event, fold) pair of ``batch``} — what
+    ``sim.inject(events, folds)`` puts in ``Jet``/``Muon`` for these pairs."""
+    with _quiet_chunk():
         out = chunk.inject(batch)
-    return {reco: out[reco] for reco in chunk.collections}, chunk.info, batch
+    return {reco: out[reco] for reco in chunk.collections}
 
 
 def written_fields(collection: str, fields) -> list[str]:
@@ -314,8 +363,10 @@ def _record_of(collection: str, objects: ak.Array) -> ak.Array:
 def _chunk_events(path: Path, start: int, stop: int):
     from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
 
+    from .runner.errors import CROSSREF_WARNING
+
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Missing cross-reference index", category=RuntimeWarning)
+        warnings.filterwarnings("ignore", message=CROSSREF_WARNING, category=RuntimeWarning)
         return NanoEventsFactory.from_root(
             {str(path): "Events"}, schemaclass=NanoAODSchema, mode="virtual", entry_start=start, entry_stop=stop,
             metadata={"filename": str(path)},
@@ -377,7 +428,8 @@ def simulate_file(
     from .cards import file_record
     from .folds import check_folds
     from .inject import FlashSim
-    from .nanoaod.io import METADATA_KEY, check_output_path
+    from .nanoaod.io import METADATA_KEY, check_output_path, reading
+    from .runner.fileset import file_identity
     from .safe_write import AtomicFile
     from .sampling_precision import check_precision
 
@@ -394,11 +446,11 @@ def simulate_file(
 
     # 1. the output location, before any work
     out = check_output_path(output, force, inputs=paths)
-    seen: dict[Path, Path] = {}
+    seen: dict[tuple, Path] = {}
     for p in paths:
         if not p.exists():
             raise UserError(f"{p}: no such file")
-        key = p.resolve()
+        key = file_identity(p)
         if key in seen:
             also = f" (also as {seen[key]})" if str(seen[key]) != str(p) else ""
             raise UserError(f"{p} is given twice{also}; each input event must appear once")
@@ -414,11 +466,19 @@ def simulate_file(
                    precision=precision)
     replaced = set(sim.models())
     required = sorted(set(sim.required_branches()) | {"run", "luminosityBlock", "event"})
-    opened = [_open_input(p, required, replaced) for p in paths]
+    opened = []
+    for p in paths:
+        with reading(p):
+            opened.append(_open_input(p, required, replaced, folds))
     _check_compatible(opened)
     total = sum(i.entries for i in opened)
     if total == 0:
         raise UserError(f"no events in {', '.join(p.name for p in paths)}: nothing to simulate")
+    if folds > MAX_FOLDS:
+        size = sum(p.stat().st_size for p in paths) * folds
+        raise UserError(f"--folds {folds:,} is more than {MAX_FOLDS:,}: {', '.join(p.name for p in paths)} would become "
+                        f"{total:,} × {folds:,} = {total * folds:,} events (about {size / 1e12:,.1f} TB at the "
+                        "inputs' size per event); use fewer folds")
     dropped = sorted({b for i in opened for b in i.dropped})
 
     # 3. chunks → temporary file → rename
@@ -432,13 +492,15 @@ def simulate_file(
         fout = uproot.recreate(staged.path, compression=uproot.ZSTD(5))
         with tqdm(total=total, unit="ev", desc=f"simulate ×{folds}" if folds > 1 else "simulate", disable=not progress) as bar:
             for inp in opened:
-                tree = uproot.open(inp.path)["Events"]
+                with reading(inp.path):
+                    tree = uproot.open(inp.path)["Events"]
                 wanted = {b for it in inp.plan for _, b in it.members}
                 sumw = sumw2 = 0.0
                 first_run = None
                 for start in range(0, inp.entries, chunksize):
                     stop = min(inp.entries, start + chunksize)
-                    read = tree.arrays(filter_name=wanted.__contains__, entry_start=start, entry_stop=stop, how=dict)
+                    with reading(inp.path):
+                        read = tree.arrays(filter_name=wanted.__contains__, entry_start=start, entry_stop=stop, how=dict)
                     cols = _assemble(read, inp.plan, inp.path.name)
                     n = stop - start
                     if "genWeight" not in cols:
@@ -447,15 +509,20 @@ def simulate_file(
                     sumw, sumw2 = sumw + float(w.sum()), sumw2 + float((w**2).sum())
                     if first_run is None:
                         first_run = int(cols["run"][0])
-                    objects, info, batch = _flashsim_chunk(sim, _chunk_events(inp.path, start, stop), folds)
-                    for reco, c in info.items():
+                    with reading(inp.path), _quiet_chunk():
+                        chunk = sim.prepare(_chunk_events(inp.path, start, stop))
+                    for batch in _pair_batches(n, folds, MAX_BATCH_PAIRS):  # written as they come
+                        with reading(inp.path):
+                            objects = _flashsim_batch(chunk, batch)
+                        block = _output_block(cols, objects, batch)
+                        if wrote_tree is None:
+                            wrote_tree = fout.mktree("Events", _types(block), title="Events")
+                        wrote_tree.extend(block)
+                        del objects, block
+                    for reco, c in chunk.info.items():  # summed over the batches
                         acc = counts.setdefault(reco, {})
                         for k, v in c.items():
                             acc[k] = acc.get(k, 0) + int(v)
-                    block = _output_block(cols, objects, batch)
-                    if wrote_tree is None:
-                        wrote_tree = fout.mktree("Events", _types(block), title="Events")
-                    wrote_tree.extend(block)
                     n_out += n * folds
                     bar.update(n)
                 if inp.runs is not None:
@@ -506,15 +573,15 @@ def simulate_file(
 
 
 def _output_block(cols: dict[str, Any], objects: dict[str, ak.Array], batch) -> dict[str, Any]:
-    """One chunk's output columns, one row per (event, fold) pair of ``batch`` (event-major): the
-    carried columns of the pair's event, the absolute weights / folds
+    """The output columns of a batch of a chunk, one row per (event, fold) pair of ``batch``
+    (event-major): the carried columns of the pair's event, the absolute weights / folds
     (:func:`~flashsim_coffea.folds.fold_weight`), ``fold`` after ``event``, then the FlashSim collections."""
     block: dict[str, Any] = {}
     for name, col in cols.items():
-        if batch.folds > 1:
+        if not batch.is_identity:
             col = col[batch.entry]
-            if name in FOLD_SCALED_WEIGHTS:
-                col = fold_weight(col, batch.folds)
+        if batch.folds > 1 and name in FOLD_SCALED_WEIGHTS:
+            col = fold_weight(col, batch.folds)
         block[name] = col
         if name == "event":
             block[FOLD_BRANCH] = np.asarray(batch.fold, dtype=np.int32)

@@ -131,6 +131,11 @@ class VBFHmmProcessor(processor.ProcessorABC):
         if self.flashsim is not None:
             self.flashsim.required_branches()  # loads (and so checks) the flow models
 
+    def simulation_folds(self) -> int | None:
+        """The upsampling factor N in flashsim mode, else None (the runner then checks the inputs of
+        a simulation: not already folded, no repeated event identity with N > 1)."""
+        return self.folds if self.mode == "flashsim" else None
+
     def missing_branches(self, available: set[str]) -> list[str]:
         """The :meth:`required_branches` absent from ``available``."""
         try:

@@ -100,7 +100,7 @@ PY
     flashsim_coffea/models/pileup_jets/
   # validation: 200k held-out pile-up events (gen seed 2000), reference R and R' seeds 201, 202
   flashsim validate pileup_jets --model flashsim_coffea/models/pileup_jets \
-    -o flashsim_coffea/models/pileup_jets/validation --events 200000 --gen-seed 2 --resimulate 201 --ref-seed 202
+    -o flashsim_coffea/models/pileup_jets/validation --events 200000 --gen-seed 2 --resimulate 201 --ref-seed 202 --force
 }
 if [[ "${ONLY:-}" == pileup_jets ]]; then
   pileup_jets
@@ -294,14 +294,14 @@ done
 # come in seeded blocks of 500)
 flashsim generate ttbar -n 6000 --seed 1001 --workers 2 -o "$WORK/eff_ttbar.root" --force --no-progress
 flashsim generate dy    -n 6000 --seed 1002 --workers 2 -o "$WORK/eff_dy.root" --force --no-progress
-flashsim efficiency jets "$WORK/eff_ttbar.root" "$WORK/eff_dy.root" -o flashsim_coffea/models/jets
-flashsim efficiency muons "$TRAIN_DIR/ttbar.root" "$DY_DIR/dy.root" -o flashsim_coffea/models/muons
+flashsim efficiency jets "$WORK/eff_ttbar.root" "$WORK/eff_dy.root" -o flashsim_coffea/models/jets --force
+flashsim efficiency muons "$TRAIN_DIR/ttbar.root" "$DY_DIR/dy.root" -o flashsim_coffea/models/muons --force
 
 # 3. validation reports on the held-out files (HELDOUT_DIR, default train-data/heldout) (reference R and R' re-drawn with seeds 201, 202)
 for spec in jets muons; do
   for p in tt:ttbar dy:dy vbf:vbf_hmm; do
     H="${HELDOUT_DIR:-train-data/heldout}/${p##*:}"
     flashsim validate $spec "$H.root" "${H}_b.root" --model $spec --resimulate 201 --ref-seed 202 \
-      --max-events 30000 --title "${p%%:*} held-out" -o "flashsim_coffea/models/$spec/validation/${p%%:*}"
+      --max-events 30000 --title "${p%%:*} held-out" -o "flashsim_coffea/models/$spec/validation/${p%%:*}" --force
   done
 done

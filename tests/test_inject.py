@@ -295,7 +295,12 @@ def test_model_without_efficiency_map_warns_once(tiny_models, ev, tmp_path):
         FlashSim(muons=bare, jets=False, pileup_jets=False).inject(ev)  # cached: not again
     n_all = int(ak.sum(ak.num(muons)))
     # with a map (ε = 0.5 everywhere) about half the muons are reconstructed, silently
-    EfficiencyMap("muons", np.array([0.0, 1e9]), np.array([0.0, 1e9]), np.array([[0.5]]), np.array([[100]])).save(bare)
+    from flashsim_coffea.objects import get_spec
+
+    rules = get_spec("muons").rules  # a map in the spec's binning (load_bundle checks it)
+    pt_edges, eta_edges = np.array(rules.efficiency_pt_edges), np.array(rules.efficiency_abseta_edges)
+    shape = (len(pt_edges) - 1, len(eta_edges) - 1)
+    EfficiencyMap("muons", pt_edges, eta_edges, np.full(shape, 0.5), np.full(shape, 100)).save(bare)
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*efficiency\\.json")
         half = FlashSim(muons=bare, jets=False, pileup_jets=False).inject(ev).Muon

@@ -10,6 +10,9 @@ The naming rules (checked for every sub-command by ``tests/test_cli_names.py``):
 * **progress bars** off: ``--no-progress`` (``dest="no_progress"``), on every command that
   draws them.
 
+:func:`input_files` refuses a URL or an unexpanded glob pattern (:func:`check_local`): the
+commands that use it read local files (``flashsim run`` reads its own inputs and takes URLs).
+
 Old spellings (``--input``, ``--data``, ``--model-dir``, ``--quiet``) still parse, hidden
 from ``--help``, and print a one-line deprecation note on stderr.
 
@@ -19,10 +22,11 @@ This module's name starts with ``_``: :mod:`flashsim_coffea.cli` does not take i
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
-__all__ = ["add_inputs", "add_no_progress", "add_output", "input_files", "output_of"]
+__all__ = ["add_inputs", "add_no_progress", "add_output", "check_local", "input_files", "output_of"]
 
 INPUTS_DEST = "inputs"
 OUTPUT_DEST = "output"
@@ -96,7 +100,27 @@ def input_files(args: argparse.Namespace, *, required: bool = True, one: bool = 
         raise UserError(f"give the input {metavar} file{'' if one else 's'} (positional)")
     if one and len(files) > 1:
         raise UserError(f"give one {metavar} file, got {len(files)}: {' '.join(files)}")
+    check_local(files, getattr(args, "command", None) or "")
     return files
+
+
+#: characters of a shell glob pattern
+GLOB_CHARS = frozenset("*?[")
+
+
+def check_local(files: Sequence[str], command: str) -> None:
+    """A UserError naming the first of ``files`` that is a URL (``root://``, ``https://`` …) or an
+    unexpanded glob pattern (``*.root`` in quotes; a file of that very name is a file): the
+    commands that read their inputs as local files take neither."""
+    from ..errors import UserError
+
+    for f in files:
+        f = str(f)
+        remote = "://" in f
+        glob = bool(GLOB_CHARS & set(f)) and not os.path.exists(f)
+        if remote or glob:
+            raise UserError(f"{f}: remote files and globs are not supported by flashsim {command}: give local paths "
+                            "(the shell expands globs)")
 
 
 def add_output(p: argparse.ArgumentParser, help: str, *, required: bool = True, default: str | None = None,

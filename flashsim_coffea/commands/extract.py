@@ -21,6 +21,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ignore the files' reco objects: re-run the reference response on their Gen "
                              "(one draw per SEED)")
     add_output(parser, "output .npz or .safetensors file")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing output file (never an input)")
     parser.add_argument("--max-objects", type=int, default=None, help="stop after this many matched objects")
     parser.add_argument("--step-size", type=int, default=20_000, help="events per chunk")
     add_no_progress(parser)
@@ -36,9 +37,11 @@ def run(args: argparse.Namespace) -> int:
 
     spec = get_spec(args.spec)
     files = input_files(args, required=False)
+    _check_output(args.output, files, args.force)
     if args.synthetic is not None:
         data, prov = extract_synthetic(spec, args.synthetic, args.gen_seed, args.ref_seed, progress=not args.no_progress)
     elif files:
+        _check_inputs(spec, files, args.resimulate)
         data, prov = extract_files(spec, files, step_size=args.step_size, progress=not args.no_progress,
                                    max_objects=args.max_objects, resimulate=args.resimulate)
     else:
@@ -53,3 +56,34 @@ def run(args: argparse.Namespace) -> int:
     print(f"dropped: {dropped}")
     print(f"clipped to bounds: {clipped}")
     return 0
+
+
+def _check_output(output: str, files: list[str], force: bool) -> None:
+    """The output before any work: a .npz or .safetensors file, never an input, an existing one
+    only with ``force``, in a writable folder (:func:`flashsim_coffea.safe_write.check_output`)."""
+    from pathlib import Path
+
+    from flashsim_coffea.errors import UserError
+    from flashsim_coffea.safe_write import check_output
+
+    if Path(output).suffix not in (".npz", ".safetensors"):
+        raise UserError(f"-o {output}: training data must be a .npz or .safetensors file")
+    if not Path(output).parent.exists():  # a new folder for the data is made, as for model folders
+        Path(output).parent.mkdir(parents=True)
+    check_output(output, files, force, what="-o")
+
+
+def _check_inputs(spec, files: list[str], resimulate) -> None:
+    """Each input before any work (a UserError naming it): not a ``flashsim simulate`` output when
+    its reco objects are the training targets (with ``--resimulate`` only its Gen is read: not a
+    folded one), and the counters of the spec's Gen collections agree with their branches."""
+    from flashsim_coffea.nanoaod.io import check_counters, check_not_folded, check_reference, gen_collections, open_events
+    from flashsim_coffea.objects.extract import required_branches
+
+    for f in files:
+        tree = open_events(f)
+        if resimulate is None:
+            check_reference(f, "of training pairs", tree.keys())
+        else:
+            check_not_folded(f, "extract from the file it was simulated from", tree)
+        check_counters(f, gen_collections(required_branches(spec)), tree)

@@ -36,11 +36,13 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         raise UserError(f"missing {', '.join(missing)}; e.g. flashsim generate vbf_hmm -n 1000 --seed 1 -o vbf.root")
     from ..generate.driver import generate
+    from ..safe_write import output_lock
 
-    summary = generate(
-        args.process, args.events, args.seed, args.output, workers=args.workers,
-        filter_name=args.filter_name, force=args.force, reference=not args.no_reference,
-        progress=not args.no_progress,
-    )
+    with output_lock(args.output, what="-o"):  # a second writer of FILE.root fails at once
+        summary = generate(
+            args.process, args.events, args.seed, args.output, workers=args.workers,
+            filter_name=args.filter_name, force=args.force, reference=not args.no_reference,
+            progress=not args.no_progress,
+        )
     print(summary)
     return 0

@@ -20,8 +20,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..reference.resimulate import resimulate_file
+    from ..safe_write import output_lock
 
     (source,) = input_files(args, one=True)
-    s = resimulate_file(source, args.output, args.seed, force=args.force, progress=not args.no_progress)
+    with output_lock(args.output, what="-o"):  # a second writer of OUT.root fails at once
+        s = resimulate_file(source, args.output, args.seed, force=args.force, progress=not args.no_progress)
     print(f"wrote {s['output']}: {s['events']} events, {s['jets']} reference jets, {s['muons']} muons in {s['seconds']:.1f} s")
     return 0

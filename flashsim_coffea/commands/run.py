@@ -70,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     """``flashsim run`` (module docstring): options checked, outputs checked, run, saved, summary printed."""
     from .. import runner
     from ..errors import UserError
+    from ..runner.output import lock_outputs
     from ._summary import format_summary
 
     if args.workers < 1:
@@ -84,15 +85,16 @@ def run(args: argparse.Namespace) -> int:
     fileset = runner.load_fileset(args.inputs)
     json_inputs = [i for i in args.inputs if str(i).endswith(".json")]
     runner.check_outputs(args.output, args.root, inputs=[*json_inputs, fileset], force=args.force)
-    t0 = time.perf_counter()
-    out = runner.run_processor(fileset, proc, args.executor, args.workers, args.scheduler, args.chunksize,
-                               args.skip_bad_files, lumi=args.lumi)
-    dt = time.perf_counter() - t0
-    runner.save_outputs(out, args.output)
-    for line in format_summary(out):
-        print(line)
-    total = sum(r["nevents"] for r in out.values())
-    print(f"{total} events in {dt:.1f} s ({total / dt if dt else 0:.0f} events/s, {args.executor}) -> {args.output}")
-    if args.root:
-        print(f"{runner.save_outputs(out, None, args.root)} histograms -> {args.root}")
+    with lock_outputs(args.output, args.root):  # a second run to the same file fails at once
+        t0 = time.perf_counter()
+        out = runner.run_processor(fileset, proc, args.executor, args.workers, args.scheduler, args.chunksize,
+                                   args.skip_bad_files, lumi=args.lumi)
+        dt = time.perf_counter() - t0
+        runner.save_outputs(out, args.output)
+        for line in format_summary(out):
+            print(line)
+        total = sum(r["nevents"] for r in out.values())
+        print(f"{total} events in {dt:.1f} s ({total / dt if dt else 0:.0f} events/s, {args.executor}) -> {args.output}")
+        if args.root:
+            print(f"{runner.save_outputs(out, None, args.root)} histograms -> {args.root}")
     return 0

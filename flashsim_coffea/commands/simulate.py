@@ -46,15 +46,17 @@ def format_counts(counts: dict[str, dict[str, int]]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..safe_write import output_lock
     from ..simulate_file import simulate_file
 
     files = input_files(args)
-    s = simulate_file(
-        files, args.output, folds=args.folds, jets=args.jets_model, muons=args.muons_model,
-        pileup_jets=False if (args.pileup_jets_model or "").lower() == "none" else args.pileup_jets_model, force=args.force,
-        chunksize=args.chunksize, progress=not args.no_progress, device=args.device, precision=args.precision,
-        threads=args.threads,
-    )
+    with output_lock(args.output, what="-o"):  # a second writer of OUT.root fails at once
+        s = simulate_file(
+            files, args.output, folds=args.folds, jets=args.jets_model, muons=args.muons_model,
+            pileup_jets=False if (args.pileup_jets_model or "").lower() == "none" else args.pileup_jets_model,
+            force=args.force, chunksize=args.chunksize, progress=not args.no_progress, device=args.device,
+            precision=args.precision, threads=args.threads,
+        )
     objs = ", ".join(f"{n} {reco}" for reco, n in s["objects"].items())
     fold_note = f" × {s['folds']} folds = {s['events_out']} events (genWeight / {s['folds']})" if s["folds"] > 1 else ""
     print(f"wrote {s['output']}: {s['events_in']} Gen events{fold_note}, FlashSim {objs} in {s['seconds']:.1f} s")

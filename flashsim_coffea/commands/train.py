@@ -37,6 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--resume", action="store_true", help="continue from MODEL_DIR/checkpoint")
+    parser.add_argument("--force", action="store_true",
+                        help="replace the model in MODEL_DIR (its efficiency.json/count.json are removed: measure them again)")
     parser.add_argument("--init", default=None, metavar="MODEL", help="fine-tune starting from this model")
     parser.add_argument("--head-only", action="store_true",
                         help="keep the --init model's flow and train only the discrete head of the spec's classified targets")
@@ -46,11 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from flashsim_coffea.flows.data import load_data
-    from flashsim_coffea.flows.train import TINY, TrainConfig, train
+    from flashsim_coffea.flows.train import TINY, TrainConfig, check_model_dir, train
     from flashsim_coffea.objects import get_spec
 
     spec = get_spec(args.spec)
     (data,) = input_files(args, one=True, metavar="DATA")
+    check_model_dir(args.output, args.force, args.resume)  # before reading the data
     cfg = dict(TINY) if args.tiny else {"arch": args.arch}
     for key in ("epochs", "batch_size", "lr", "patience", "max_objects", "max_minutes", "threads", "init", "epoch_size", "stop_after",
                 "head_epochs"):
@@ -58,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
             cfg[key] = getattr(args, key)
     config = TrainConfig(**cfg, seed=args.seed, device=args.device, head_only=args.head_only,
                          split=args.split, split_seed=args.split_seed)
-    metrics = train(spec, load_data(data), args.output, config, resume=args.resume, progress=not args.no_progress)
+    metrics = train(spec, load_data(data), args.output, config, resume=args.resume, progress=not args.no_progress,
+                    force=args.force)
     print(f"{spec.name}: best validation NLL {metrics['best_val_nll']:.4f} at epoch {metrics['best_epoch']} "
           f"({metrics['epochs_run']} epochs, {metrics['n_parameters']} parameters) -> {args.output}")
     if "head" in metrics:

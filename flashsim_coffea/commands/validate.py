@@ -1,4 +1,7 @@
-"""``flashsim validate SPEC FILE.root... [--model MODEL] -o REPORT_DIR``: FlashSim vs reference.
+"""``flashsim validate SPEC FILE.root... [--model MODEL] -o REPORT_DIR [--force]``: FlashSim vs reference.
+
+REPORT_DIR must be empty (or ``--force``: the report's files are replaced, other files kept);
+it is checked before any work.
 
 Without ``--model``, the model shipped for the spec (``flashsim_coffea/models/<spec>``), as
 ``flashsim run`` does; the command says which model it used.
@@ -44,6 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="pileup_jets: held-out pile-up-only events to generate (default 200000)")
     parser.add_argument("--gen-seed", type=int, default=None, metavar="S",
                         help="pileup_jets: seed of those events (their generator seed is 1000·S; default 2)")
+    parser.add_argument("--force", action="store_true",
+                        help="write the report into a non-empty REPORT_DIR (its files are replaced, other files kept)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,12 +66,14 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--events and --gen-seed are for {PILEUP_SPEC} (generated pile-up events); "
                         f"{spec.name} is validated on the given files (--max-events)")
     files = input_files(args)
+    _check_report_dir(args)
     path, how = _model_path(args.model, spec.name)
     print(f"{spec.name}: model {path} ({how})")
     model = FlowModel.load(path, spec=spec).set_precision(args.precision)
-    m = run_validation(spec, model, files, args.output, ref_seed=90210 if args.ref_seed is None else args.ref_seed,
-                       title=args.title, max_events=args.max_events, resimulate=args.resimulate,
-                       **({} if args.floor_draws is None else {"floor_draws": args.floor_draws}))
+    with _locked(args):
+        m = run_validation(spec, model, files, args.output, ref_seed=90210 if args.ref_seed is None else args.ref_seed,
+                           title=args.title, max_events=args.max_events, resimulate=args.resimulate,
+                           **({} if args.floor_draws is None else {"floor_draws": args.floor_draws}))
     worst = max(m["targets"].items(), key=lambda kv: kv[1]["ratio"])
     print(f"{spec.name}: C2ST AUC {m['c2st_auc']:.4f}; worst W1 ratio {worst[1]['ratio']:.2f} ({worst[0]}); "
           f"report in {args.output}/index.md")
@@ -104,12 +111,28 @@ def _validate_pileup(args: argparse.Namespace) -> int:
     ref_seed2 = 202 if args.ref_seed is None else args.ref_seed
     if ref_seed == ref_seed2:
         raise UserError(f"--resimulate (reference R) and --ref-seed (reference′, the noise floor) must differ, got {ref_seed} twice")
-    m = write_pileup_report(path, args.output, n_events=200_000 if args.events is None else args.events,
-                            gen_seed=2 if args.gen_seed is None else args.gen_seed, ref_seed=ref_seed, ref_seed2=ref_seed2)
+    _check_report_dir(args)
+    with _locked(args):
+        m = write_pileup_report(path, args.output, n_events=200_000 if args.events is None else args.events,
+                                gen_seed=2 if args.gen_seed is None else args.gen_seed, ref_seed=ref_seed, ref_seed2=ref_seed2)
     worst = max(m["w1"].items(), key=lambda kv: kv[1]["ratio"])
     print(f"{SPEC}: pile-up jets FlashSim {m['jets']['F']}, reference {m['jets']['R']}, reference′ {m['jets']['R2']} "
           f"on {m['events']} events; worst W1 ratio {worst[1]['ratio']:.2f} ({worst[0]}); report in {args.output}/report.md")
     return 0
+
+
+def _check_report_dir(args: argparse.Namespace) -> None:
+    """The report folder before any work: not a file, empty unless ``--force``, writable (created)."""
+    from flashsim_coffea.safe_write import check_output_dir, ensure_writable_dir
+
+    ensure_writable_dir(check_output_dir(args.output, args.force))
+
+
+def _locked(args: argparse.Namespace):
+    """The report folder's lock while the report is written: a second writer fails at once."""
+    from flashsim_coffea.safe_write import output_lock
+
+    return output_lock(args.output, what="report folder")
 
 
 def _shipped(name: str):

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .config import SIGNAL, VARIATION_HISTS, DemoConfig
-from .inputs import check_models, check_output_free, make_simulator, prepare_output, resolve_samples
+from .inputs import check_models, check_output_free, make_simulator, prepare_output, remove_replaced_figures, resolve_samples
 
 __all__ = ["DemoConfig", "run_demo"]
 
@@ -119,6 +119,7 @@ def _run_demo(cfg: DemoConfig, log: Callable[[str], None]) -> dict:
     figs = figures.all_figures(outputs, summary, variations, cfg.folds, out_dir / "figures")
     summary["figures"] = sorted(str(Path(f).relative_to(out_dir)) for fs in figs.values() for f in fs)
     summary["wall_time_s"] = round(time.perf_counter() - t0, 1)
+    remove_replaced_figures(out_dir, summary["figures"])  # --force: the earlier report's figures not drawn again
     report.write_json(summary, out_dir / "summary.json")
     report.write_markdown(summary, figs, cfg, out_dir / "summary.md")
     return summary

@@ -1,6 +1,9 @@
 """The demo's inputs and output folder, all checked before any work starts.
 
-* :func:`prepare_output` — the report folder must be writable and empty (or ``force``).
+* :func:`prepare_output` — the report folder must be writable and empty (or ``force``); nothing
+  in it is removed then: the report's files are replaced when written, and
+  :func:`remove_replaced_figures` removes the earlier report's figures that the new one did not
+  draw again (never other files).
 * :func:`resolve_samples` — process → ROOT file: given files, a folder of ``<process>.root``,
   samples generated with ``flashsim generate`` (``events``; cached in ``DIR/samples``) or the
   bundled package data (a missing file names the package data path).
@@ -13,12 +16,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import UserError
-from ..safe_write import check_output_dir, ensure_writable_dir
+from ..safe_write import check_output_dir, ensure_writable_dir, remove_replaced
 from .config import DemoConfig
 
-__all__ = ["REPORT_FILES", "check_models", "check_output_free", "prepare_output", "resolve_samples", "make_simulator"]
+__all__ = ["REPORT_FILES", "check_models", "check_output_free", "prepare_output", "remove_replaced_figures",
+           "resolve_samples", "make_simulator"]
 
-#: what the demo writes into its folder (``--force`` replaces exactly these)
+#: what the demo writes into its folder besides the figures listed in summary.json (``--force`` replaces these)
 REPORT_FILES = ("summary.md", "summary.json")
 FIGURES = "figures"
 SAMPLES = "samples"
@@ -32,19 +36,21 @@ def check_output_free(cfg: DemoConfig) -> Path:
 
 def prepare_output(cfg: DemoConfig) -> Path:
     """Create/check the report folder; clear error if not writable or not empty without ``force``.
+    Nothing in it is removed (module docstring).
 
     Reused: ``DIR/samples`` (generated samples cache) is not counted as content.
     """
     out = ensure_writable_dir(check_output_free(cfg))
-    if cfg.force:
-        for name in REPORT_FILES:
-            (out / name).unlink(missing_ok=True)
-        figs = out / FIGURES
-        if figs.is_dir():
-            for p in figs.glob("*.png"):
-                p.unlink()
     (out / FIGURES).mkdir(exist_ok=True)
     return out
+
+
+def remove_replaced_figures(out_dir: str | Path, written) -> list[str]:
+    """After the new figures are drawn, before the new ``summary.json`` is written: remove the
+    figures of the earlier report in ``out_dir`` (listed in its ``summary.json``) that are not in
+    ``written`` (paths relative to ``out_dir``); returns them
+    (:func:`flashsim_coffea.safe_write.remove_replaced`)."""
+    return remove_replaced(out_dir, written, listing=REPORT_FILES[1], key="figures", under=FIGURES)
 
 
 def _num_entries(path: Path) -> int | None:

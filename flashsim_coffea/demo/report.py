@@ -26,6 +26,7 @@ from typing import Any
 from ..analysis import CUTFLOW_STEPS, REGIONS
 from ..cards import json_safe
 from ..inject import describe_counts
+from ..safe_write import atomic_write
 from .config import COMPARISONS, SIGNAL, VARIATION, VARIATION_HISTS, DemoConfig
 from ..stats import __doc__ as STATS_DOC
 
@@ -44,7 +45,8 @@ VAR_TEXT = {"dnn_atanh": "DNN18Atan", "rpt": "R(pT)", "log_zstar": "ln z*", "mas
 
 
 def write_json(summary: dict, path: Path) -> Path:
-    path.write_text(json.dumps(json_safe(summary), indent=1) + "\n")
+    with atomic_write(path) as tmp:  # a temporary file beside it, renamed when complete
+        Path(tmp).write_text(json.dumps(json_safe(summary), indent=1) + "\n")
     return path
 
 
@@ -224,5 +226,6 @@ def write_markdown(summary: dict, figures: dict[str, list[Path]], cfg: DemoConfi
         L += [" ".join(_img(f, base) for f in figures.get(f"process/{p}", [])), ""]
     L += ["## Definitions", "", "```", STATS_DOC.strip(), "```", ""]
     L += ["## Settings", "", "```json", json.dumps(json_safe(s["settings"]), indent=1), "```", ""]
-    path.write_text("\n".join(L))
+    with atomic_write(path) as tmp:
+        Path(tmp).write_text("\n".join(L))
     return path

@@ -13,7 +13,9 @@
 for the shipped model, ``False`` for none) into a folder, checking its card once;
 :func:`load_bundle` loads a folder once per process, keyed on the card's path, the weights'
 SHA-256, the device, the precision and the (modification time, size) of ``efficiency.json`` and
-``count.json`` — a map rewritten by ``flashsim efficiency`` is read again, never served stale.
+``count.json`` — a map rewritten by ``flashsim efficiency`` is read again, never served stale —
+and checks that the parts agree (the efficiency map and count model are the flow's spec's, the
+map binned as the spec's ``RecoRules``, the count feature one of its conditioning features).
 """
 
 from __future__ import annotations
@@ -145,8 +147,42 @@ def _cached(kind: str, folder: Path, filename: str, load) -> Any:
     return _FILES[k]
 
 
+def _check_efficiency(path: Path, efficiency, spec: ObjectSpec) -> None:
+    """A UserError naming ``path`` unless the map is the flow's spec's, binned as its
+    :class:`~flashsim_coffea.objects.rules.RecoRules` say (``efficiency_pt_edges``,
+    ``efficiency_abseta_edges``)."""
+    import numpy as np
+
+    redo = f"measure it for this model: flashsim efficiency {spec.name} FILE.root... -o {path.parent}"
+    if efficiency.spec != spec.name:
+        raise UserError(f"{path}: an efficiency map of spec {efficiency.spec!r}, but the flow beside it simulates "
+                        f"{spec.name!r}; {redo}")
+    for key, rule in (("pt_edges", "efficiency_pt_edges"), ("abseta_edges", "efficiency_abseta_edges")):
+        have = np.asarray(getattr(efficiency, key), dtype=np.float64)
+        want = np.asarray(getattr(spec.rules, rule), dtype=np.float64)
+        if have.shape != want.shape or not np.array_equal(have, want):
+            raise UserError(f"{path}: {key} ({len(have)} edges, {have[0]:g} … {have[-1]:g}) differ from spec "
+                            f"{spec.name!r}'s RecoRules.{rule} ({len(want)} edges, {want[0]:g} … {want[-1]:g}); {redo}")
+
+
+def _check_count(path: Path, count, spec: ObjectSpec) -> None:
+    """A UserError naming ``path`` unless the count model is the flow's spec's and its feature is one
+    of the spec's conditioning features."""
+    names = [f.name for f in spec.conditioning]
+    if count.spec != spec.name:
+        raise UserError(f"{path}: a count model of spec {count.spec!r}, but the flow beside it simulates {spec.name!r}; "
+                        f"fit one for this model with `flashsim train {spec.name} ...`")
+    if count.feature not in names:
+        raise UserError(f"{path}: the count model's feature {count.feature!r} is not a conditioning feature of spec "
+                        f"{spec.name!r} ({', '.join(names)}); fit one for this model with `flashsim train {spec.name} ...`")
+
+
 def load_bundle(path: str | Path, device: str = "cpu", precision: str = "float32") -> ModelBundle:
-    """The folder's :class:`ModelBundle` (module docstring), cached per process."""
+    """The folder's :class:`ModelBundle` (module docstring), cached per process; a UserError naming
+    the file when a part is broken (NaN/inf weights, a malformed ``efficiency.json`` or
+    ``count.json``) or the parts disagree (the map's or the count model's spec is not the flow's,
+    the map's edges are not the spec's efficiency binning, the count feature is not a conditioning
+    feature)."""
     from flashsim_coffea.efficiency import FILENAME as EFFICIENCY_FILE
     from flashsim_coffea.efficiency import EfficiencyMap
 
@@ -158,6 +194,10 @@ def load_bundle(path: str | Path, device: str = "cpu", precision: str = "float32
     efficiency = _cached("efficiency", folder, EFFICIENCY_FILE, EfficiencyMap.load)
     count = _cached("count", folder, COUNT_FILE, CountModel.load)
     spec = flow.spec
+    if efficiency is not None:
+        _check_efficiency(folder / EFFICIENCY_FILE, efficiency, spec)
+    if count is not None:
+        _check_count(folder / COUNT_FILE, count, spec)
     if spec.rules.gen_matched and count is not None:
         raise UserError(f"{folder}: has {COUNT_FILE} (objects counted per event) but spec {spec.name!r} simulates one "
                         f"object per Gen object (RecoRules.origin 'gen'); remove {COUNT_FILE} or use the right folder")

@@ -97,9 +97,28 @@ class CountModel:
 
     @classmethod
     def from_dict(cls, d: dict) -> "CountModel":
+        """The model of :meth:`to_dict`'s form; a ValueError (or KeyError for a missing key) unless
+        the edges are finite and increasing, ``probs`` has one row of finite, non-negative
+        probabilities (not all 0) per bin and ``events`` one count per bin."""
+        if not isinstance(d, dict):
+            raise ValueError(f"a JSON object is expected, got {type(d).__name__}")
+        spec, feature = d["spec"], d["feature"]
+        if not isinstance(spec, str) or not isinstance(feature, str):
+            raise ValueError(f"spec and feature must be names, got {spec!r} and {feature!r}")
+        edges = np.asarray(d["edges"], dtype=np.float64)
+        if edges.ndim != 1 or len(edges) < 2 or not np.all(np.isfinite(edges)) or not np.all(np.diff(edges) > 0):
+            raise ValueError(f"edges must be at least 2 finite, increasing values, got shape {edges.shape}")
         probs = np.asarray(d["probs"], dtype=np.float64)
-        return cls(d["spec"], d["feature"], np.asarray(d["edges"], dtype=np.float64), probs / probs.sum(axis=1, keepdims=True),
-                   np.asarray(d["events"], dtype=np.int64), int(d.get("seed", 0)))
+        events = np.asarray(d["events"], dtype=np.float64)
+        bins = len(edges) - 1
+        if probs.ndim != 2 or probs.shape[0] != bins or probs.shape[1] < 1:
+            raise ValueError(f"probs has shape {probs.shape}, the {len(edges)} edges give ({bins}, n_max + 1)")
+        if events.shape != (bins,):
+            raise ValueError(f"events has shape {events.shape}, the {len(edges)} edges give ({bins},)")
+        if not np.all(np.isfinite(probs)) or (probs < 0).any() or not np.all(probs.sum(axis=1) > 0):
+            raise ValueError("probs must be finite, non-negative and not all 0 in a bin")
+        return cls(spec, feature, edges, probs / probs.sum(axis=1, keepdims=True), events.astype(np.int64),
+                   int(d.get("seed", 0)))
 
     def save(self, model_dir: str | Path) -> Path:
         path = Path(model_dir) / FILENAME
@@ -109,13 +128,17 @@ class CountModel:
 
     @classmethod
     def load(cls, model_dir: str | Path) -> "CountModel | None":
+        """The count model beside a flow's card, or None; a UserError naming the file when it is not
+        valid JSON or not a valid count model (:meth:`from_dict`)."""
         path = Path(model_dir) / FILENAME
         if not path.is_file():
             return None
         try:
             return cls.from_dict(json.loads(path.read_text()))
-        except (KeyError, TypeError, ValueError) as err:
-            raise UserError(f"{path}: not a valid count model ({err})") from err
+        except KeyError as err:
+            raise UserError(f"{path}: not a valid count model (missing key {err})") from None
+        except (TypeError, ValueError) as err:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise UserError(f"{path}: not a valid count model ({err})") from None
 
 
 def load_count_model(model_dir: str | Path) -> CountModel | None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from flashsim_coffea.errors import UserError
+from flashsim_coffea.safe_write import atomic_write
 
 __all__ = ["TrainingData", "save_data", "load_data"]
 
@@ -46,14 +47,16 @@ def save_data(path: str | Path, cond, targets, keys: dict, gen: dict, provenance
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = _arrays(cond, targets, keys, gen)
-    if path.suffix == ".safetensors":
-        from safetensors.numpy import save_file
-
-        save_file(arrays, str(path), metadata={"provenance": json.dumps(provenance)})
-    elif path.suffix == ".npz":
-        np.savez(path, provenance=np.array(json.dumps(provenance)), **arrays)
-    else:
+    if path.suffix not in (".safetensors", ".npz"):
         raise UserError(f"{path}: training data must be a .npz or .safetensors file")
+    with atomic_write(path) as tmp:  # a temporary file beside it, renamed when complete
+        if path.suffix == ".safetensors":
+            from safetensors.numpy import save_file
+
+            save_file(arrays, tmp, metadata={"provenance": json.dumps(provenance)})
+        else:
+            with open(tmp, "wb") as f:  # a file object: np.savez would append .npz to the name
+                np.savez(f, provenance=np.array(json.dumps(provenance)), **arrays)
     return path
 
 

@@ -46,13 +46,13 @@ from flashsim_coffea.objects import ObjectSpec, get_spec
 from flashsim_coffea.objects.rules import RecoRules
 
 from ..sampling_precision import check_precision
-from .checkpoint import CARD_NAME, load_weights, read_card, resolve_card_path
+from .checkpoint import CARD_NAME, describe_mismatch, load_weights, read_card, resolve_card_path
 from .fast_inverse import FUSED, FastInverse
 from .head import DiscreteHead, draw, head_columns
 from .model import build_flow
 from .preprocess import Preprocessor
 
-__all__ = ["FlowModel", "block_threads", "load_model", "shipped_model_path", "check_device", "cpu_has_fast_bf16", "KEY_NAMES", "MAX_ATTEMPTS", "GPU_BLOCK_SIZE"]
+__all__ = ["FlowModel", "block_threads", "load_model", "shipped_model_path", "check_device", "check_finite_weights", "cpu_has_fast_bf16", "KEY_NAMES", "MAX_ATTEMPTS", "GPU_BLOCK_SIZE"]
 
 KEY_NAMES = (*EVENT_ID, "object")
 MAX_ATTEMPTS = 8
@@ -136,6 +136,9 @@ class FlowModel:
     # -- loading --------------------------------------------------------------------------
     @classmethod
     def from_card(cls, card: dict, state_dict: dict, path: Path | None = None, spec: str | ObjectSpec | None = None) -> "FlowModel":
+        """The model of a card and its weights: a UserError naming ``path`` when the card's spec does not
+        match its hash or ``spec``, the head is missing, a weight is NaN or inf
+        (:func:`check_finite_weights`) or the weights do not fit the architecture."""
         card_spec = ObjectSpec.from_dict(card["spec"])
         if card_spec.hash() != card.get("spec_hash"):
             raise UserError(f"{path}: model card's spec does not match its recorded hash (card edited?)")
@@ -158,12 +161,13 @@ class FlowModel:
                     f"`flashsim train {card_spec.name} --data DATA --init {path} --head-only -o DIR`"
                 )
             head = DiscreteHead(h["n_inputs"], len(h["combos"]), **h["architecture"])
+        check_finite_weights(state_dict, path)
         try:
             flow.load_state_dict({k: v for k, v in state_dict.items() if not k.startswith("head.")})
             if head is not None:
                 head.load_state_dict({k[5:]: v for k, v in state_dict.items() if k.startswith("head.")})
         except RuntimeError as err:
-            raise UserError(f"{path}: weights do not fit the card's architecture ({err})") from err
+            raise UserError(f"{path}: weights do not fit the card's architecture ({describe_mismatch(err)})") from err
         return cls(card_spec, Preprocessor.from_dict(card_spec, card["preprocessing"]), flow, card, path, head)
 
     @classmethod
@@ -353,6 +357,18 @@ def load_model(path: str | Path, spec: str | ObjectSpec | None = None, device: s
     if spec is not None and get_spec(spec).hash() != model.card["spec_hash"]:
         FlowModel.from_card(model.card, model.flow.state_dict(), card_path.parent, spec)  # raises the clear error
     return model
+
+
+def check_finite_weights(state_dict: dict, path: Path | str | None = None) -> None:
+    """A UserError naming the model folder and the first tensor of ``state_dict`` holding NaN or
+    inf (a flow with such weights samples NaN for every object)."""
+    for name, tensor in state_dict.items():
+        if not (torch.is_tensor(tensor) and tensor.is_floating_point()):
+            continue
+        bad = int((~torch.isfinite(tensor)).sum())
+        if bad:
+            raise UserError(f"{path if path is not None else 'model'}: weight tensor {name!r} has {bad} non-finite "
+                            "value(s) (NaN or inf); the model is broken: retrain it or restore its weights file")
 
 
 def card_spec(card: dict) -> ObjectSpec:

@@ -29,7 +29,11 @@ without ``classify`` flags (same :meth:`~flashsim_coffea.objects.ObjectSpec.flow
 
 Files in MODEL_DIR: ``card.json`` + ``model.safetensors`` (the best model so far, a complete
 shippable checkpoint), and ``checkpoint/`` with the last epoch's weights, optimizer moments
-(safetensors) and the JSON training state used by ``--resume``. Nothing is pickled.
+(safetensors) and the JSON training state used by ``--resume``. Nothing is pickled. A folder
+that already holds a model (:data:`MODEL_FILES`) is refused before any work unless ``force``
+(or ``resume``: its training continues); with ``force`` the files of the replaced model that the
+new one supersedes (:data:`SUPERSEDED`: its efficiency map, count model and resumable state) are
+removed once every check has passed, and one line says so; other files in the folder stay.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ import torch
 
 from flashsim_coffea import __version__, noise
 from flashsim_coffea.errors import UserError
+from flashsim_coffea.safe_write import atomic_write
 from flashsim_coffea.objects import ObjectSpec
 from flashsim_coffea.nanoaod.conventions import EVENT_ID
 
@@ -55,7 +60,13 @@ from .head import HEAD_ARCHITECTURE, DiscreteHead, combination_index, combinatio
 from .model import ARCHITECTURES, build_flow, count_parameters
 from .preprocess import Preprocessor, needs_noise
 
-__all__ = ["TrainConfig", "train", "validation_split", "beyond_tail_bound", "TINY"]
+__all__ = ["MODEL_FILES", "SUPERSEDED", "TrainConfig", "check_model_dir", "train", "validation_split", "beyond_tail_bound",
+           "TINY"]
+
+#: what training writes in MODEL_DIR: a folder holding one of them holds a model
+MODEL_FILES = ("card.json", "model.safetensors", "checkpoint")
+#: files of a model that a new model in its folder supersedes (removed when ``force`` replaces it)
+SUPERSEDED = ("efficiency.json", "count.json", "checkpoint/state.json", "checkpoint/last.safetensors")
 
 SAMPLING_BLOCK_SIZE = 2048
 
@@ -242,13 +253,31 @@ def beyond_tail_bound(y: np.ndarray, names: list[str], bound: float,
     return {n: float(f) for n, f in zip(names, frac) if f > min_fraction}
 
 
+def check_model_dir(out_dir: str | Path, force: bool = False, resume: bool = False) -> list[str]:
+    """The model folder before any work: a UserError when it is a file, or holds a model
+    (:data:`MODEL_FILES`) and neither ``force`` nor ``resume`` is set. Returns the files of
+    :data:`SUPERSEDED` there that replacing its model (``force``, not ``resume``) supersedes."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"-o {out} is a file; give a model folder")
+    held = [n for n in MODEL_FILES if (out / n).exists()]
+    if not held or resume:
+        return []
+    if not force:
+        raise UserError(f"model folder {out} already holds a model ({', '.join(held)}); use --force to replace it, "
+                        "--resume to continue its training, or -o another folder")
+    return [n for n in SUPERSEDED if (out / n).is_file()]
+
+
 def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: TrainConfig,
-          resume: bool = False, progress: bool = True) -> dict:
-    """Train a flow for ``spec`` on ``data``; returns the final card's metrics."""
+          resume: bool = False, progress: bool = True, force: bool = False) -> dict:
+    """Train a flow for ``spec`` on ``data`` into the folder ``out_dir`` (one that holds a model only
+    with ``force`` or ``resume``: :func:`check_model_dir`); returns the final card's metrics."""
     from tqdm.auto import tqdm
 
     out_dir = Path(out_dir)
     ckpt_dir = out_dir / "checkpoint"
+    superseded = check_model_dir(out_dir, force, resume)
     prov = data.provenance
     if prov.get("spec_hash") not in (None, spec.hash()) and prov.get("extraction_hash", prov.get("spec_hash")) != spec.extraction_hash():
         raise UserError(
@@ -338,6 +367,11 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
                           f"(p = {math.erfc(bound / math.sqrt(2)):.1g}): those tails will be missing; give the target a "
                           "transform that compresses them (e.g. Asinh(scale) with a larger scale)", UserWarning, stacklevel=2)
 
+    if superseded:  # every check passed: the replaced model's maps and state go now
+        for name in superseded:
+            (out_dir / name).unlink(missing_ok=True)
+        print(f"{out_dir}: replacing its model; removed {', '.join(superseded)} of the model it replaces "
+              "(measure the efficiency map / count model again for the new one)", flush=True)
     torch.manual_seed(config.seed)
     flow = build_flow(len(spec.targets), len(spec.conditioning), arch, seed=config.seed)
     if init_state is not None:
@@ -436,10 +470,11 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
         ckpt_dir.mkdir(parents=True, exist_ok=True)
         from safetensors.torch import save_file
 
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(ckpt_dir / "last.safetensors.tmp"))
-        (ckpt_dir / "last.safetensors.tmp").replace(ckpt_dir / "last.safetensors")
-        (ckpt_dir / "state.json").write_text(json.dumps(
-            {"spec_hash": spec.hash(), "optimizer": opt_groups, "scheduler": sched.state_dict(), "state": state}, indent=1))
+        with atomic_write(ckpt_dir / "last.safetensors") as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, tmp)
+        with atomic_write(ckpt_dir / "state.json") as tmp:
+            Path(tmp).write_text(json.dumps(
+                {"spec_hash": spec.hash(), "optimizer": opt_groups, "scheduler": sched.state_dict(), "state": state}, indent=1))
         bar.update(1)
         bar.set_postfix(train=f"{train_nll:.4f}", val=f"{val_nll:.4f}", lr=f"{sched.get_last_lr()[0]:.1e}",
                         best=f"{state['best_val']:.4f}")

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from .build import make_processor
 from .errors import as_user_error, bad_file_errors, ignore_crossref_warnings, user_errors
-from .executors import EXECUTORS, default_threads, executor_session
+from .executors import EXECUTORS, default_threads, executor_session, local_cluster
 from .fileset import canonical_fileset, expected_events, load_fileset
 from .interface import FlashSimProcessor, ProcessorDefaults, processor_interface
 from .normalise import PB_TIMES_FB_INV, normalisation
@@ -48,6 +48,7 @@ __all__ = [
     "canonical_fileset",
     "check_outputs",
     "default_threads",
+    "local_cluster",
     "executor_session",
     "expected_events",
     "ignore_crossref_warnings",

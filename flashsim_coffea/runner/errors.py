@@ -9,6 +9,9 @@
 * :class:`ChunkGuard` — wraps the function an executor applies to each work item: the same
   translation where the chunk runs (it crosses process boundaries as a picklable UserError),
   the cross-reference filter in each worker process, and a skipped chunk as an empty result.
+* :class:`RunNotice` — a one-line note to the user (a warning category the command line prints
+  as one line); :class:`Terminated` / :func:`terminate_on_signal` — SIGTERM as an exception
+  while a run owns worker processes, so that they are shut down.
 * :func:`ignore_crossref_warnings` / :func:`quiet_crossrefs` — coffea's "Missing
   cross-reference index/target" RuntimeWarnings (NanoAOD files without the collections an
   index points to) filtered, exactly that warning, so FlashSim's own warnings stay visible.
@@ -19,15 +22,14 @@ from __future__ import annotations
 import os
 import re
 import warnings
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from ..errors import UserError
 
-__all__ = ["CROSSREF_WARNING", "SKIP_HINT", "ChunkGuard", "as_user_error", "bad_file_errors", "describe_item",
-           "ignore_crossref_warnings", "one_line", "quiet_crossrefs", "user_errors"]
+__all__ = ["CROSSREF_WARNING", "SKIP_HINT", "ChunkGuard", "RunNotice", "Terminated", "as_user_error", "bad_file_errors",
+           "describe_item", "ignore_crossref_warnings", "one_line", "quiet_crossrefs", "terminate_on_signal", "user_errors"]
 
 #: the coffea NanoAOD warnings filtered during runs (exactly these: a collection referenced by an
 #: index branch is not stored, or the index branch is absent — real files reference SubJet, FsrPhoton, …)
@@ -54,17 +56,61 @@ def quiet_crossrefs() -> Iterator[None]:
 def bad_file_errors() -> tuple[type[BaseException], ...]:
     """Exception types treated as a bad file by ``--skip-bad-files``: OSError (unreadable or
     truncated), zlib.error and cramjam's DecompressionError (corrupt ZLIB/ZSTD/LZ4 baskets, as
-    uproot decompresses them), uproot's DeserializationError."""
-    import uproot
+    uproot decompresses them), uproot's DeserializationError
+    (:func:`flashsim_coffea.nanoaod.io.read_errors`)."""
+    from ..nanoaod.io import read_errors
 
-    errors: tuple[type[BaseException], ...] = (OSError, zlib.error, uproot.deserialization.DeserializationError)
+    return read_errors()
+
+
+class RunNotice(UserWarning):
+    """A one-line note for the user about how a run is done (e.g. fewer worker processes than
+    asked); the command line prints it as ``flashsim COMMAND: MESSAGE``."""
+
+
+class Terminated(BaseException):
+    """Raised in the main thread on SIGTERM while a run owns worker processes, so that they are
+    shut down on the way out (:func:`terminate_on_signal`); ``signum``: the signal."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+    def __str__(self) -> str:
+        import signal
+
+        return f"terminated by {signal.Signals(self.signum).name}"
+
+
+@contextmanager
+def terminate_on_signal() -> Iterator[None]:
+    """Within the block, SIGTERM raises :class:`Terminated` in the main thread (SIGINT raises
+    KeyboardInterrupt already), so that ``finally`` clauses — shutting down worker processes — run
+    instead of the process dying at once and leaving them behind (temporary files and output locks
+    of :mod:`flashsim_coffea.safe_write` are removed on the way out too). Only in the main thread,
+    and only where SIGTERM would kill the process: its default disposition, or safe_write's
+    handler (which removes those files, then dies of the signal); a program's own handler or
+    SIG_IGN is left alone. The previous handler is restored on exit."""
+    import signal
+    import threading
+
+    def raise_terminated(signum, frame):
+        raise Terminated(signum)
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        try:
+            current = signal.getsignal(signal.SIGTERM)
+            if current == signal.SIG_DFL or getattr(current, "__module__", None) == "flashsim_coffea.safe_write":
+                signal.signal(signal.SIGTERM, raise_terminated)
+                previous = current
+        except (ValueError, OSError):  # not the main interpreter
+            pass
     try:
-        import cramjam
-
-        errors += (cramjam.DecompressionError,)
-    except (ImportError, AttributeError):
-        pass
-    return errors
+        yield
+    finally:
+        if previous is not None and signal.getsignal(signal.SIGTERM) is raise_terminated:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _chain(err: BaseException | None) -> list[BaseException]:
@@ -154,11 +200,13 @@ class ChunkGuard:
     chunk (coffea returns None) becomes an empty result, so that a run whose chunks are all
     skipped still returns (and reports) instead of coffea's "No chunks returned results".
     ``processing``: whether the wrapped function processes chunks (not coffea's metadata
-    preprocessing).
+    preprocessing); ``setup``: a picklable function called once in each worker process, before
+    its first item (the executors' adjustments of coffea, :mod:`flashsim_coffea.runner.executors`).
     """
 
-    def __init__(self, function, processing: bool):
+    def __init__(self, function, processing: bool, setup=None):
         self.function, self.processing, self.driver_pid = function, processing, os.getpid()
+        self.setup = setup
 
     def __call__(self, *args):
         item = args[0]
@@ -167,6 +215,8 @@ class ChunkGuard:
         global _FILTERED_PID
         if os.getpid() not in (self.driver_pid, _FILTERED_PID):
             ignore_crossref_warnings()  # once per worker process (ours or a dask cluster's): only this warning
+            if self.setup is not None:
+                self.setup()
             _FILTERED_PID = os.getpid()
         try:
             out = self.function(*args)

@@ -11,7 +11,9 @@
   ``CoffeaCasaCluster``), or an executor made by :func:`executor_session`. A chunk that raises
   is not retried (for local files the error is deterministic). Every chunk runs inside a
   :class:`~flashsim_coffea.runner.errors.ChunkGuard`.
-* :func:`default_threads` — FlashSim sampling threads for an executor.
+* :func:`default_threads` — FlashSim sampling threads for an executor; :func:`local_cluster` — a
+  dask ``LocalCluster`` whose workers run as fast as the iterative executor (no glibc trim
+  threshold from dask's nanny).
 * :func:`coffea_executors` — the executor classes and coffea's ``Runner``;
   :func:`reserved_metadata_names` — the fileset metadata names coffea keeps for itself.
 
@@ -23,12 +25,22 @@ coffea internals used here (and nowhere else; check them when coffea is upgraded
   the ``__call__(items, function, accumulator)`` protocol returning ``(result, 0)``) and
   ``coffea.processor.executor.rich_bar`` (its progress bar);
 * subclassing ``coffea.processor.IterativeExecutor`` and ``DaskExecutor`` to wrap the function
-  their ``__call__`` applies to each item.
+  their ``__call__`` applies to each item;
+* ``coffea.processor.executor._hash`` (the hash of a ``FileMeta``: MD5 of its dataset, file and
+  tree names encoded as ASCII, a UnicodeEncodeError for ``Zμμ`` or ``dÿ.root``), replaced by
+  :func:`adjust_coffea` with the MD5 of their UTF-8 bytes — the same value for ASCII names — in
+  this process and in every worker process (:class:`~flashsim_coffea.runner.errors.ChunkGuard`).
+
+Worker processes are never left behind: the futures pool and a dask ``LocalCluster`` are shut
+down when the session ends, also on SIGTERM (raised as
+:class:`~flashsim_coffea.runner.errors.Terminated` meanwhile:
+:func:`~flashsim_coffea.runner.errors.terminate_on_signal`) and SIGINT.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import warnings
 from collections.abc import Iterator
@@ -39,9 +51,10 @@ from types import SimpleNamespace
 from typing import Any
 
 from ..errors import UserError
-from .errors import ChunkGuard, describe_item
+from .errors import ChunkGuard, describe_item, terminate_on_signal
 
-__all__ = ["EXECUTORS", "coffea_executors", "default_threads", "executor_session", "reserved_metadata_names"]
+__all__ = ["EXECUTORS", "adjust_coffea", "coffea_executors", "default_threads", "executor_session",
+           "reserved_metadata_names"]
 
 #: executor names understood by :func:`executor_session` / :func:`~flashsim_coffea.runner.run_processor`
 EXECUTORS = ("iterative", "futures", "dask")
@@ -55,6 +68,23 @@ def reserved_metadata_names() -> frozenset[str]:
     from coffea.processor.executor import _PROTECTED_NAMES
 
     return frozenset(_PROTECTED_NAMES)
+
+
+def _utf8_hash(items) -> int:
+    """coffea's ``_hash`` of a FileMeta (the first 64 bits of an MD5 of ``;``-joined items) over
+    the UTF-8 bytes of the items: the same value as coffea's for ASCII names, defined for others."""
+    import hashlib
+
+    digest = hashlib.md5(";".join(str(x) for x in items).encode("utf-8"))
+    return int(digest.hexdigest()[:16], base=16)
+
+
+def adjust_coffea() -> None:
+    """Let coffea hash non-ASCII dataset, file and tree names (module docstring); idempotent,
+    called in the driver and once in every worker process."""
+    import coffea.processor.executor as executor
+
+    executor._hash = _utf8_hash
 
 
 def _processing(executor) -> bool:
@@ -120,7 +150,7 @@ def _futures_call(self, items, function, accumulator):
     items = list(items)
     if len(items) == 0:
         return accumulator
-    guard = ChunkGuard(function, _processing(self))
+    guard = ChunkGuard(function, _processing(self), setup=adjust_coffea)
     holder = self.pool if self.pool is not None else _Pool(self.workers)
     attempts = [0] * len(items)
     todo = set(range(len(items)))
@@ -149,8 +179,10 @@ def _futures_call(self, items, function, accumulator):
                             result = accumulate([done.pop(next_index)], result)
                             next_index += 1
                 except BaseException:
-                    for fut in futures:
-                        fut.cancel()
+                    # stop the chunks in flight and the worker processes (the next get() starts a fresh
+                    # pool); not Future.cancel(): loky's shutdown then fails on the cancelled futures
+                    # and leaves its workers running
+                    holder.shutdown()
                     raise
                 if not died:
                     continue
@@ -198,10 +230,12 @@ def coffea_executors() -> SimpleNamespace:
     from coffea.processor.accumulator import accumulate
     from coffea.processor.executor import ExecutorBase
 
+    adjust_coffea()
+
     @dataclass
     class IterativeExecutor(processor.IterativeExecutor):
         def __call__(self, items, function, accumulator):
-            guard = ChunkGuard(function, _processing(self))
+            guard = ChunkGuard(function, _processing(self), setup=adjust_coffea)
             if self.status or len(items) == 0:
                 return super().__call__(items, guard, accumulator)
             # coffea draws its progress bar even with status=False: the same loop, without it
@@ -210,7 +244,7 @@ def coffea_executors() -> SimpleNamespace:
     @dataclass
     class DaskExecutor(processor.DaskExecutor):
         def __call__(self, items, function, accumulator):
-            return super().__call__(items, ChunkGuard(function, _processing(self)), accumulator)
+            return super().__call__(items, ChunkGuard(function, _processing(self), setup=adjust_coffea), accumulator)
 
     @dataclass
     class FuturesExecutor(ExecutorBase):
@@ -258,6 +292,9 @@ def executor_session(executor: Any = "iterative", workers: int = 2, scheduler: s
     single-threaded processes); a dask ``Client`` (used as is, not closed) or a cluster object
     with a ``scheduler_address`` (dask ``LocalCluster``, dask-jobqueue clusters, coffea-casa; a
     client is opened on it, the cluster is left to its owner); or a coffea executor (used as is).
+    The worker processes it starts (futures, a dask ``LocalCluster``) are shut down on exit, also
+    when the process gets SIGTERM meanwhile (:class:`~flashsim_coffea.runner.errors.Terminated`
+    then propagates).
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise UserError(f"--workers must be an integer ≥ 1, got {workers!r}")
@@ -273,16 +310,16 @@ def executor_session(executor: Any = "iterative", workers: int = 2, scheduler: s
     if executor == "futures":
         pool = _Pool(workers)
         try:
-            yield ex.futures(status=status, workers=workers, worker_retries=worker_retries, pool=pool)
+            with terminate_on_signal():
+                yield ex.futures(status=status, workers=workers, worker_retries=worker_retries, pool=pool)
         finally:
             pool.shutdown()
         return
     if executor == "dask" or _is_dask_target(executor):
         closers = []
+        signals = terminate_on_signal() if executor == "dask" and not scheduler else contextlib.nullcontext()
         if executor == "dask" and not scheduler:
-            from dask.distributed import LocalCluster
-
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+            cluster = local_cluster(workers)
             closers.append(cluster.close)
             client, _ = _dask_client(cluster)
             closers.insert(0, client.close)
@@ -291,13 +328,35 @@ def executor_session(executor: Any = "iterative", workers: int = 2, scheduler: s
             if owned:
                 closers.append(client.close)
         try:
-            yield ex.dask(client=client, status=status, retries=0)
+            with signals:
+                yield ex.dask(client=client, status=status, retries=0)
         finally:
             for close in closers:
                 close()
         return
     raise UserError(f"unknown executor {executor!r}; choose one of {', '.join(EXECUTORS)}, "
                     "or pass a dask Client or cluster object")
+
+
+#: the worker environment dask's nanny sets that FlashSim's workers must not get (dask config
+#: ``distributed.nanny.pre-spawn-environ``): ``MALLOC_TRIM_THRESHOLD_=65536`` fixes glibc's
+#: trim threshold, which also turns off its adaptive mmap threshold, so every large numpy
+#: temporary is mmap-ed and unmapped again: the VBF H→μμ flashsim processor ran 2.1x slower per
+#: event in a dask worker than in the iterative executor (benchmarks/bench_dask.py)
+DASK_WORKER_ENVIRON_UNSET = ("MALLOC_TRIM_THRESHOLD_",)
+
+
+def local_cluster(workers: int, **kwargs: Any):
+    """A dask ``LocalCluster`` of ``workers`` single-threaded worker processes without the nanny
+    environment of :data:`DASK_WORKER_ENVIRON_UNSET` (for a cluster started elsewhere —
+    dask-jobqueue, coffea-casa — set ``distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_:
+    null`` in its dask configuration, see README)."""
+    import dask
+    from dask.distributed import LocalCluster
+
+    options = {"n_workers": workers, "threads_per_worker": 1, "processes": True, "dashboard_address": None, **kwargs}
+    with dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": None for k in DASK_WORKER_ENVIRON_UNSET}):
+        return LocalCluster(**options)
 
 
 def default_threads(executor: str) -> int:

@@ -13,16 +13,21 @@ may also implement any of these methods, which the runner then uses:
   Default: :meth:`required_branches` minus ``available``.
 * ``empty_output() -> dict`` — the output of a dataset none of whose files gave a chunk (all
   empty or skipped), so that it still appears in the result with its report. Default: ``{}``.
+* ``simulation_folds() -> int | None`` — the FlashSim upsampling factor N when the processor
+  simulates with FlashSim, else None; the inputs of a simulating processor are checked before
+  any work (not already folded by ``flashsim simulate``, no repeated event identity with N > 1).
+  Default: N = its ``folds`` attribute (1 without one) when it has a ``flashsim`` attribute that
+  is set or ``mode == "flashsim"`` (the convention of the processors here), else None.
 
 A processor's output per dataset should hold ``"files": {file: events read}``: the runner's
 ``skipped`` report gives, per file, its entries minus these (the events of skipped chunks).
 
 :class:`FlashSimProcessor` declares the interface (a ``typing.Protocol``, runtime-checkable:
-``isinstance(proc, FlashSimProcessor)`` holds when all four methods are there);
+``isinstance(proc, FlashSimProcessor)`` holds when all five methods are there);
 :class:`ProcessorDefaults` is a mixin with the defaults, to inherit beside ``ProcessorABC``;
 :func:`processor_interface` gives the runner one object with all four methods for any
 processor: the processor itself when it has them, else a view that completes it with the
-defaults.
+defaults (which read the processor's attributes).
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from typing import Any, Protocol, runtime_checkable
 __all__ = ["METHODS", "FlashSimProcessor", "ProcessorDefaults", "processor_interface"]
 
 #: the optional methods, in the order the runner calls them
-METHODS = ("check", "required_branches", "missing_branches", "empty_output")
+METHODS = ("check", "required_branches", "missing_branches", "empty_output", "simulation_folds")
 
 
 @runtime_checkable
@@ -46,6 +51,8 @@ class FlashSimProcessor(Protocol):
     def missing_branches(self, available: set[str]) -> list[str]: ...
 
     def empty_output(self) -> dict: ...
+
+    def simulation_folds(self) -> int | None: ...
 
 
 class ProcessorDefaults:
@@ -68,6 +75,12 @@ class ProcessorDefaults:
 
     def empty_output(self) -> dict:
         return {}
+
+    def simulation_folds(self) -> int | None:
+        proc = getattr(self, "processor", self)  # the completed processor's attributes (_Completed)
+        if getattr(proc, "flashsim", None) is None and getattr(proc, "mode", None) != "flashsim":
+            return None
+        return int(getattr(proc, "folds", 1) or 1)
 
 
 class _Completed(ProcessorDefaults):

@@ -9,19 +9,22 @@
   of histograms (:func:`write_root`), each written to a temporary file renamed at the end
   (:func:`flashsim_coffea.safe_write.atomic_write`), so an interrupted write leaves no
   truncated output.
+* :func:`lock_outputs` — while a run writes them, the lock of each output
+  (:func:`flashsim_coffea.safe_write.output_lock`): a second run to the same file fails at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
-from ..safe_write import atomic_write, check_output, same_file
+from ..safe_write import atomic_write, check_output, output_lock, same_file
 from .fileset import canonical_fileset, is_remote
 
-__all__ = ["check_outputs", "save_outputs", "write_root"]
+__all__ = ["check_outputs", "lock_outputs", "save_outputs", "write_root"]
 
 
 def _input_paths(inputs: Iterable[Any]) -> list[str]:
@@ -49,6 +52,17 @@ def check_outputs(output: str | Path | None, root: str | Path | None = None, inp
     ins = _input_paths(inputs)
     for flag, p in outs:
         check_output(p, ins, force, what=flag)
+
+
+@contextmanager
+def lock_outputs(output: str | Path | None, root: str | Path | None = None) -> Iterator[None]:
+    """Hold the locks of ``output`` and ``root`` (those given) for the block: a UserError naming the
+    output and the holder's PID when another process writes one of them."""
+    with ExitStack() as stack:
+        for flag, p in (("-o", output), ("--root", root)):
+            if p is not None:
+                stack.enter_context(output_lock(p, what=flag))
+        yield
 
 
 def write_root(output: Mapping, path: str | Path) -> int:

@@ -5,10 +5,15 @@ In order (:func:`run_processor`):
 1. the fileset made canonical (:mod:`flashsim_coffea.runner.fileset`);
 2. checks before any work: the processor's ``check()`` (driver-side model checks), every file
    opened once (entries per file, and the branches the processor names as missing:
-   :mod:`flashsim_coffea.runner.interface`), unopenable files refused unless ``skip_bad_files``;
+   :mod:`flashsim_coffea.runner.interface`; the counters of the Gen collections it reads; for a
+   processor that simulates, no file already folded by ``flashsim simulate`` and no duplicate
+   event identity with folds > 1: :func:`~flashsim_coffea.runner.fileset.check_input`),
+   unopenable files refused unless ``skip_bad_files`` (the message says why: no such file, no such
+   tree — with the file's trees —, not a ROOT file: :func:`flashsim_coffea.nanoaod.io.open_problem`);
 3. with ``lumi``, the normalisation (:mod:`flashsim_coffea.runner.normalise`): ``norm_weight``
    into each dataset's metadata;
-4. the run with the executor (:mod:`flashsim_coffea.runner.executors`), errors as one line and
+4. the run with the executor (:mod:`flashsim_coffea.runner.executors`; never more worker
+   processes than chunks, with a :class:`~flashsim_coffea.runner.errors.RunNotice`), errors as one line and
    bad chunks skipped with ``skip_bad_files`` (:mod:`flashsim_coffea.runner.errors`); coffea's
    cross-reference warnings filtered during it;
 5. the bad-input report per dataset: ``expected_events`` (entries per file, None when
@@ -19,17 +24,33 @@ In order (:func:`run_processor`):
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 from ..errors import UserError
-from .errors import SKIP_HINT, bad_file_errors, quiet_crossrefs, user_errors
+from .errors import SKIP_HINT, RunNotice, bad_file_errors, quiet_crossrefs, user_errors
 from .executors import coffea_executors, executor_session
 from .fileset import canonical_fileset, expected_events
 from .interface import processor_interface
 from .normalise import normalisation
 
 __all__ = ["run_processor"]
+
+
+def _capped_workers(executor: Any, workers: int, scheduler: str | None, expected: Mapping, chunksize: int) -> int:
+    """``workers``, or the number of chunks coffea makes of the non-empty files (its rule: a file
+    of n entries in max(round(n / chunksize), 1) chunks) when the run would start more worker
+    processes than that (``"futures"``, ``"dask"`` without a scheduler); a :class:`RunNotice` says so."""
+    if executor not in ("futures", "dask") or scheduler or isinstance(workers, bool) or not isinstance(workers, int):
+        return workers
+    chunks = sum(max(round(n / chunksize), 1) for files in expected.values() for n in files.values() if n)
+    if 1 <= chunks < workers:
+        warnings.warn(f"starting {chunks} worker process{'es' if chunks > 1 else ''}, not {workers}: the input has "
+                      f"{chunks} chunk{'s' if chunks > 1 else ''} of at most {chunksize} events (--chunksize)",
+                      RunNotice, stacklevel=3)
+        return chunks
+    return workers
 
 
 def run_processor(
@@ -69,7 +90,10 @@ def run_processor(
         expected = expected_events(fileset, proc)
         unreadable = [f for ds in expected.values() for f, n in ds.items() if n is None]
         if unreadable and not skip_bad_files:
-            raise UserError(f"cannot open {', '.join(unreadable)} ({SKIP_HINT})")
+            from ..nanoaod.io import open_problem
+
+            trees = {f: t for spec in fileset.values() for f, t in spec["files"].items()}
+            raise UserError(f"{'; '.join(open_problem(f, trees[f]) for f in unreadable)} ({SKIP_HINT})")
         norm = normalisation(fileset, lumi, unreadable) if lumi is not None else None
         readable = {}
         for ds, spec in fileset.items():
@@ -83,6 +107,7 @@ def run_processor(
             readable[ds] = {"files": files, **({"metadata": meta} if meta else {})}
         out: dict[str, Any] = {}
         if readable:
+            workers = _capped_workers(executor, workers, scheduler, expected, chunksize)
             with executor_session(executor, workers, scheduler, status=status, worker_retries=worker_retries) as ex, \
                     user_errors():
                 runner = coffea_executors().runner(

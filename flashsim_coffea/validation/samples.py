@@ -57,7 +57,12 @@ def flash_targets(model: FlowModel, data: Extracted, fold: int = 0) -> tuple[np.
 
 
 def _read(files: list[str], spec: ObjectSpec, max_events: int | None, with_reco: bool = True):
+    """The events of ``files`` (Gen, and with ``with_reco`` the spec's reco branches); a UserError
+    for a file that lacks them or that ``flashsim simulate`` wrote (its reco is FlashSim's; without
+    ``with_reco``, only a folded one)."""
     import uproot
+
+    from flashsim_coffea.nanoaod.io import check_not_folded, check_reference
 
     need = set(required_branches(spec)) if with_reco else set()
     arrays = []
@@ -66,6 +71,10 @@ def _read(files: list[str], spec: ObjectSpec, max_events: int | None, with_reco:
             tree = uproot.open(f)["Events"]
         except (OSError, KeyError, ValueError) as err:
             raise UserError(f"{f}: cannot read an Events tree ({err})") from err
+        if with_reco:  # the file's reco objects are the reference R
+            check_reference(f, "of a validation", tree.keys())
+        else:  # only its Gen events are read: each must be there once
+            check_not_folded(f, "validate on the file it was simulated from", tree)
         names = sorted(need | {k for k in tree.keys() if GEN_BRANCHES.match(k)})
         missing = [b for b in need if b not in tree.keys()]
         if missing:
