@@ -4,6 +4,8 @@ reference run; and the ``slow`` mark of every test that needs Pythia."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 import pytest
@@ -104,3 +106,50 @@ def assert_same_output(a: dict, b: dict) -> None:
     from flashsim_coffea.outputs import output_differences
 
     assert output_differences(a, b, fold_rtol=1e-12) == []
+
+
+#: the bundled DY sample the bad-input tests cut and edit
+DY_SAMPLE = REPO / "flashsim_coffea" / "samples" / "dy.root"
+
+
+def dy_arrays(n: int, drop: tuple[str, ...] = ()) -> dict:
+    """The first ``n`` events of the bundled dy.root as flat branches (counters left out, so a
+    writer rebuilds them), without the branches starting with a prefix in ``drop``."""
+    import uproot
+
+    from flashsim_coffea.nanoaod.io import is_counter
+
+    tree = uproot.open(DY_SAMPLE)["Events"]
+    names = [b for b in tree.keys() if not is_counter(b, tree.keys()) and not (drop and b.startswith(drop))]
+    return tree.arrays(names, entry_stop=n, how=dict)
+
+
+def dy_slice(dst, n: int = 200, drop: tuple[str, ...] = (), edit=None):
+    """A NanoAOD file ``dst`` with the first ``n`` events of dy.root (:func:`dy_arrays`), its Runs
+    and metadata; ``edit(arrays)`` may change the arrays before they are written."""
+    import uproot
+
+    from flashsim_coffea.nanoaod.io import NanoAODWriter, read_metadata
+
+    arrays = dy_arrays(n, drop)
+    if edit is not None:
+        edit(arrays)
+    w = NanoAODWriter(dst)
+    w.extend(arrays)
+    w.close(metadata=read_metadata(DY_SAMPLE), runs=uproot.open(DY_SAMPLE)["Runs"].arrays(how=dict))
+    return dst
+
+
+@contextlib.contextmanager
+def read_only_folder(parent):
+    """A folder ``parent/ro`` the test cannot write into (the test is skipped where the user can
+    write anywhere, e.g. root); its permissions are restored afterwards."""
+    ro = parent / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if os.access(ro, os.W_OK):
+            pytest.skip("running as a user that can write anywhere (root)")
+        yield ro
+    finally:
+        ro.chmod(0o700)

@@ -21,28 +21,17 @@ import numpy as np
 import pytest
 import uproot
 
-from conftest import REPO, real_file
+from conftest import REPO, dy_slice, read_only_folder, real_file
 from flashsim_coffea.cli import main
 from flashsim_coffea.errors import MissingBranchesError, UserError
-from flashsim_coffea.nanoaod.io import NanoAODWriter, is_counter, read_metadata
+from flashsim_coffea.nanoaod.io import read_metadata
 
 DY = REPO / "flashsim_coffea" / "samples" / "dy.root"
 MUONS = REPO / "flashsim_coffea" / "models" / "muons"
 
 
 # --------------------------------------------------------------------------- helpers
-def _slice(dst: Path, stop: int, drop: tuple[str, ...] = (), edit=None) -> Path:
-    """The first ``stop`` events of dy.root (without the branches starting with a prefix of
-    ``drop``; ``edit(arrays)`` changes the read branches in place) with its Runs and metadata."""
-    tree = uproot.open(DY)["Events"]
-    names = [n for n in tree.keys() if not is_counter(n, tree.keys()) and not n.startswith(drop or ("\0",))]
-    arrays = tree.arrays(names, entry_stop=stop, how=dict)
-    if edit is not None:
-        edit(arrays)
-    w = NanoAODWriter(dst)
-    w.extend(arrays)
-    w.close(metadata=read_metadata(DY), runs=uproot.open(DY)["Runs"].arrays(how=dict))
-    return dst
+_slice = dy_slice
 
 
 def _lines(text: str) -> list[str]:
@@ -340,16 +329,9 @@ def test_validate_output_checked_before_sampling(tmp_path, capsys, monkeypatch):
         assert main(["validate", "muons", str(src), "-o", str(out)]) == 2
         err = _error_line(capsys)
         assert str(out) in err and said in err, err
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o500)
-    try:
-        if os.access(ro, os.W_OK):
-            pytest.skip("running as a user that can write anywhere (root): the /proc case above stands for it")
+    with read_only_folder(tmp_path) as ro:  # skipped as root: the /proc case above stands for it
         assert main(["validate", "muons", str(src), "-o", str(ro / "rep")]) == 2
         assert "not writable" in _error_line(capsys)
-    finally:
-        ro.chmod(0o700)
 
 
 def test_efficiency_inputs_and_output_checked_first(tmp_path, capsys, monkeypatch):

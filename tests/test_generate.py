@@ -182,18 +182,11 @@ def test_bad_input_is_refused_before_work(tmp_path, capsys, argv, message):
 
 
 def test_unwritable_output_folder(tmp_path, capsys):
-    import os
+    from conftest import read_only_folder
 
-    ro = tmp_path / "ro"
-    ro.mkdir()
-    ro.chmod(0o500)
-    try:
-        if os.access(ro, os.W_OK):
-            pytest.skip("running as a user that can write anywhere (root)")
+    with read_only_folder(tmp_path) as ro:
         assert main(["generate", "ttbar", "-n", "5", "--seed", "1", "-o", str(ro / "x.root")]) == 2
         assert "not writable" in capsys.readouterr().err
-    finally:
-        ro.chmod(0o700)
 
 
 def test_package_exports_and_picklable_errors():

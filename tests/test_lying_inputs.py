@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 import uproot
 
-from conftest import REPO
+from conftest import REPO, dy_arrays, dy_slice
 from flashsim_coffea.cli import main
 from flashsim_coffea.errors import UserError
-from flashsim_coffea.nanoaod.io import NanoAODWriter, _group, is_counter, read_metadata
+from flashsim_coffea.nanoaod.io import _group
 
 DY = REPO / "flashsim_coffea" / "samples" / "dy.root"
 MODELS = REPO / "flashsim_coffea" / "models"
@@ -35,22 +35,7 @@ def _error_line(capsys) -> str:
     return err
 
 
-def _arrays(n: int) -> dict:
-    tree = uproot.open(DY)["Events"]
-    names = [b for b in tree.keys() if not is_counter(b, tree.keys())]
-    return tree.arrays(names, entry_stop=n, how=dict)
-
-
-def _slice(path, n: int = 200, edit=None):
-    """The first ``n`` events of dy.root (every branch, its Runs and metadata); ``edit(arrays)``
-    may change the arrays before they are written."""
-    arrays = _arrays(n)
-    if edit is not None:
-        edit(arrays)
-    w = NanoAODWriter(path)
-    w.extend(arrays)
-    w.close(metadata=read_metadata(DY), runs=uproot.open(DY)["Runs"].arrays(how=dict))
-    return path
+_arrays, _slice = dy_arrays, dy_slice
 
 
 def _bad_counter(path, n: int = 200) -> int:
@@ -259,6 +244,22 @@ def test_non_finite_weights_refused_at_load(tmp_path):
             assert "1 non-finite value" in msg, msg
 
 
+def _refused_parts(tmp_path, model: str, filename: str, cases: dict) -> None:
+    """Each case (name → (text of ``filename``, words the message must hold)) written into a copy of
+    the shipped ``model`` folder is refused by load_bundle in one line that starts with the file
+    and survives pickling (so it travels from a worker)."""
+    from flashsim_coffea.flows.bundle import load_bundle
+
+    for i, (case, (text, said)) in enumerate(cases.items()):
+        folder = _model_copy(tmp_path, model, f"{model}{i}")
+        (folder / filename).write_text(text)
+        with pytest.raises(UserError) as err:
+            load_bundle(folder)
+        msg = str(err.value)
+        assert msg.startswith(f"{folder / filename}: ") and said in msg and "\n" not in msg, (case, msg)
+        assert str(pickle.loads(pickle.dumps(err.value))) == msg
+
+
 def test_model_folder_parts_must_agree(tmp_path):
     """Issue item 11: load_bundle refuses an efficiency map or count model that is malformed (bad
     JSON, missing keys, wrong shapes, values out of range) or disagrees with the flow (spec name,
@@ -281,14 +282,7 @@ def test_model_folder_parts_must_agree(tmp_path):
         "NaN value": (changed(values=np.where(values == values.max(), np.nan, values).tolist()), "in [0, 1]"),
         "wrong shape": (changed(values=values[:-1].tolist()), "shape"),
     }
-    for i, (case, (text, said)) in enumerate(cases.items()):
-        folder = _model_copy(tmp_path, "muons", f"muons{i}")
-        (folder / "efficiency.json").write_text(text)
-        with pytest.raises(UserError) as err:
-            load_bundle(folder)
-        msg = str(err.value)
-        assert msg.startswith(f"{folder / 'efficiency.json'}: ") and said in msg and "\n" not in msg, (case, msg)
-        assert str(pickle.loads(pickle.dumps(err.value))) == msg
+    _refused_parts(tmp_path, "muons", "efficiency.json", cases)
 
     count = json.loads((MODELS / "pileup_jets" / "count.json").read_text())
     ccases = {
@@ -299,11 +293,5 @@ def test_model_folder_parts_must_agree(tmp_path):
         "wrong shape": (json.dumps({**count, "probs": count["probs"][:-1]}), "shape"),
         "negative probability": (json.dumps({**count, "probs": [[-1.0] + r[1:] for r in count["probs"]]}), "probs"),
     }
-    for i, (case, (text, said)) in enumerate(ccases.items()):
-        folder = _model_copy(tmp_path, "pileup_jets", f"pileup{i}")
-        (folder / "count.json").write_text(text)
-        with pytest.raises(UserError) as err:
-            load_bundle(folder)
-        msg = str(err.value)
-        assert msg.startswith(f"{folder / 'count.json'}: ") and said in msg and "\n" not in msg, (case, msg)
+    _refused_parts(tmp_path, "pileup_jets", "count.json", ccases)
     assert load_bundle(_model_copy(tmp_path, "muons", "muons_ok")).efficiency is not None  # the shipped parts agree

@@ -155,6 +155,21 @@ def test_term_during_generate_keeps_the_old_output(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["g.root"]
 
 
+def _recreated_paths(monkeypatch) -> list[str]:
+    """The paths uproot.recreate is called with from now on (the files a command really writes)."""
+    import uproot
+
+    opened: list[str] = []
+    recreate = uproot.recreate
+
+    def spy(path, *a, **kw):
+        opened.append(str(path))
+        return recreate(path, *a, **kw)
+
+    monkeypatch.setattr(uproot, "recreate", spy)
+    return opened
+
+
 def test_resimulate_writes_a_temporary_file_renamed_when_complete(tmp_path, capsys, monkeypatch, small):
     """Issue item 2: ``resimulate`` writes its events to a temporary file beside the output, not
     predictable from the output's name or the PID, and renames it when complete; a failure during
@@ -165,14 +180,7 @@ def test_resimulate_writes_a_temporary_file_renamed_when_complete(tmp_path, caps
     shutil.copy(small, src)
     out = tmp_path / "out.root"
     out.write_bytes(b"old output")
-    opened: list[str] = []
-    recreate = uproot.recreate
-
-    def spy(path, *a, **kw):
-        opened.append(str(path))
-        return recreate(path, *a, **kw)
-
-    monkeypatch.setattr(uproot, "recreate", spy)
+    opened = _recreated_paths(monkeypatch)
     import flashsim_coffea.reference as reference
 
     def broken(*a, **kw):
@@ -485,16 +493,7 @@ def test_simulate_does_not_follow_a_symlink_at_the_old_temporary_name(tmp_path, 
 def test_simulate_temporary_name_is_not_derivable(tmp_path, capsys, monkeypatch, small):
     """Issue item 12: ``simulate`` writes to a temporary file beside the output whose name holds
     neither the PID nor a fixed suffix: two runs use two different names."""
-    import uproot
-
-    opened: list[str] = []
-    recreate = uproot.recreate
-
-    def spy(path, *a, **kw):
-        opened.append(str(path))
-        return recreate(path, *a, **kw)
-
-    monkeypatch.setattr(uproot, "recreate", spy)
+    opened = _recreated_paths(monkeypatch)
     out = tmp_path / "out.root"
     for _ in range(2):
         rc, _, err = _cli(capsys, "simulate", small, "-o", out, "--force", "--no-progress")
