@@ -123,7 +123,9 @@ def write_report(spec: ObjectSpec, s: ValidationSamples, out: Path, title: str, 
         flag = "" if m["ratio"] <= 2 else " ⚠"
         lines.append(f"| {name} | {m['w1']:.4g} | {m['w1_floor']:.4g} | {m['ratio']:.2f}{flag} | "
                      f"{min(floors[name]):.3g}–{max(floors[name]):.3g} |")
-    lines += ["", "Sampling (fold 0): " + ", ".join(f"{key} {v}" for key, v in s.info.items()
+    from ..inject import INFO_LABELS
+
+    lines += ["", "Sampling (fold 0): " + ", ".join(f"{v:,} {INFO_LABELS.get(key, key)}" for key, v in s.info.items()
                                                  if key.startswith("n_") and key not in ("n_ref", "n_ref2", "n_events")), ""]
     for caption, fname in figs:
         lines += [f"### {caption}", "", f"![{caption}](plots/{fname})", ""]
