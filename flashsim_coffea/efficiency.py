@@ -64,8 +64,11 @@ class EfficiencyMap:
         }
 
     def save(self, model_dir: str | Path) -> Path:
+        from .safe_write import atomic_write
+
         path = Path(model_dir) / FILENAME
-        path.write_text(json.dumps(self.to_dict(), indent=1))
+        with atomic_write(path) as tmp:  # a model folder never holds half a map
+            Path(tmp).write_text(json.dumps(self.to_dict(), indent=1))
         return path
 
     @classmethod

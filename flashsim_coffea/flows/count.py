@@ -121,9 +121,12 @@ class CountModel:
                    int(d.get("seed", 0)))
 
     def save(self, model_dir: str | Path) -> Path:
+        from flashsim_coffea.safe_write import atomic_write
+
         path = Path(model_dir) / FILENAME
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1) + "\n")
+        with atomic_write(path) as tmp:  # a model folder never holds half a count model
+            Path(tmp).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
         return path
 
     @classmethod
