@@ -141,7 +141,6 @@ SUMMARY_KEYS = ("dataset", "inputs", "settings", "events", "cutflow", "yields", 
 MASS_REGION, MASS_VAR = "presel", "mass"
 REGION_NOTES = {"presel": "preselection", "SR": "VBF signal region", "SB": "VBF sideband"}
 FIGURES = "figures"
-REPORT_FILES = ("summary.md", "summary.json")
 #: name prefix of the closure's temporary folder in DIR (REF2 and the extra draws; a killed run's
 #: leftover is recognised by it: it does not make DIR "not empty" and the next closure removes it)
 SCRATCH_PREFIX = ".ref2-"
@@ -243,8 +242,9 @@ def flashsim_models(cfg: ClosureConfig) -> dict[str, dict[str, Any]]:
     """The FlashSim flows of the flashsim run: per simulated object its folder and the weights'
     SHA-256 from its card (which FlashSim the numbers belong to)."""
     _, flash = _processors(cfg)
-    return {name: {"path": path, "weights_sha256": rec["weights_sha256"]}
-            for (name, path), rec in zip(flash.flashsim.model_paths.items(), flash.flashsim.provenance().values())}
+    prov = flash.flashsim.provenance()
+    return {name: {"path": path, "weights_sha256": prov[name]["weights_sha256"]}
+            for name, path in flash.flashsim.model_paths.items()}
 
 
 def check_output_dir(output: str | Path, force: bool) -> Path:
@@ -257,7 +257,7 @@ def check_output_dir(output: str | Path, force: bool) -> Path:
 def check_inputs(cfg: ClosureConfig) -> dict[str, Any]:
     """Every check of step 1 (module docstring), before any work; returns REF's entries, the seed
     that drew it (or None) and REF2's path (None: to be drawn)."""
-    from .nanoaod.io import check_counters, check_duplicates, check_reference, gen_collections
+    from .nanoaod.io import check_counters, check_duplicates, check_reference, gen_collections, gen_hint
     from .noise import check_seed
     from .reference.resimulate import REQUIRED_GEN
 
@@ -276,8 +276,8 @@ def check_inputs(cfg: ClosureConfig) -> dict[str, Any]:
     gen_read = list(dict.fromkeys([*REQUIRED_GEN, *flash.required_branches()]))
     gen_missing = [b for b in gen_read if b not in available]
     if gen_missing:
-        hint = " (is it collision data? only simulation has Gen collections)" if "GenPart_pdgId" in gen_missing else ""
-        raise MissingBranchesError(str(ref), gen_missing, "run FlashSim and the reference response on its Gen events" + hint)
+        raise MissingBranchesError(str(ref), gen_missing, "run FlashSim and the reference response on its Gen events"
+                                   + gen_hint(gen_missing, available))
     check_counters(ref, gen_collections(gen_read))
     check_duplicates(ref, cfg.folds, ids)
     reco_missing = full.missing_branches(available)

@@ -142,7 +142,7 @@ def measure_files(spec_name: str, files: list[str], step: int = 50_000) -> Effic
     MissingBranchesError naming the Gen/reco branches a file lacks, before any file is read; one
     line naming a file whose data cannot be read: :func:`flashsim_coffea.nanoaod.io.reading`)."""
     from .errors import MissingBranchesError
-    from .nanoaod.io import check_reference, open_events, reading
+    from .nanoaod.io import check_reference, gen_hint, open_events, reading
     from .objects import get_spec
 
     spec = get_spec(spec_name)
@@ -156,10 +156,8 @@ def measure_files(spec_name: str, files: list[str], step: int = 50_000) -> Effic
         names = set(tree.keys())
         missing = [b for b in wanted if b not in names]
         if missing:
-            gen = not any(n.startswith("Gen") for n in names)
             raise MissingBranchesError(str(f), missing, f"measure the {spec_name} efficiency (Gen and matched reco objects)"
-                                       + (" (it has no Gen collection: is it collision data? only simulation has them)"
-                                          if gen else ""))
+                                       + gen_hint(missing, names))
         trees.append((f, tree))
     pts, etas, matched = [], [], []
     for f, tree in trees:

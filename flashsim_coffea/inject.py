@@ -217,10 +217,7 @@ class FlashSim:
 
         if torch.get_num_threads() != self.threads:
             torch.set_num_threads(self.threads)
-        bundle = load_bundle(self.model_paths[name], self.device, self.precision)
-        if bundle.spec.name != name:
-            raise UserError(f"FlashSim({name}=...): {self.model_paths[name]} is a model of {bundle.spec.name!r}, not {name!r}")
-        return bundle
+        return load_bundle(self.model_paths[name], self.device, self.precision)  # its spec: checked in __init__
 
     def collection_models(self) -> dict[str, list[Any]]:
         """The loaded model bundles (:class:`~flashsim_coffea.flows.bundle.ModelBundle`) per reco

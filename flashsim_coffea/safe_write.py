@@ -256,18 +256,13 @@ class AtomicFile:
 
     def __init__(self, target: str | os.PathLike):
         self.target = Path(target)
-        with _LOCK:
-            _install()  # before the file exists: no moment where a signal would leave it behind
-            try:
-                fd, tmp = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".tmp", dir=_folder(self.target))
-            except BaseException:
-                if not _LIVE:
-                    _uninstall()
-                raise
-            _LIVE.add(tmp)
+
+        def create() -> str:
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.target.name}.", suffix=".tmp", dir=_folder(self.target))
             os.close(fd)
-        self.path = tmp
-        self.done = False
+            return tmp
+
+        self.path = _make_live(create)
 
     def commit(self) -> Path:
         """Give the file its mode (the replaced file's, else ``0o666 & ~umask``: not mkstemp's 0600)
@@ -290,11 +285,7 @@ class AtomicFile:
             self._forget()
 
     def _forget(self) -> None:
-        self.done = True
-        with _LOCK:
-            _LIVE.discard(self.path)
-            if not _LIVE:
-                _uninstall()
+        _forget_live(self.path)
 
 
 @contextmanager

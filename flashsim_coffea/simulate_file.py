@@ -62,7 +62,7 @@ luminosityBlock, event) with ``folds`` > 1 (one warning with ``folds`` = 1:
 :func:`flashsim_coffea.safe_write.check_output`); an existing output is replaced only with
 ``force``; an input is never overwritten (even with ``force``; under any spelling, symbolic or
 hard link). The file is written under an unpredictable temporary name beside the output and
-renamed at the end (:class:`flashsim_coffea.safe_write.AtomicFile`), so a failure or a
+renamed at the end (:func:`flashsim_coffea.safe_write.atomic_write`), so a failure or a
 SIGTERM leaves no truncated file (and an old output in place).
 
 **Memory** — the inputs are read ``chunksize`` Gen events at a time (default
@@ -96,6 +96,7 @@ from .errors import MissingBranchesError, UserError
 from .folds import fold_weight
 from .inject import INFO_LABELS
 from .nanoaod.conventions import FOLD_SCALED_WEIGHTS
+from .nanoaod.io import FOLD_BRANCH  # the fold branch's name: one home with the folded-file check
 
 __all__ = ["DEFAULT_MAX_OUTPUT_EVENTS", "MAX_BATCH_PAIRS", "MAX_FOLDS", "COUNT_LABELS", "simulate_file",
            "dropped_branches", "refers_to", "written_fields"]
@@ -106,9 +107,6 @@ DEFAULT_MAX_OUTPUT_EVENTS = 50_000
 MAX_BATCH_PAIRS = 50_000
 #: the largest ``folds`` accepted (the output has events × folds entries)
 MAX_FOLDS = 1_000_000
-#: name of the fold branch
-FOLD_BRANCH = "fold"
-#: branch-name pattern of an index into a Jet or Muon collection: X_jetIdx*, X_muonIdx*
 #: FlashSim's counts (``PreparedChunk.info``) as the report words them
 COUNT_LABELS = INFO_LABELS  # what each FlashSim count means (flashsim_coffea.inject)
 
@@ -255,13 +253,13 @@ def _open_input(path: Path, required: list[str], replaced: set[str], folds: int 
     with their branches, no duplicate event identity with ``folds`` > 1 (a warning with 1)."""
     import uproot
 
-    from .nanoaod.io import check_counters, check_duplicates, check_not_folded, gen_collections, open_events, read_metadata
+    from .nanoaod.io import check_counters, check_duplicates, check_not_folded, gen_collections, gen_hint, open_events, read_metadata
 
     tree = open_events(path)
     names = list(tree.keys())
     missing = [b for b in required if b not in names]
     if missing:
-        raise MissingBranchesError(str(path), missing, "simulate it with FlashSim" + _gen_hint(missing, names))
+        raise MissingBranchesError(str(path), missing, "simulate it with FlashSim" + gen_hint(missing, names))
     check_not_folded(path, "simulate the file it was simulated from instead", tree, any_fold=True)
     check_counters(path, gen_collections(required), tree)
     check_duplicates(path, folds, tree=tree)
@@ -277,19 +275,6 @@ def _open_input(path: Path, required: list[str], replaced: set[str], folds: int 
             inp.runs_signature = _signature(rtree, rplan)
     inp.metadata = _scrub(read_metadata(path))
     return inp
-
-
-def _gen_hint(missing: list[str], names: list[str]) -> str:
-    """What the missing branches say about a file: no Gen collection at all (collision data?), or
-    which Gen collections it lacks."""
-    have = sorted({n.split("_", 1)[0] for n in names if n.startswith("Gen") and "_" in n})
-    lacking = sorted({m.split("_", 1)[0] for m in missing if m.startswith("Gen") and "_" in m} - set(have))
-    if not lacking:
-        return ""
-    if not have:
-        return " (it has no Gen collection: is it collision data? only simulation has them)"
-    return (f" (no {' and no '.join(lacking)} collection{'s' if len(lacking) > 1 else ''}; "
-            f"it has {', '.join(have)})")
 
 
 def _check_compatible(inputs: list[_Input]) -> None:
@@ -430,7 +415,7 @@ def simulate_file(
     from .inject import FlashSim
     from .nanoaod.io import METADATA_KEY, check_output_path, reading
     from .runner.fileset import file_identity
-    from .safe_write import AtomicFile
+    from .safe_write import atomic_write
     from .sampling_precision import check_precision
 
     t0 = time.perf_counter()
@@ -461,9 +446,7 @@ def simulate_file(
         from .flows.sampler import check_device
 
         check_device(device)
-    sim = FlashSim(jets="default" if jets is None else jets, muons="default" if muons is None else muons,
-                   pileup_jets="default" if pileup_jets is None else pileup_jets, threads=threads, device=device,
-                   precision=precision)
+    sim = FlashSim(jets=jets, muons=muons, pileup_jets=pileup_jets, threads=threads, device=device, precision=precision)
     replaced = set(sim.models())
     required = sorted(set(sim.required_branches()) | {"run", "luminosityBlock", "event"})
     opened = []
@@ -486,10 +469,8 @@ def simulate_file(
     runs_parts: list[dict[str, Any]] = []
     n_out = 0
     wrote_tree = None
-    staged = AtomicFile(out)  # an unpredictable temporary name beside the output
-    fout = None
-    try:
-        fout = uproot.recreate(staged.path, compression=uproot.ZSTD(5))
+    # an unpredictable temporary name beside the output, renamed when complete (closed first)
+    with atomic_write(out) as tmp, uproot.recreate(tmp, compression=uproot.ZSTD(5)) as fout:
         with tqdm(total=total, unit="ev", desc=f"simulate ×{folds}" if folds > 1 else "simulate", disable=not progress) as bar:
             for inp in opened:
                 with reading(inp.path):
@@ -550,15 +531,6 @@ def simulate_file(
             "objects": objects_written,
         }
         fout[METADATA_KEY] = json.dumps(meta, sort_keys=True, default=float)
-        fout.close()
-        staged.commit()
-    except BaseException:
-        try:
-            if fout is not None:
-                fout.close()
-        finally:
-            staged.discard()
-        raise
     return {
         "output": str(out),
         "inputs": [p.name for p in paths],

@@ -149,7 +149,9 @@ _WRITER = textwrap.dedent("""
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_during_a_write_leaves_no_temporary_file(tmp_path, sig):
     target = tmp_path / "out.coffea"
-    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(target)], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    # the child starts with the default dispositions, whatever the test process inherited or set
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(target)], stdout=subprocess.PIPE, text=True, cwd=REPO,
+                            preexec_fn=lambda: [signal.signal(s, signal.SIG_DFL) for s in (signal.SIGTERM, signal.SIGINT)])
     try:
         tmp = Path(proc.stdout.readline().strip())
         assert tmp.parent == tmp_path and tmp.exists()

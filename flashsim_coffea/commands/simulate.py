@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     with output_lock(args.output, what="-o"):  # a second writer of OUT.root fails at once
         s = simulate_file(
             files, args.output, folds=args.folds, jets=args.jets_model, muons=args.muons_model,
-            pileup_jets=False if (args.pileup_jets_model or "").lower() == "none" else args.pileup_jets_model,
+            pileup_jets=args.pileup_jets_model,
             force=args.force, chunksize=args.chunksize, progress=not args.no_progress, device=args.device,
             precision=args.precision, threads=args.threads,
         )

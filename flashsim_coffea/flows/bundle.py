@@ -54,11 +54,11 @@ class ModelBundle:
 
 def resolve_model(name: str, model: Any) -> Path | None:
     """The model folder of object ``name``: the shipped one for ``"default"``, ``True`` or None; None
-    for ``False`` (FlashSim does not simulate the object); a folder (its card read once here, so a
+    for ``False`` or ``"none"`` (FlashSim does not simulate the object); a folder (its card read once here, so a
     missing, corrupt or foreign card fails before any work)."""
     from .checkpoint import read_card
 
-    if model is False:
+    if model is False or (isinstance(model, str) and model.lower() == "none"):  # "none": the command lines' spelling
         return None
     if model is None or model is True or (isinstance(model, str) and model == "default"):
         return sampler.shipped_model_path(name)
@@ -81,7 +81,7 @@ def model_spec(path: str | Path) -> ObjectSpec:
 def shipped_models() -> dict[str, Path]:
     """The registered objects that have a shipped model folder (``flashsim_coffea/models/<name>``), in
     registry order: what ``FlashSim()`` simulates by default."""
-    from flashsim_coffea.objects.registry import known_specs, registered_order
+    from flashsim_coffea.objects.registry import registered_order
 
     out = {}
     for name in registered_order():
@@ -89,7 +89,6 @@ def shipped_models() -> dict[str, Path]:
             out[name] = sampler.shipped_model_path(name)
         except UserError:
             continue
-    assert set(out) <= set(known_specs())
     return out
 
 
@@ -97,7 +96,7 @@ def model_record(name: str, path: str | Path) -> dict[str, Any]:
     """Provenance of one model folder (no absolute path): its name, whether it is the shipped
     model of ``name``, the SHA-256 of its card, weights, efficiency map and count model, its spec
     hash and the package version it was trained with."""
-    from flashsim_coffea.cards import CARD_NAME, sha256_file
+    from flashsim_coffea.cards import sha256_file
     from flashsim_coffea.efficiency import FILENAME as EFFICIENCY_FILE
 
     from .checkpoint import read_card
@@ -120,7 +119,6 @@ def model_record(name: str, path: str | Path) -> dict[str, Any]:
     for key, filename in (("efficiency_sha256", EFFICIENCY_FILE), ("count_sha256", COUNT_FILE)):
         if (folder / filename).is_file():
             rec[key] = sha256_file(folder / filename)
-    assert CARD_NAME == card_path.name
     return rec
 
 
@@ -136,14 +134,18 @@ def _file_key(path: Path) -> tuple[int, int] | None:
     return st.st_mtime_ns, st.st_size
 
 
-def _cached(kind: str, folder: Path, filename: str, load) -> Any:
-    """``load(folder)`` cached on the file's (modification time, size); None when it is absent."""
+def _cached(kind: str, folder: Path, filename: str, spec: ObjectSpec, load, check) -> Any:
+    """``load(folder)``, checked once against ``spec`` (``check(path, part, spec)``), cached on the
+    file's (modification time, size) and the spec's hash; None when the file is absent. A worker
+    asks for its bundles on every chunk: the files are only stat-ed then."""
     key = _file_key(folder / filename)
     if key is None:
         return None
-    k = (kind, str(folder), *key)
+    k = (kind, str(folder), spec.hash(), *key)
     if k not in _FILES:
-        _FILES[k] = load(folder)
+        part = load(folder)
+        check(folder / filename, part, spec)
+        _FILES[k] = part
     return _FILES[k]
 
 
@@ -191,13 +193,9 @@ def load_bundle(path: str | Path, device: str = "cpu", precision: str = "float32
 
     flow = load_model(path, None, device, precision)
     folder = Path(flow.path) if flow.path is not None else Path(path)
-    efficiency = _cached("efficiency", folder, EFFICIENCY_FILE, EfficiencyMap.load)
-    count = _cached("count", folder, COUNT_FILE, CountModel.load)
     spec = flow.spec
-    if efficiency is not None:
-        _check_efficiency(folder / EFFICIENCY_FILE, efficiency, spec)
-    if count is not None:
-        _check_count(folder / COUNT_FILE, count, spec)
+    efficiency = _cached("efficiency", folder, EFFICIENCY_FILE, spec, EfficiencyMap.load, _check_efficiency)
+    count = _cached("count", folder, COUNT_FILE, spec, CountModel.load, _check_count)
     if spec.rules.gen_matched and count is not None:
         raise UserError(f"{folder}: has {COUNT_FILE} (objects counted per event) but spec {spec.name!r} simulates one "
                         f"object per Gen object (RecoRules.origin 'gen'); remove {COUNT_FILE} or use the right folder")

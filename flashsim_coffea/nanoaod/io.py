@@ -268,6 +268,18 @@ def gen_collections(branches: Iterable[str]) -> list[str]:
     return sorted({b.split("_", 1)[0] for b in branches if b.startswith("Gen") and "_" in b})
 
 
+def gen_hint(missing: Iterable[str], names: Iterable[str]) -> str:
+    """What the ``missing`` branches say about a file with branches ``names``: no Gen collection at
+    all (collision data?), or which Gen collections it lacks; "" when no Gen collection is missing."""
+    have = gen_collections(names)
+    lacking = sorted(set(gen_collections(missing)) - set(have))
+    if not lacking:
+        return ""
+    if not have:
+        return " (it has no Gen collection: is it collision data? only simulation has them)"
+    return f" (no {' and no '.join(lacking)} collection{'s' if len(lacking) > 1 else ''}; it has {', '.join(have)})"
+
+
 def simulate_record(path: str | os.PathLike, names: Iterable[str] | None = None) -> dict[str, Any] | None:
     """What marks ``path`` as a ``flashsim simulate`` output: the ``"simulate"`` record of its
     ``FlashSimMetadata``, or ``{}`` when only its ``fold`` branch tells (metadata lost in a copy);
@@ -302,7 +314,7 @@ def file_folds(path: str | os.PathLike, tree=None) -> int:
     tree = open_events(path) if tree is None else tree
     if FOLD_BRANCH not in tree.keys():
         return 1
-    folds = read_metadata(path).get("simulate", {}).get("folds")
+    folds = (simulate_record(path, tree.keys()) or {}).get("folds")
     if folds is None:
         fold = tree[FOLD_BRANCH].array(library="np")
         folds = int(fold.max()) + 1 if len(fold) else 1
@@ -376,15 +388,27 @@ def duplicate_events(path: str | os.PathLike, ids: Mapping[str, np.ndarray] | No
         ids = tree.arrays(list(EVENT_ID), library="np", how=dict)
     if not set(EVENT_ID) <= set(ids):
         return None
-    cols = np.stack([np.asarray(ids[k]).astype(np.uint64) for k in EVENT_ID], axis=1)
-    if len(cols) < 2:
+    from ..noise import hash_keys
+
+    cols = [np.asarray(ids[k]).astype(np.int64) for k in EVENT_ID]
+    if len(cols[0]) < 2:
         return None
-    _, first, inverse = np.unique(cols, axis=0, return_index=True, return_inverse=True)
-    repeats = np.flatnonzero(first[inverse.reshape(-1)] != np.arange(len(cols)))
+    # one sort of the 64-bit identity hash (as nanoaod.links does), equal neighbours checked exactly;
+    # the stable sort keeps the entries of one identity in file order, so the later ones repeat
+    key = hash_keys(0, "links/event", *cols)
+    order = np.argsort(key, kind="stable")
+    same = np.flatnonzero(key[order][1:] == key[order][:-1])
+    exact = np.logical_and.reduce([c[order][same] == c[order][same + 1] for c in cols])
+    if not exact.all():  # a hash collision: the records themselves
+        rows = np.stack(cols, axis=1)
+        _, first, inverse = np.unique(rows, axis=0, return_index=True, return_inverse=True)
+        repeats = np.flatnonzero(first[inverse.reshape(-1)] != np.arange(len(rows)))
+    else:
+        repeats = order[same + 1]
     if not repeats.size:
         return None
-    entry = int(repeats[0])
-    return int(repeats.size), tuple(int(v) for v in cols[entry]), entry
+    entry = int(repeats.min())
+    return int(repeats.size), tuple(int(c[entry]) for c in cols), entry
 
 
 def check_duplicates(path: str | os.PathLike, folds: int, ids: Mapping[str, np.ndarray] | None = None,

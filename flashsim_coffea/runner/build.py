@@ -62,13 +62,9 @@ def make_processor(mode: str = "fullsim", folds: int = 1, dnn: bool | str | Path
                             "--mode flashsim")
         from ..inject import FlashSim
 
-        pileup = models.get("pileup_jets")
-        if pileup is False or (isinstance(pileup, str) and pileup.lower() == "none"):
-            pileup = False
-        elif not _given(pileup):
-            pileup = "default"
-        simulator = FlashSim(jets=models.get("jets") or "default", muons=models.get("muons") or "default",
-                             device=device, precision=precision, pileup_jets=pileup, threads=effective_threads)
+        # None or "" is the shipped model, False or "none" none (flows.bundle.resolve_model)
+        simulator = FlashSim({name: value if _given(value) or value is False else None for name, value in models.items()},
+                             device=device, precision=precision, threads=effective_threads)
         if device != "cpu":  # fail here, not on every worker
             from ..flows.sampler import check_device
 

@@ -94,6 +94,8 @@ def terminate_on_signal() -> Iterator[None]:
     import signal
     import threading
 
+    from .. import safe_write
+
     def raise_terminated(signum, frame):
         raise Terminated(signum)
 
@@ -101,7 +103,7 @@ def terminate_on_signal() -> Iterator[None]:
     if threading.current_thread() is threading.main_thread():
         try:
             current = signal.getsignal(signal.SIGTERM)
-            if current == signal.SIG_DFL or getattr(current, "__module__", None) == "flashsim_coffea.safe_write":
+            if current == signal.SIG_DFL or current is safe_write._on_signal:
                 signal.signal(signal.SIGTERM, raise_terminated)
                 previous = current
         except (ValueError, OSError):  # not the main interpreter
