@@ -55,6 +55,19 @@
 #          (+ the distance to the GenJet-minus-muon axis, ClosestGenJet_dr_rest, zero-initialised)
 #          on the same muons re-extracted: 40 epochs of 300k at LR 2e-4, then 40 at 1e-4 (val NLL
 #          6.90 → 6.62 → 6.55), head 8 epochs each; ~32 min each on 2 cores.
+#   appended (the NanoAOD fields after the first targets; objects/jets.py and objects/muons.py
+#          APPENDED_TARGETS, objects/pileup_jets.py): from the models of the stages above, each spec
+#          appends targets — jets rawFactor and the energy shares chHEF, neHEF, chEmEF (+ the
+#          conditioning feature Pileup_nTrueInt, zero-initialised), muons tightId, highPtId,
+#          miniPFRelIso_all, tkRelIso, pile-up jets the jets' four — learned by 4 new coupling layers
+#          on top of the frozen trained ones (`flashsim train --init MODEL --freeze-init`), then the
+#          discrete head over all classified targets. Inputs (APP_DIR, Gen only, re-drawn with the
+#          current reference): ttbar.root = `flashsim generate ttbar -n 30000 --seed 1001 --no-reference`,
+#          dy.root = `flashsim generate dy -n 40000 --seed 1002 --no-reference`. Jets: 2 reference draws
+#          (101, 102), muons 6 (101-106); 20 epochs of 200k at LR 1e-3 (cosine), head 8 epochs, one
+#          thread each; pile-up jets: 300k pile-up-only events (gen seed 3, reference seed 13), 12
+#          epochs of 100k, head 6 epochs, the count model kept. ~25 min on 2 cores. Alone, from the
+#          shipped models: ONLY=appended APP_DIR=... scripts/train_shipped_models.sh
 #   both:  a discrete head (flows/head.py) for the classified targets (jets: puId, jetId; muons:
 #          the six ID booleans) trained on top of the final flow (--head-only, 12 epochs).
 #   pileup_jets (Jet_genJetIdx = -1; objects/pileup_jets.py): needs no input file — 1M pile-up-only
@@ -104,6 +117,34 @@ PY
 }
 if [[ "${ONLY:-}" == pileup_jets ]]; then
   pileup_jets
+  exit 0
+fi
+appended() {
+  local APP=${APP_DIR:-train-data/appended} M=flashsim_coffea/models
+  flashsim extract jets  "$APP/ttbar.root" "$APP/dy.root" --resimulate 101 102 -o "$WORK/jets_app.npz" --no-progress --force
+  flashsim extract muons "$APP/ttbar.root" "$APP/dy.root" --resimulate 101 102 103 104 105 106 -o "$WORK/muons_app.npz" \
+    --no-progress --force
+  python - "$WORK" <<'PY'
+import sys
+from flashsim_coffea.flows.data import save_data
+from flashsim_coffea.objects import get_spec
+from flashsim_coffea.objects.extract import extract_pileup_synthetic
+work, spec = sys.argv[1], get_spec("pileup_jets")
+data, prov = extract_pileup_synthetic(spec, 300_000, gen_seed=3, ref_seeds=[13])
+o = data.objects
+save_data(f"{work}/pileup_jets_app.npz", o.cond, o.targets, o.keys, o.gen, prov)
+PY
+  local A="--freeze-init --append-layers 4 --lr 1e-3 --patience 6 --seed 27 --force $T"
+  flashsim train jets "$WORK/jets_app.npz" -o "$WORK/jets_app" --init $M/jets $A --epochs 20 --epoch-size 200000 --head-epochs 8
+  flashsim train muons "$WORK/muons_app.npz" -o "$WORK/muons_app" --init $M/muons $A --epochs 20 --epoch-size 200000 --head-epochs 8
+  flashsim train pileup_jets "$WORK/pileup_jets_app.npz" -o "$WORK/pileup_jets_app" --init $M/pileup_jets $A --epochs 12 \
+    --epoch-size 100000 --head-epochs 6
+  for s in jets muons pileup_jets; do  # the efficiency maps and the count model stay
+    cp "$WORK/${s}_app/card.json" "$WORK/${s}_app/model.safetensors" "$M/$s/"
+  done
+}
+if [[ "${ONLY:-}" == appended ]]; then
+  appended
   exit 0
 fi
 TT=("$TRAIN_DIR/ttbar.root")
@@ -296,6 +337,9 @@ flashsim generate ttbar -n 6000 --seed 1001 --workers 2 -o "$WORK/eff_ttbar.root
 flashsim generate dy    -n 6000 --seed 1002 --workers 2 -o "$WORK/eff_dy.root" --force --no-progress
 flashsim efficiency jets "$WORK/eff_ttbar.root" "$WORK/eff_dy.root" -o flashsim_coffea/models/jets --force
 flashsim efficiency muons "$TRAIN_DIR/ttbar.root" "$DY_DIR/dy.root" -o flashsim_coffea/models/muons --force
+
+# 2c. the appended NanoAOD fields, from the models just shipped
+appended
 
 # 3. validation reports on the held-out files (HELDOUT_DIR, default train-data/heldout) (reference R and R' re-drawn with seeds 201, 202)
 for spec in jets muons; do

@@ -64,7 +64,9 @@ def test_cell_quantities_definitions():
 def test_muon_response_table_shape_and_keys():
     spec, s = _muon_samples(np.random.default_rng(0), n=20_000)
     tables = conditional_tables(spec, s)
-    assert set(tables) == {"muon_response", "muon_isolation"}  # the jet tables need jet columns
+    assert set(tables) == {"muon_response", "muon_isolation", "muon_id_iso"}  # the jet tables need jet columns
+    assert tables["muon_id_iso"]["quantities"] == ["tightId", "pfIsoId_tight", "tight_and_iso", "highPtId_global",
+                                                   "miniIso_0.1"]
     t = tables["muon_response"]
     table = next(x for x in TABLES if x.name == "muon_response")
     n_cells = np.prod([len(edges) - 1 for _, edges, _ in table.bins])
@@ -176,7 +178,8 @@ def _jet_samples(rng, n=40_000, b_shift=0.0):
 def test_jet_tables_btag_and_id_rates():
     spec, s = _jet_samples(np.random.default_rng(4))
     tables = conditional_tables(spec, s)
-    assert set(tables) == {"jet_response", "btag_eff", "jet_id"}
+    assert set(tables) == {"jet_response", "btag_eff", "jet_id", "jet_energy"}
+    assert tables["jet_energy"]["quantities"] == ["rawFactor_median", "energy_id"]
     assert tables["btag_eff"]["quantities"] == [f"eff_{k}" for k in BTAG_WP]
     assert {c["bin"]["GenJet_hadronFlavour"] for c in tables["btag_eff"]["cells"]} == {"b", "c", "light"}
     assert tables["jet_id"]["quantities"] == ["puId_loose", "jetId_tight"]

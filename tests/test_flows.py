@@ -85,8 +85,9 @@ def test_quantile_dequantization_of_ordinals():
 
     q = get_spec("jets")  # puId, jetId quantile-dequantized
     assert {t.name for t in q.targets if t.dequantize == "quantile"} == {"puId", "jetId"}
-    spec = replace(q, targets=tuple(replace(t, dequantize="uniform", classify=False) for t in q.targets))
-    assert q.hash() != spec.hash() and q.extraction_hash() == spec.extraction_hash() == spec.hash()
+    spec = replace(q, targets=tuple(replace(t, dequantize="uniform" if t.dequantize == "quantile" else t.dequantize,
+                                            classify=False) for t in q.targets))
+    assert q.hash() != spec.hash() and q.extraction_hash() == spec.extraction_hash()
     assert q.flow_hash() != spec.flow_hash()  # dequantization changes the flow's inputs, classify does not
     rng = np.random.default_rng(2)
     x = admissible_targets(q, 20_000, rng)
@@ -458,3 +459,81 @@ def test_training_warns_about_targets_beyond_the_spline_range(tmp_path):
         train(spec, data, tmp_path / "tails", TrainConfig(**dict(TINY, epochs=1)), progress=False)
     named = [str(w.message) for w in rec if "spline range" in str(w.message)]
     assert len(named) == 1 and "etaMinusGen" not in named[0]
+
+
+def test_appended_targets_extend_the_trained_flow_exactly():
+    """Appended targets: the trained layers see them as zero-weight inputs, so the old targets'
+    latents (and log-density) are exactly the trained model's; the extension layers transform only
+    the appended targets; the fast inverse samples the extended flow as nflows does (k ≥ 2 and k = 1)."""
+    from flashsim_coffea.flows.fast_inverse import FastInverse
+    from flashsim_coffea.flows.model import build_flow
+    from flashsim_coffea.flows.train import extend_targets
+
+    torch.manual_seed(0)
+    arch = {"layers": 3, "hidden": 8, "blocks": 2, "bins": 4, "tail_bound": 4.0}
+    old = build_flow(5, 3, arch, seed=1)
+    with torch.no_grad():
+        for p in old.parameters():
+            p.normal_(0.0, 0.3)  # far from nflows' near-identity initialisation
+    y, c = torch.randn(64, 8), torch.randn(64, 3)
+    for k in (3, 1):
+        new = build_flow(5 + k, 3, {**arch, "extensions": [{"targets": k, "layers": 2}]}, seed=1)
+        state, n_old = extend_targets(old.state_dict(), new)
+        new.load_state_dict(state)
+        assert n_old == 2 * arch["layers"] - 1  # couplings and the permutations between them
+        with torch.no_grad():
+            z_old, logdet_old = old._transform(y[:, :5], context=c)
+            z_base, logdet_base = _first_transforms(new, n_old)(y[:, : 5 + k], context=c)
+            np.testing.assert_allclose(z_base[:, :5].numpy(), z_old.numpy(), atol=1e-5)
+            np.testing.assert_allclose(logdet_base.numpy(), logdet_old.numpy(), atol=1e-4)
+            np.testing.assert_array_equal(z_base[:, 5:].numpy(), y[:, 5 : 5 + k].numpy())  # passed through
+            z = torch.randn(40, 5 + k)
+            np.testing.assert_allclose(FastInverse(new)(z, c[:40]).numpy(),
+                                       new._transform.inverse(z, context=c[:40])[0].numpy(), atol=2e-5)
+
+
+def _first_transforms(flow, n: int):
+    """The first ``n`` transforms of a flow's composite transform, as one transform."""
+    from nflows.transforms.base import CompositeTransform
+
+    return CompositeTransform(list(flow._transform._transforms)[:n])
+
+
+def test_training_with_appended_targets_from_a_trained_model(tmp_path):
+    """``--init`` a model of a spec whose targets the new spec extends: the old targets keep their
+    standardisation, the card records the extension; with ``freeze_init`` the trained layers'
+    weights are unchanged after training; the model samples every target."""
+    from dataclasses import replace
+
+    from flashsim_coffea.flows.checkpoint import load_weights, read_card
+    from flashsim_coffea.flows.sampler import load_model
+    from flashsim_coffea.flows.train import appends_targets
+
+    torch.set_num_threads(1)
+    spec = get_spec("muons")
+    n_new = 4
+    old = replace(spec, targets=spec.targets[:-n_new])
+    assert appends_targets(json.loads(json.dumps(old.to_dict())), spec) == n_new
+    assert appends_targets(json.loads(json.dumps(spec.to_dict())), old) == 0
+    data = synthetic(spec, 1500, seed=3)
+    data_old = synthetic(old, 1500, seed=3)
+    base, tuned = tmp_path / "old", tmp_path / "new"
+    train(old, data_old, base, TrainConfig(**TINY), progress=False)
+    data.targets[:, :-n_new] = data_old.targets  # the same objects, more targets
+    train(spec, data, tuned, TrainConfig(**dict(TINY, epochs=2), init=str(base), freeze_init=True, append_layers=2),
+          progress=False)
+    a, _ = read_card(base)
+    b, b_path = read_card(tuned)
+    assert b["architecture"]["extensions"] == [{"targets": n_new, "layers": 2}]
+    assert b["preprocessing"]["targ_mean"][:-n_new] == a["preprocessing"]["targ_mean"]
+    wa, _ = load_weights(a, base / "card.json")
+    wb, _ = load_weights(b, b_path)
+    frozen = [k for k in wa if k.startswith("_transform.") and k.endswith(("final_layer.weight", "blocks.0.linear_layers.0.weight"))]
+    assert frozen and all(torch.equal(wa[k], wb[k]) for k in frozen)
+    model = load_model(tuned)
+    cond = data.cond[:200]
+    keys = {k: v[:200] for k, v in data.keys.items()}
+    out = model.sample(cond, keys)
+    assert set(out) >= set(spec.target_names) and all(np.all(np.isfinite(out[t])) for t in spec.target_names)
+    with pytest.raises(UserError, match="appends none"):
+        train(old, data_old, tmp_path / "x", TrainConfig(**TINY, init=str(base), freeze_init=True), progress=False)

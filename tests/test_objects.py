@@ -22,10 +22,11 @@ from flashsim_coffea.nanoaod.precision import round_mantissa
 
 def test_default_spec_dimensions():
     jets, muons = get_spec("jets"), get_spec("muons")
-    assert (len(jets.conditioning), len(jets.targets)) == (14, 17)
-    assert (len(muons.conditioning), len(muons.targets)) == (32, 22)
-    assert {"nConstituents", "jetId", "puId", "btagDeepB", "qgl"} <= set(jets.target_names)
-    assert {"isGlobal", "mediumId", "pfRelIso04_all", "ptErr", "dxyErr"} <= set(muons.target_names)
+    assert (len(jets.conditioning), len(jets.targets)) == (15, 21)
+    assert (len(muons.conditioning), len(muons.targets)) == (32, 26)
+    assert {"nConstituents", "jetId", "puId", "btagDeepB", "qgl", "rawFactor", "chHEF", "neHEF", "chEmEF"} <= set(jets.target_names)
+    assert {"isGlobal", "mediumId", "pfRelIso04_all", "ptErr", "dxyErr", "tightId", "highPtId", "miniPFRelIso_all",
+            "tkRelIso"} <= set(muons.target_names)
 
 
 def test_spec_hash_stable_and_roundtrip():
@@ -81,7 +82,8 @@ def test_neighbour_features_match_bruteforce():
         "GenPart_pt": [[10.0, 20.0, 5.0, 7.0], [3.0]], "GenPart_eta": [[0.1, -0.05, 1.1, 0.0], [2.0]],
         "GenPart_phi": [[-3.1, 3.05, 0.1, 3.0], [0.5]], "GenPart_mass": [[0.1] * 4, [0.1]],
         "GenPart_pdgId": [[13, -13, 11, 13], [13]], "GenPart_status": [[1, 1, 1, 2], [1]],
-        "GenPart_statusFlags": [[1, 1, 1, 1], [1]],
+        "GenPart_statusFlags": [[1, 1, 1, 1], [1]], "GenPart_genPartIdxMother": [[-1, -1, -1, -1], [-1]],
+        "Pileup_nTrueInt": [30.0, 40.0],
     })
     spec = get_spec("jets")
     cond = spec.conditioning_matrix(spec.context(events))
@@ -147,7 +149,7 @@ def test_extraction_drop_counts_real_jets():
     assert prov["dropped"]["gen_not_stored"] == n_beyond == 2
     assert prov["n_reco"] == int(ak.sum(ak.num(idx))) == 188
     assert len(data) == 188 - 91 - 2 - prov["dropped"]["duplicate"] - prov["dropped"]["nonfinite"] - prov["dropped"]["not_admissible"]
-    assert data.cond.shape == (len(data), 14) and data.targets.shape == (len(data), 17)
+    assert data.cond.shape == (len(data), 15) and data.targets.shape == (len(data), 21)
     j = spec.target_names
     assert set(np.unique(data.targets[:, j.index("jetId")])) <= {0, 2, 6}
     assert set(np.unique(data.targets[:, j.index("puId")])) <= {0, 4, 6, 7}
@@ -289,7 +291,7 @@ def test_rounding_dequantization_fills_cells_and_rebuilds_the_reco_values():
     spec = get_spec("muons")
     plain = replace(spec, targets=tuple(replace(t, dequantize="uniform") if t.dequantize == "rounding" else t
                                          for t in spec.targets))
-    assert [t.name for t in spec.targets if t.dequantize == "rounding"] == ["etaMinusGen", "phiMinusGen"]
+    assert [t.name for t in spec.targets if t.dequantize == "rounding"] == ["etaMinusGen", "phiMinusGen", "tkRelIso"]
     assert spec.extraction_hash() != plain.extraction_hash()  # extraction applies it
     f = [str(REAL_NANOAOD / "nano_dy.root")]
     filled, _ = extract_files(spec, f, progress=False)

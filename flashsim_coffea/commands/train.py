@@ -40,6 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true",
                         help="replace the model in MODEL_DIR (its efficiency.json/count.json are removed: measure them again)")
     parser.add_argument("--init", default=None, metavar="MODEL", help="fine-tune starting from this model")
+    parser.add_argument("--append-layers", type=int, default=None,
+                        help="coupling layers that learn the targets the spec appends to the --init model's (default 4)")
+    parser.add_argument("--freeze-init", action="store_true",
+                        help="with appended targets: train only their new layers, the --init model's layers stay as they are")
     parser.add_argument("--head-only", action="store_true",
                         help="keep the --init model's flow and train only the discrete head of the spec's classified targets")
     parser.add_argument("--head-epochs", type=int, default=None, help="epochs of the discrete head (default 12)")
@@ -56,11 +60,11 @@ def run(args: argparse.Namespace) -> int:
     check_model_dir(args.output, args.force, args.resume)  # before reading the data
     cfg = dict(TINY) if args.tiny else {"arch": args.arch}
     for key in ("epochs", "batch_size", "lr", "patience", "max_objects", "max_minutes", "threads", "init", "epoch_size", "stop_after",
-                "head_epochs"):
+                "head_epochs", "append_layers"):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
     config = TrainConfig(**cfg, seed=args.seed, device=args.device, head_only=args.head_only,
-                         split=args.split, split_seed=args.split_seed)
+                         freeze_init=args.freeze_init, split=args.split, split_seed=args.split_seed)
     metrics = train(spec, load_data(data), args.output, config, resume=args.resume, progress=not args.no_progress,
                     force=args.force)
     print(f"{spec.name}: best validation NLL {metrics['best_val_nll']:.4f} at epoch {metrics['best_epoch']} "

@@ -10,6 +10,19 @@ permutation between layers let every dimension condition on every other.
 
 Layer l: y = RQS(x_B; θ(x_A, c)) with A/B the two halves of the mask, θ a residual MLP
 on (x_A, context c), K bins on [−B, B] and linear tails outside (identity beyond ±B).
+
+**Appended targets** (``arch["extensions"]``: ``[{"targets": k, "layers": m}, ...]``): a model
+that learns targets appended to a trained spec. The first n − Σk targets keep the layers of the
+architecture (same masks and permutations, the appended targets among their inputs x_A), and each
+extension adds m coupling layers that transform only its k targets, conditioned on every other
+target and the context (alternating halves of the k targets when k ≥ 2):
+
+    p(y_old, y_new | c) = p(y_old | c, y_new) · p(y_new | y_old, c)   (as one coupling flow)
+
+Initialised from the trained model with zero weights on the appended inputs
+(:func:`flashsim_coffea.flows.train.extend_targets`), the old layers compute exactly what they
+did, so p(y_old | c) starts as the trained model's and the extension layers learn the new
+targets given the old ones.
 """
 
 from __future__ import annotations
@@ -41,11 +54,25 @@ def build_flow(n_targets: int, n_context: int, arch: dict, seed: int = 0) -> Flo
     stored as buffers, so the checkpoint (not the seed) fixes them.
     """
     gen = torch.Generator().manual_seed(seed)
-    layers = []
+    extensions = arch.get("extensions", [])
+    n_base = n_targets - sum(int(e["targets"]) for e in extensions)
+    if n_base < 2:
+        raise ValueError(f"a flow needs at least 2 targets before its appended ones, got {n_base} of {n_targets}")
+    masks = []
     for i in range(arch["layers"]):
-        mask = torchutils.create_mid_split_binary_mask(n_targets)
-        if i % 2:
-            mask = 1 - mask
+        mask = torchutils.create_mid_split_binary_mask(n_base)
+        masks.append(torch.cat([1 - mask if i % 2 else mask, mask.new_zeros(n_targets - n_base)]))
+    start = n_base
+    for e in extensions:
+        k = int(e["targets"])
+        for i in range(int(e["layers"])):
+            mask = torch.zeros(n_targets)
+            part = torchutils.create_mid_split_binary_mask(k) if k > 1 else torch.ones(1)
+            mask[start:start + k] = (1 - part) if (i % 2 and k > 1) else part
+            masks.append(mask)
+        start += k
+    layers = []
+    for i, mask in enumerate(masks):
 
         def net(in_f: int, out_f: int) -> ResidualNet:
             return ResidualNet(
@@ -68,9 +95,9 @@ def build_flow(n_targets: int, n_context: int, arch: dict, seed: int = 0) -> Flo
                 tail_bound=arch["tail_bound"],
             )
         )
-        if i < arch["layers"] - 1:
+        if i < arch["layers"] - 1:  # between the architecture's layers, over its targets
             perm = RandomPermutation(n_targets)
-            perm._permutation.copy_(torch.randperm(n_targets, generator=gen))
+            perm._permutation.copy_(torch.cat([torch.randperm(n_base, generator=gen), torch.arange(n_base, n_targets)]))
             layers.append(perm)
     return Flow(CompositeTransform(layers), StandardNormal([n_targets]))
 

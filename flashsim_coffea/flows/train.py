@@ -92,6 +92,8 @@ class TrainConfig:
     epoch_size: int | None = None
     stop_after: int | None = None
     init: str | None = None
+    append_layers: int = 4
+    freeze_init: bool = False
     arch_overrides: dict = field(default_factory=dict)
     head_only: bool = False
     head_epochs: int = 12
@@ -140,6 +142,56 @@ def extend_context(state: dict[str, torch.Tensor], n_added: int) -> dict[str, to
             v = torch.cat([v, v.new_zeros(v.shape[0], n_added)], dim=1)
         out[k] = v
     return out
+
+
+def appends_targets(old_spec: dict, spec: ObjectSpec) -> int:
+    """Number of targets ``spec`` appends to ``old_spec``'s (a card's spec dict), 0 when
+    ``spec``'s targets do not start with exactly the old ones."""
+    old, new = _as_dicts(old_spec["targets"]), _as_dicts(spec.targets)
+    return len(new) - len(old) if len(new) > len(old) and new[: len(old)] == old else 0
+
+
+def extend_targets(state: dict[str, torch.Tensor], flow: torch.nn.Module) -> tuple[dict[str, torch.Tensor], int]:
+    """``flow``'s state with the trained ``state`` of a flow of fewer targets embedded in it;
+    also the number of transforms (couplings and permutations) that come from ``state``.
+
+    ``flow`` is :func:`~.model.build_flow` of the spec with appended targets (an
+    ``arch["extensions"]`` entry more): its first transforms are the trained ones with the appended
+    targets among their identity inputs. nflows' ResidualNet reads cat(x_A, c), x_A in target
+    order, so the appended targets are columns between the old x_A and the context of each
+    ``initial_layer``: they start at zero, and the trained layers compute exactly what they did.
+    Permutations keep the appended targets in place. The extension layers keep their fresh
+    initialisation.
+    """
+    out = dict(flow.state_dict())
+    n_old = 0
+    for k, v in state.items():
+        if k.endswith(("identity_features", "transform_features")):
+            continue  # the masks: the new flow's (the old ones plus the appended targets as identity)
+        new = out[k]
+        if k.startswith("_transform._transforms."):
+            n_old = max(n_old, int(k.split(".")[2]) + 1)
+        if new.shape == v.shape:
+            out[k] = v
+        elif k.endswith("_permutation"):
+            out[k] = torch.cat([v, torch.arange(len(v), len(new), dtype=v.dtype)])
+        elif k.endswith("initial_layer.weight"):
+            out[k] = _insert_zero_columns(v, _context_of(k, state, v), new.shape[1] - v.shape[1])
+        else:
+            raise ValueError(f"cannot embed {k}: shape {tuple(v.shape)} into {tuple(new.shape)}")
+    return out, n_old
+
+
+def _context_of(key: str, state: dict[str, torch.Tensor], weight: torch.Tensor) -> int:
+    """Context inputs of the ResidualNet owning ``key`` (its first block's context layer)."""
+    ctx = state[key.replace("initial_layer.weight", "blocks.0.context_layer.weight")]
+    return ctx.shape[1]
+
+
+def _insert_zero_columns(w: torch.Tensor, n_context: int, n_added: int) -> torch.Tensor:
+    """cat(w[:, :x_A], zeros(n_added), w[:, context]): zero columns before the last ``n_context``."""
+    n_id = w.shape[1] - n_context
+    return torch.cat([w[:, :n_id], w.new_zeros(w.shape[0], n_added), w[:, n_id:]], dim=1)
 
 
 def _keep_unchanged(pre: Preprocessor, old: Preprocessor, old_spec: dict, spec: ObjectSpec, cond, targ, u) -> int:
@@ -305,17 +357,20 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
             print(f"{spec.name}: {n_unusable} rows outside the transforms' domains (non-finite once encoded) skipped")
         val_rows, train_rows = val_rows[usable[val_rows]], train_rows[usable[train_rows]]
 
-    init_state = None
+    init_state, n_appended = None, 0
     if config.init:
         # fine-tuning: keep the initial model's standardisation (the network's input meaning)
         # and widen its conditioning range to cover the new data
         init_card, init_path = read_card(config.init)
         n_added = appends_conditioning(init_card["spec"], spec) if not config.head_only else 0
-        same_shape = (init_card["n_targets"], init_card["n_context"] + n_added) == (len(spec.targets), len(spec.conditioning))
+        n_appended = appends_targets(init_card["spec"], spec) if not config.head_only else 0
+        same_shape = ((init_card["n_targets"] + n_appended, init_card["n_context"] + n_added)
+                      == (len(spec.targets), len(spec.conditioning)))
         if init_card["spec"]["name"] != spec.name or not same_shape:
             raise UserError(f"{init_path}: --init model was trained for another spec ({init_card['spec']['name']!r}: "
                             f"{init_card['n_context']} conditioning features → {init_card['n_targets']} targets; this spec: "
-                            f"{len(spec.conditioning)} → {len(spec.targets)}); a spec may only append conditioning features")
+                            f"{len(spec.conditioning)} → {len(spec.targets)}); a spec may only append conditioning "
+                            "features and targets")
         init_state, _ = load_weights(init_card, init_path)
         init_state = {k: v for k, v in init_state.items() if not k.startswith("head.")}
         if n_added:
@@ -323,6 +378,14 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
             if progress:
                 print(f"--init {init_path}: {n_added} conditioning feature(s) appended; their weights start at zero")
         arch = init_card["architecture"]
+        if n_appended:
+            arch = {**arch, "extensions": [*arch.get("extensions", []),
+                                           {"targets": n_appended, "layers": config.append_layers}]}
+            if progress:
+                print(f"--init {init_path}: {n_appended} target(s) appended, learned by {config.append_layers} new coupling "
+                      f"layers{' (the initial layers frozen)' if config.freeze_init else ''}")
+        elif config.freeze_init:
+            raise UserError("--freeze-init trains only the layers of appended targets: this spec appends none to --init")
         u_fit = _uniforms(spec, config.seed, "fit", 0, train_rows)
         same_flow = ObjectSpec.from_dict(init_card["spec"]).flow_hash() == spec.flow_hash()
         if config.head_only and not same_flow:
@@ -375,9 +438,16 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
     torch.manual_seed(config.seed)
     flow = build_flow(len(spec.targets), len(spec.conditioning), arch, seed=config.seed)
     if init_state is not None:
+        n_frozen = 0
+        if n_appended:
+            init_state, n_frozen = extend_targets(init_state, flow)
         flow.load_state_dict(init_state)
+        if config.freeze_init:
+            for t in flow._transform._transforms[:n_frozen]:
+                t.requires_grad_(False)
     flow = flow.to(device)
-    opt = torch.optim.AdamW(flow.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    opt = torch.optim.AdamW([p for p in flow.parameters() if p.requires_grad], lr=config.lr,
+                            weight_decay=config.weight_decay)
     per_epoch = len(train_rows) if not config.epoch_size else min(config.epoch_size, len(train_rows))
     steps_per_epoch = max(1, int(np.ceil(per_epoch / config.batch_size)))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(
@@ -444,7 +514,7 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
             loss = -flow.log_prob(y_train[b], context=c_train[b]).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(flow.parameters(), config.grad_clip)
+            torch.nn.utils.clip_grad_norm_([p for p in flow.parameters() if p.requires_grad], config.grad_clip)
             opt.step()
             sched.step()
             total += loss.item() * len(b)

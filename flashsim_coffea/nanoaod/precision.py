@@ -44,9 +44,12 @@ NANOAOD_MANTISSA_BITS: dict[str, int] = {
     "Jet_chHEF": 6,
     "Jet_neEmEF": 6,
     "Jet_neHEF": 6,
+    "Jet_rawFactor": 6,
     "Jet_bRegCorr": 12,
     "Jet_bRegRes": 8,
     **{f"Jet_{b}": 10 for b in _BTAG},
+    "Jet_btagDeepFlavCvL": 10,
+    "Jet_btagDeepFlavCvB": 10,
     # muons (Muon_pt and the PF isolations are full precision)
     "Muon_eta": 12,
     "Muon_phi": 12,

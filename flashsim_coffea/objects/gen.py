@@ -14,9 +14,13 @@ from dataclasses import asdict, dataclass
 import awkward as ak
 import numpy as np
 
+from flashsim_coffea.nanoaod.derived import muon_gen_part_flav
 from flashsim_coffea.nanoaod.pairs import count_per_event
 
-__all__ = ["branch", "has_branch", "jagged_records", "GenCollection"]
+__all__ = ["branch", "has_branch", "jagged_records", "GenCollection", "ORIGIN_FIELDS"]
+
+#: the source-collection columns :func:`~flashsim_coffea.nanoaod.derived.muon_gen_part_flav` reads
+ORIGIN_FIELDS = ("pdgId", "status", "statusFlags", "genPartIdxMother")
 
 
 def has_branch(events, name: str) -> bool:
@@ -55,6 +59,10 @@ class GenCollection:
     fields:   branches read (without prefix)
     abs_pdg_id / status: optional selection ``|pdgId| == abs_pdg_id`` and ``status == status``
     with_charge: add ``charge = −sign(pdgId)`` (true for charged leptons: pdgId 13 is μ⁻)
+    with_origin: add ``genPartFlav``, NanoAOD's origin code of a reco muon matched to this Gen
+                 object (prompt 1, prompt τ 15, b 5, c 4, light 3:
+                 :func:`flashsim_coffea.nanoaod.derived.muon_gen_part_flav` on the source collection's
+                 status flags and mother chain)
     """
 
     name: str
@@ -63,6 +71,7 @@ class GenCollection:
     abs_pdg_id: int | None = None
     status: int | None = None
     with_charge: bool = False
+    with_origin: bool = False
 
     def branches(self) -> list[str]:
         f = list(self.fields)
@@ -70,6 +79,8 @@ class GenCollection:
             f.append("pdgId")
         if self.status is not None:
             f.append("status")
+        if self.with_origin:
+            f.extend(ORIGIN_FIELDS)
         return sorted({f"{self.prefix}_{x}" for x in f})
 
     def load(self, events) -> ak.Array:
@@ -94,6 +105,9 @@ class GenCollection:
             columns[f] = flat[f][keep]
         if self.with_charge:
             columns["charge"] = -np.sign(columns["pdgId"])
+        if self.with_origin:
+            offsets = np.concatenate([[0], np.cumsum(counts)])
+            columns["genPartFlav"] = muon_gen_part_flav(np.flatnonzero(keep), *(flat[f] for f in ORIGIN_FIELDS), offsets)
         return jagged_records(columns, kept)
 
     def _selection_fields(self) -> list[str]:
@@ -103,11 +117,15 @@ class GenCollection:
             out.append("pdgId")
         if self.status is not None:
             out.append("status")
-        return out
+        if self.with_origin:
+            out.extend(ORIGIN_FIELDS)
+        return list(dict.fromkeys(out))
 
     def to_dict(self) -> dict:
         d = asdict(self)
         d["fields"] = list(self.fields)
+        if not self.with_origin:
+            del d["with_origin"]  # the dict (and the hash) of a collection without it as it always was
         return d
 
     @classmethod

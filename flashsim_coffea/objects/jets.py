@@ -18,14 +18,16 @@ cut; see :mod:`flashsim_coffea.flows.head`).
 
 from __future__ import annotations
 
+import numpy as np
+
 from flashsim_coffea.nanoaod.conventions import AREA_QUANTUM, JET_MAX_ABS_ETA, JET_MIN_PT
 
-from .features import Field, Neighbour
+from .features import EventBranch, Field, Neighbour
 from .gen import GenCollection
 from .rules import RecoRules
 from .spec import ObjectSpec
-from .targets import Spike, Target
-from .transforms import Arctan, Log, Logit, Transform
+from .targets import Spike, Target, register_scale
+from .transforms import Arctan, Asinh, Log, Logit, Transform
 
 #: btagCMVA ∈ [−1, 1] (a tanh of its latent), in logit space like the [0, 1] taggers; −1 is its sentinel
 CMVA_LOGIT = Logit(lo=-1.0, hi=1.0, eps=1e-3)
@@ -38,10 +40,15 @@ CMVA_LOGIT = Logit(lo=-1.0, hi=1.0, eps=1e-3)
 #: pT > 15), i.e. it samples the reco pT of a jet *given* that it is stored, so the map must carry
 #: the threshold's effect (extrapolating the map from above 25 GeV made 2-6x too many jets from
 #: 10-15 GeV GenJets)
+#: jet fields NanoAOD defines from the others (nanoaod/derived.py): the fifth energy fraction and the
+#: DeepFlavour charm discriminants
+JET_DERIVED = ("neEmEF", "btagDeepFlavCvL", "btagDeepFlavCvB")
+
 JET_RULES = RecoRules(
     gen_max_abs_eta=JET_MAX_ABS_ETA,
     min_pt=JET_MIN_PT,
     gen_defaults=(("partonFlavour", "int32"), ("hadronFlavour", "int32")),
+    derived=JET_DERIVED,
     efficiency_pt_edges=(10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 22, 25, 30, 40, 60, 100, 200, 1e9),
     efficiency_abseta_edges=(0, 1.3, 2.5, 3.0, 4.7, 1e9),
 )
@@ -95,6 +102,34 @@ JET_KINEMATIC_TARGETS = (
 )
 
 
+#: the energy fractions drawn as shares of what the fractions before them leave (stick-breaking):
+#: chHEF of 1 − muEF, neHEF of 1 − muEF − chHEF, chEmEF of 1 − muEF − chHEF − neHEF; neEmEF is the
+#: remainder (derived, ``JET_RULES.derived``). The five fractions sum to 1 in NanoAOD (within their 6-bit
+#: rounding): drawn as five free targets they would lie on that plane, which a flow collapses onto
+ENERGY_SHARES = (("chHEF", ("muEF",)), ("neHEF", ("muEF", "chHEF")), ("chEmEF", ("muEF", "chHEF", "neHEF")))
+
+
+def _left_by(fractions: tuple[str, ...]):
+    def left(reco: dict, gen: dict) -> np.ndarray:
+        """1 − Σ fractions: the energy share the fractions before this one leave (≥ 10⁻³)."""
+        return np.maximum(1.0 - sum(np.asarray(reco[f], dtype=np.float64) for f in fractions), 1e-3)
+    return left
+
+
+for _name, _before in ENERGY_SHARES:
+    register_scale(f"energy_left_by_{'_'.join(_before)}", reco=_before)(_left_by(_before))
+
+#: the fraction shares: logit of the share (eps 10⁻³), its zero spike in a band below
+SHARE_LOGIT = Logit(eps=1e-3)
+
+
+def energy_share(name: str, before: tuple[str, ...]) -> Target:
+    """``name`` = share·(1 − Σ ``before``), the share a [0, 1] logit with a zero spike; NanoAOD's
+    6-bit rounding cells filled at extraction."""
+    return Target(name, name, relation="scaled", scale=f"energy_left_by_{'_'.join(before)}", bounds=(0.0, 1.0),
+                  transform=SHARE_LOGIT, spike=sentinel_band(SHARE_LOGIT, 0.0, 0.0, below=False), dequantize="rounding")
+
+
 def detector_targets() -> dict[str, Target]:
     """The jet targets that are reco quantities in their own right (taggers, qgl, area, energy
     fractions, constituents, IDs), by name: shared by the GenJet-matched ``jets`` spec and the
@@ -116,8 +151,20 @@ def detector_targets() -> dict[str, Target]:
                classify=True),
         Target("jetId", "jetId", kind="ordinal", values=(0.0, 2.0, 6.0), dtype="int32", dequantize="quantile",
                classify=True),
+        *APPENDED_TARGETS,
     )
     return {t.name: t for t in targets}
+
+
+#: targets appended to the trained model (learned by extension layers: flows/model.py): the
+#: jet-energy-correction factor (raw pT = pT·(1 − rawFactor), coffea's jetmet_tools need it) and
+#: the energy fractions of Run-3 jet ID
+APPENDED_TARGETS = (
+    # asinh(10·(x − 0.1)): the hard jets' narrow core near 0.1 resolved, the forward soft jets' tail
+    # down to −1.5 (pile-up offset above the response deficit) inside the spline range
+    Target("rawFactor", "rawFactor", transform=Asinh(scale=10.0, shift=0.1), bounds=(-1.5, 0.9), dequantize="rounding"),
+    *(energy_share(n, before) for n, before in ENERGY_SHARES),
+)
 
 
 def make_jets_spec() -> ObjectSpec:
@@ -129,6 +176,7 @@ def make_jets_spec() -> ObjectSpec:
         *(d[n] for n in ("area", "btagCMVA", "btagCSVV2", "btagDeepB", "btagDeepC", "btagDeepFlavB", "btagDeepFlavC")),
         eta, d["bRegCorr"], mass, d["nConstituents"], phi, pt,
         *(d[n] for n in ("qgl", "muEF", "puId", "jetId")),
+        *APPENDED_TARGETS,
     )
     return ObjectSpec(
         name="jets",
@@ -136,8 +184,9 @@ def make_jets_spec() -> ObjectSpec:
         simulated=GENJET,
         match="genJetIdx",
         collections=(GENMUON,),
-        conditioning=GENJET_FEATURES + muon_neighbour_features(),
+        conditioning=GENJET_FEATURES + muon_neighbour_features() + (EventBranch("Pileup_nTrueInt", branch="Pileup_nTrueInt"),),
         targets=targets,
-        description="Run-2 NanoAOD jets (seed set): 14 GenJet conditioning features -> 17 Jet targets",
+        description="Run-2 NanoAOD jets (seed set + JEC factor and energy fractions): 15 GenJet conditioning features "
+                    "-> 21 Jet targets",
         rules=JET_RULES,
     )

@@ -31,6 +31,8 @@ other targets) (:mod:`flashsim_coffea.flows.head`). Charge is copied from the Ge
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from .features import Bit, EventBranch, Field, Neighbour
 from flashsim_coffea.nanoaod.conventions import MUON_MASS, MUON_MAX_ABS_ETA, MUON_MIN_PT
 
@@ -42,15 +44,21 @@ from .targets import Spike, Target
 from .transforms import Arctan, Asinh, Log, Log1p
 
 #: NanoAOD around the muon flow: status-1 Gen muons in the muon system (|η| < 2.4, pT > 3 GeV),
-#: the muon mass; efficiency binned in Gen pT × |η| (muon-system regions)
+#: the muon mass; genPartFlav from the Gen muon's status flags and mother chain (GENMUON_WITH_ORIGIN);
+#: pdgId, looseId, pfIsoId and tightCharge derived as NanoAOD defines them (nanoaod/derived.py);
+#: efficiency binned in Gen pT × |η| (muon-system regions)
 MUON_RULES = RecoRules(
     gen_max_abs_eta=MUON_MAX_ABS_ETA,
     gen_min_pt=MUON_MIN_PT,
     mass=MUON_MASS,
+    gen_defaults=(("genPartFlav", "uint8"),),
+    derived=("pdgId", "looseId", "pfIsoId", "tightCharge"),
     efficiency_pt_edges=(0, 3, 5, 10, 20, 40, 100, 1e9),
     efficiency_abseta_edges=(0, 0.9, 1.2, 2.1, 2.4, 1e9),
 )
 
+#: the simulated Gen muons, with NanoAOD's origin code of their match (Muon_genPartFlav)
+GENMUON_WITH_ORIGIN = replace(GENMUON, with_origin=True)
 GENJET_FOR_MUONS = GenCollection("GenJet", "GenJet", ("pt", "eta", "phi", "mass"))
 
 STATUS_FLAG_NAMES = (
@@ -67,6 +75,17 @@ _ISO_SPIKE = Spike(0.0, lo=-14.0, hi=-13.0, cut=-12.5)  # log(0 + 1e-5) = -11.5 
 
 def _boolean(name: str) -> Target:
     return Target(name, name, kind="ordinal", values=(0.0, 1.0), dtype="bool", classify=True)
+
+
+#: targets appended to the trained model (learned by extension layers: flows/model.py): the tight ID
+#: and the high-pT ID (1 tracker, 2 global) in the discrete head with the other IDs, the
+#: mini-isolation and the tracker isolation (6-bit in NanoAOD: its rounding cells filled)
+APPENDED_TARGETS = (
+    _boolean("tightId"),
+    Target("highPtId", "highPtId", kind="ordinal", values=(0.0, 1.0, 2.0), dtype="uint8", classify=True),
+    Target("miniPFRelIso_all", "miniPFRelIso_all", transform=Log(eps=1e-5), bounds=(0.0, 1e3), spike=_ISO_SPIKE),
+    Target("tkRelIso", "tkRelIso", transform=Log(eps=1e-5), bounds=(0.0, 1e3), spike=_ISO_SPIKE, dequantize="rounding"),
+)
 
 
 def make_muons_spec() -> ObjectSpec:
@@ -114,16 +133,17 @@ def make_muons_spec() -> ObjectSpec:
         _boolean("softId"),
         Target("softMva", "softMva", bounds=(-1.0, 1.0)),
         _boolean("softMvaId"),
+        *APPENDED_TARGETS,
     )
     return ObjectSpec(
         name="muons",
         reco="Muon",
-        simulated=GENMUON,
+        simulated=GENMUON_WITH_ORIGIN,
         match="genPartIdx",
         collections=(GENJET_FOR_MUONS,),
         conditioning=conditioning,
         targets=targets,
         copy_from_gen=(("charge", "charge"),),
-        description="Run-2 NanoAOD muons: 32 Gen-muon conditioning features -> 22 Muon targets",
+        description="Run-2 NanoAOD muons: 32 Gen-muon conditioning features -> 26 Muon targets",
         rules=MUON_RULES,
     )

@@ -32,7 +32,7 @@ from flashsim_coffea.nanoaod.conventions import JET_MIN_PT
 
 from .features import EventBranch
 from .gen import GenCollection
-from .jets import detector_targets
+from .jets import JET_DERIVED, detector_targets
 from .rules import RecoRules
 from .spec import ObjectSpec
 from .targets import SCALES, Target, register_scale
@@ -52,6 +52,7 @@ PILEUP_JET_RULES = RecoRules(
     origin="event",
     min_pt=JET_MIN_PT,
     gen_defaults=(("partonFlavour", "int32"), ("hadronFlavour", "int32")),
+    derived=JET_DERIVED,
 )
 
 #: the event record an event-level spec reads (``origin="event"``: its objects have no Gen
@@ -81,7 +82,7 @@ def make_pileup_jets_spec() -> ObjectSpec:
         match="genJetIdx",
         conditioning=conditioning,
         targets=targets,
-        description="Run-2 NanoAOD pile-up jets (Jet_genJetIdx = -1): 6 Pileup_* conditioning features -> 17 Jet "
+        description="Run-2 NanoAOD pile-up jets (Jet_genJetIdx = -1): 6 Pileup_* conditioning features -> 21 Jet "
                     "targets; the number per event from count.json (P(n | nTrueInt))",
         rules=PILEUP_JET_RULES,
     )

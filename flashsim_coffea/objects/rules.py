@@ -17,6 +17,10 @@ own module (``objects/jets.py``, ``objects/muons.py``), so that the injection na
   simulate them (jets: ``partonFlavour``, ``hadronFlavour``), 0 for objects without a Gen
   counterpart (the spec's hashed ``copy_from_gen`` fields are copied by ``rebuild`` as they are;
   :meth:`~.spec.ObjectSpec.complete` adds every field the flow does not draw, in one place);
+* ``derived`` — reco fields that NanoAOD defines exactly from the object's other fields
+  (``Muon_pfIsoId`` from ``pfRelIso04_all``, ``Jet_btagDeepFlavCvL`` from the DeepFlavour scores …),
+  computed after everything else by the functions of :data:`flashsim_coffea.nanoaod.derived.DERIVED`
+  (the reference response uses the same ones), never drawn;
 * ``efficiency_pt_edges``, ``efficiency_abseta_edges``, ``efficiency_threshold_free_pt`` — the
   binning of the reconstruction-efficiency map ε(Gen pT, Gen |η|) (:mod:`flashsim_coffea.efficiency`).
 
@@ -46,6 +50,7 @@ class RecoRules:
     min_pt: float | None = None
     mass: float | None = None
     gen_defaults: tuple[tuple[str, str], ...] = ()  # (field, dtype)
+    derived: tuple[str, ...] = ()
     efficiency_pt_edges: tuple[float, ...] = (0.0, 1e9)
     efficiency_abseta_edges: tuple[float, ...] = (0.0, 1e9)
     efficiency_threshold_free_pt: float = 0.0
@@ -74,6 +79,7 @@ class RecoRules:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["gen_defaults"] = [list(p) for p in self.gen_defaults]
+        d["derived"] = list(self.derived)
         d["efficiency_pt_edges"] = list(self.efficiency_pt_edges)
         d["efficiency_abseta_edges"] = list(self.efficiency_abseta_edges)
         return d
@@ -82,6 +88,8 @@ class RecoRules:
     def from_dict(cls, d: dict) -> "RecoRules":
         d = dict(d)
         d["gen_defaults"] = tuple(tuple(p) for p in d.get("gen_defaults", ()))
+        if "derived" in d:
+            d["derived"] = tuple(d["derived"])
         for k in ("efficiency_pt_edges", "efficiency_abseta_edges"):
             if k in d:
                 d[k] = tuple(d[k])

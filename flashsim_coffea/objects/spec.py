@@ -31,6 +31,7 @@ import numpy as np
 
 from flashsim_coffea import noise
 from flashsim_coffea.nanoaod.conventions import EVENT_ID, schema_constants
+from flashsim_coffea.nanoaod.derived import derive
 from flashsim_coffea.nanoaod.precision import NANOAOD_MANTISSA_BITS, fill_rounding_cell, round_mantissa
 
 from .features import Feature, NeighbourTable, feature_from_dict
@@ -247,15 +248,37 @@ class ObjectSpec:
         in one place: the rules' constant ``mass``; the rules' Gen-copied fields (``gen_defaults``,
         with their dtype; 0 for objects without a Gen counterpart, i.e. when ``gen`` lacks them); the
         fields coffea's NanoAODSchema makes for the collection (``Jet.charge`` = 0,
-        :func:`~flashsim_coffea.nanoaod.conventions.schema_constants`). A field already there
-        (drawn, or copied by ``copy_from_gen``) is kept."""
+        :func:`~flashsim_coffea.nanoaod.conventions.schema_constants`); last the rules' ``derived``
+        fields, from the stored (rounded) values of the others
+        (:func:`flashsim_coffea.nanoaod.derived.derive`). A field already there (drawn, or copied
+        by ``copy_from_gen``) is kept."""
         if self.rules.mass is not None:
             fields.setdefault("mass", np.full(n, self.rules.mass, dtype=np.float32))
         for f, dtype in self.rules.gen_defaults:
             fields.setdefault(f, gen[f].astype(dtype) if f in gen else np.zeros(n, dtype=dtype))
         for f, value in schema_constants(self.reco).items():
             fields.setdefault(f, np.full(n, value, dtype=np.float32))
+        for f in self.rules.derived:
+            if f not in fields:
+                fields[f] = derive(self.reco, f, fields)
         return fields
+
+    def field_sources(self) -> dict[str, str]:
+        """How FlashSim fills each ``<reco>`` field of this spec's objects: ``"simulated"`` (a target of
+        the flow or its discrete head), ``"derived"`` (NanoAOD's definition from the other fields,
+        ``rules.derived``), ``"from Gen"`` (copied from the Gen object: ``copy_from_gen``,
+        ``rules.gen_defaults``), ``"constant"`` (``rules.mass``, coffea's schema constants), ``"index"``
+        (the match index into the Gen collection). The links into other collections
+        (``Jet_muonIdx1`` …) are the injection's (:mod:`flashsim_coffea.nanoaod.links`)."""
+        out = {t.branch: "simulated" for t in self.targets}
+        out.update({f: "from Gen" for f, _ in self.copy_from_gen})
+        out[self.match] = "index"
+        if self.rules.mass is not None:
+            out.setdefault("mass", "constant")
+        out.update({f: "from Gen" for f, _ in self.rules.gen_defaults if f not in out})
+        out.update({f: "constant" for f in schema_constants(self.reco) if f not in out})
+        out.update({f: "derived" for f in self.rules.derived if f not in out})
+        return out
 
     # -- serialisation ------------------------------------------------------------------------
     def to_dict(self) -> dict:

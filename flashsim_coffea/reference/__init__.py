@@ -23,6 +23,7 @@ import numpy as np
 from flashsim_coffea.nanoaod.precision import NANOAOD_MANTISSA_BITS, round_mantissa
 
 from ..nanoaod.conventions import JET_MIN_PT, MUON_MIN_PT
+from ..nanoaod.derived import derive
 from ..nanoaod.links import AK4_CONE, flat_links
 from ._inputs import GenInput, read_gen
 from .fakes import simulate_fakes
@@ -37,7 +38,8 @@ _F, _I, _B, _U8 = np.dtype(np.float32), np.dtype(np.int32), np.dtype(np.bool_), 
 JET_BRANCHES: dict[str, np.dtype] = {
     **{f"Jet_{v}": _F for v in (
         "pt", "eta", "phi", "mass", "area", "btagCMVA", "btagCSVV2", "btagDeepB", "btagDeepC",
-        "btagDeepFlavB", "btagDeepFlavC", "bRegCorr", "qgl", "muEF")},
+        "btagDeepFlavB", "btagDeepFlavC", "bRegCorr", "qgl", "muEF", "chHEF", "neHEF", "chEmEF", "neEmEF",
+        "rawFactor", "btagDeepFlavCvL", "btagDeepFlavCvB")},
     **{f"Jet_{v}": _I for v in (
         "nConstituents", "puId", "jetId", "genJetIdx", "hadronFlavour", "partonFlavour",
         "muonIdx1", "muonIdx2", "nMuons")},
@@ -47,9 +49,10 @@ JET_BRANCHES: dict[str, np.dtype] = {
 MUON_BRANCHES: dict[str, np.dtype] = {
     **{f"Muon_{v}": _F for v in (
         "pt", "eta", "phi", "mass", "ptErr", "dxy", "dxyErr", "dz", "dzErr", "ip3d", "sip3d",
-        "jetPtRelv2", "jetRelIso", "pfRelIso03_all", "pfRelIso03_chg", "pfRelIso04_all", "softMva")},
-    **{f"Muon_{v}": _I for v in ("charge", "pdgId", "genPartIdx", "jetIdx")},
-    "Muon_genPartFlav": _U8,
+        "jetPtRelv2", "jetRelIso", "pfRelIso03_all", "pfRelIso03_chg", "pfRelIso04_all", "softMva",
+        "miniPFRelIso_all", "tkRelIso")},
+    **{f"Muon_{v}": _I for v in ("charge", "pdgId", "genPartIdx", "jetIdx", "tightCharge")},
+    **{f"Muon_{v}": _U8 for v in ("genPartFlav", "highPtId", "pfIsoId")},
     **{f"Muon_{v}": _B for v in (
         "isGlobal", "isTracker", "isPFcand", "looseId", "mediumId", "tightId", "softId", "softMvaId")},
 }
@@ -104,15 +107,24 @@ def _cross_reference(jets: dict, muons: dict, n_events: int) -> None:
 
 
 def _pack(d: dict[str, np.ndarray], prefix: str, branches: dict[str, np.dtype], n_events: int) -> dict[str, ak.Array]:
+    """Jagged branches with NanoAOD dtypes and precision; the branches ``d`` lacks are NanoAOD's
+    derived fields (:data:`~flashsim_coffea.nanoaod.derived.DERIVED`), computed from the stored values."""
     counts = np.bincount(d["evt"], minlength=n_events)
-    out = {}
+    stored: dict[str, np.ndarray] = {}
     for name, dtype in branches.items():
-        x = np.asarray(d[name[len(prefix):]]).astype(dtype)
+        field = name[len(prefix):]
+        if field not in d:
+            continue
+        x = np.asarray(d[field]).astype(dtype)
         bits = NANOAOD_MANTISSA_BITS.get(name, 23)
         if dtype == _F and bits < 23:
             x = round_mantissa(x, bits)
-        out[name] = ak.unflatten(x, counts)
-    return out
+        stored[field] = x
+    for name, dtype in branches.items():
+        field = name[len(prefix):]
+        if field not in stored:
+            stored[field] = derive(prefix[:-1], field, stored).astype(dtype)
+    return {name: ak.unflatten(stored[name[len(prefix):]], counts) for name in branches}
 
 
 def simulate_flat(g: GenInput, seed: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:

@@ -22,8 +22,8 @@ Formulas (pT in GeV; f = flavour class; all noise keyed on the GenJet identity):
   others 1.05 + L + 0.3(μ − R) + 0.07 z, with L = 0.15 e^{−(pT−15)/50} (real Run-2 light jets
   at 20–50 GeV have a median ≈ 1.15), clipped to [0.5, 2].
 
-Area, jetId, puId, taggers, qgl and nConstituents are in :func:`finish_jets`, shared with
-the pile-up fakes.
+Area, jetId, puId, taggers, qgl, nConstituents, the energy fractions and rawFactor are in
+:func:`finish_jets`, shared with the pile-up fakes.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from flashsim_coffea.nanoaod.precision import NANOAOD_MANTISSA_BITS, round_manti
 from flashsim_coffea.nanoaod.conventions import AREA_QUANTUM, JET_MAX_ABS_ETA, JET_MIN_PT, delta_phi
 
 from ._inputs import GenInput, ObjectNoise, closest_in_cone, is_gen_muon, pairs_within
+from .energy import energy_fractions, raw_factor
 from .taggers import btag_scores, qgl_and_constituents
 
 __all__ = ["genjet_muon_context", "resolution", "simulate_genjets", "finish_jets"]
@@ -182,7 +183,8 @@ def simulate_genjets(g: GenInput, seed: int) -> dict[str, np.ndarray]:
 
 
 def finish_jets(out: dict[str, np.ndarray], ntrue: np.ndarray, fake: np.ndarray, nz: ObjectNoise) -> None:
-    """Add area, taggers, qgl, nConstituents, jetId, puId to ``out`` (in place).
+    """Add area, taggers, qgl, nConstituents, jetId, puId, the energy fractions and rawFactor
+    (:mod:`.energy`) to ``out`` (in place).
 
     * area = 0.009973·k, k = round(50 + σ_k z) ≥ 20, σ_k = 2.5 + 40/pT (+2 for fakes);
     * jetId: 0 with probability 1 % (3 % for |η|>2.7, 5 % fakes), else 2 if muEF > 0.8
@@ -211,3 +213,6 @@ def finish_jets(out: dict[str, np.ndarray], ntrue: np.ndarray, fake: np.ndarray,
     s = np.where(fake, s_fake, s_real) + zp
     pu = np.where(s > 1.0, 7, np.where(s > 0.5, 6, np.where(s > 0.0, 4, 0)))
     out["puId"] = np.where((~fake) & (pt >= 50.0), 7, pu).astype(np.int64)
+
+    out.update(energy_fractions(out["muEF"], eta, out["partonFlavour"], fake, nz))
+    out["rawFactor"] = raw_factor(pt, eta, out["area"], ntrue, nz)

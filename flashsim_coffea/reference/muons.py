@@ -2,9 +2,11 @@
 
 Candidates: |pdgId| = 13, status 1, |η| < 2.4, pT > 3 GeV; noise keyed on the GenPart index.
 
-* **Origin** (``Muon_genPartFlav``): 1 if statusFlags bit 0 (isPrompt); 15 if bit 2/5
-  (tau decay product) or a τ in the ancestry; else 5 if a b hadron is in the ancestry
-  (found by walking ``genPartIdxMother``), 4 for a c hadron, 3 otherwise (light/unknown).
+* **Origin** (``Muon_genPartFlav``): NanoAOD's own rule
+  (:func:`flashsim_coffea.nanoaod.derived.muon_gen_part_flav`): 1 if statusFlags bit 0
+  (isPrompt); 15 if bit 5 (isDirectPromptTauDecayProduct); else 5 (b), 4 (c) or 3 (light or
+  unknown) from the flavours met walking ``genPartIdxMother`` up through decayed (status 2)
+  particles.
 * **Efficiency** ε = 0.985·(1 − e^{−(pT − 2.5)/3})·(0.96 if 0.2<|η|<0.3: chimney cracks)
   ·(0.97 if non-prompt); reco pT > 3 kept.
 * **Momentum** in curvature: 1/pT_reco = (1/pT)(1 + σ z), σ = √(0.009² + (1e-4 pT)²)·
@@ -25,6 +27,16 @@ Candidates: |pdgId| = 13, status 1, |η| < 2.4, pT > 3 GeV; noise keyed on the G
   charged pile-up pu04 = 0.04 nTrueInt E₃ (L lognormal(0, 0.3)). The 0.3 cone keeps
   0.7 of the jet term and 0.5625 of the diffuse terms. Δβ-corrected
   pfRelIso = (ch + max(0, n − 0.5 pu))/pT (the zero spike), pfRelIso03_chg = ch03/pT.
+  Tracker isolation (tracks with pT > 0.7 GeV of the muon's vertex in ΔR < 0.3, the charged
+  sums of the PV plus 15 % of the pile-up tracks in 30 % of the events' muons:
+  tk03 = (0.7·jet_ch·e^{0.1 z} + 0.5625 ue_ch) + 0.15·pu03·B'), tkRelIso = tk03/pT, with
+  tk03 < 0.5 GeV written as 0 (no track above threshold: the zero spike of isolated muons).
+  Mini-isolation in the cone R = 10 GeV/pT clamped to [0.05, 0.2]: the jet terms scale with
+  a_j = √(R/0.4), the diffuse ones with a_d = (R/0.4)², and the neutral pile-up correction is
+  an effective-area one, ρ·EA·a_d with ρ·EA = 0.3·pu04 (so mini-isolation is 0 more often for
+  isolated muons and smaller than pfRelIso04 for muons in jets, as in the real files):
+  miniPFRelIso_all = (ch + ne)/pT with ch = a_j jet_ch + a_d ue_ch (0 below 0.5 GeV),
+  ne = max(0, a_j jet_ne + a_d ue_ne − 0.3 a_d pu04) (0 below 1 GeV).
 * **jetPtRelv2** (if the muon is in a reco jet) = pT_μ·ΔR_rest·e^{0.1 z}, ΔR_rest = min(ΔR·pT_jet/A, 0.6)
   the distance of the jet-minus-muon axis (0.05 + 0.3 U when A < 0.5 GeV).
 * **IDs** from a quality latent q ~ N(μ_q, 1) (μ_q = 1.5 prompt/τ, 0.8 b/c, −0.3 light,
@@ -32,6 +44,10 @@ Candidates: |pdgId| = 13, status 1, |η| < 2.4, pT > 3 GeV; noise keyed on the G
   isPFcand = (isGlobal ∨ isTracker) ∧ (u < 0.995), looseId = isPFcand ∧ (isGlobal ∨ isTracker),
   mediumId = looseId ∧ q > −0.6, tightId = mediumId ∧ isGlobal ∧ q > 0 ∧ |dxy|<0.2 ∧ |dz|<0.5,
   softId = isTracker ∧ q > −1.5 ∧ |dxy|<0.3 ∧ |dz|<20.
+  highPtId (NanoAOD: 1 = tracker high-pT, 2 = global high-pT): 2 if isGlobal ∧ q > −0.1 ∧
+  ptErr/pT < 0.3 ∧ |dxy| < 0.2 ∧ |dz| < 0.5 (so tight muons are global high-pT ones, and 2–5 %
+  of the others too, as in the real files); else 1 if isTracker ∧ ¬isGlobal ∧ q > −0.3 ∧
+  |dxy| < 0.2 ∧ |dz| < 0.5 (soft tracker muons: 15 % at 3–10 GeV in the real tt̄ file); else 0.
 * **softMva** = (tanh(0.55 + 0.15 q + 0.05 ln(pT/10) − 0.4[light origin] + 0.15 z) (as stored, 6 bits),
   softMvaId = softId ∧ softMva > 0.58.
 """
@@ -44,49 +60,21 @@ from flashsim_coffea import noise
 from flashsim_coffea.nanoaod.precision import NANOAOD_MANTISSA_BITS, round_mantissa
 
 from flashsim_coffea.nanoaod.conventions import MUON_MASS, MUON_MAX_ABS_ETA, MUON_MIN_PT, delta_phi
+from flashsim_coffea.nanoaod.derived import muon_gen_part_flav, muon_loose_id, muon_pdg_id
 
 from ._inputs import GenInput, ObjectNoise, closest_in_cone, is_gen_muon, pairs_within
 
-__all__ = ["gen_muon_origin", "simulate_muons"]
+__all__ = ["gen_muon_origin", "simulate_muons", "TRACK_SUM_MIN", "NEUTRAL_SUM_MIN"]
 
-MAX_ANCESTRY_DEPTH = 64
-
-
-def heavy_quark(pdg: np.ndarray) -> np.ndarray:
-    """Heaviest quark of a hadron PDG id (5 for B/Λb, 4 for D/Λc, …), 0 for non-hadrons."""
-    a = np.abs(pdg) % 10000
-    q = np.where(a >= 1000, a // 1000, (a // 100) % 10)
-    return np.where(np.abs(pdg) > 100, q, 0)
-
+#: charged (neutral) sums of the tracker and mini-isolations below these (GeV) are empty cones:
+#: no track above its 0.5–1 GeV threshold (no neutral candidate) — their zero spikes
+TRACK_SUM_MIN, NEUTRAL_SUM_MIN = 0.5, 1.0
 
 def gen_muon_origin(g: GenInput, mu: np.ndarray) -> np.ndarray:
-    """genPartFlav-like origin (1, 15, 5, 4, 3) of the Gen muons at flat GenPart indices ``mu``.
-
-    Walks the mother chain of all muons at once (a loop over the depth, vectorized over muons).
-    """
+    """``Muon_genPartFlav`` (1, 15, 5, 4, 3) of the Gen muons at flat GenPart indices ``mu``:
+    NanoAOD's rule, :func:`flashsim_coffea.nanoaod.derived.muon_gen_part_flav`."""
     gp = g.genpart
-    flags = gp["statusFlags"][mu]
-    has_tau = (flags & ((1 << 2) | (1 << 5))) != 0
-    has_b = np.zeros(mu.size, dtype=bool)
-    has_c = np.zeros(mu.size, dtype=bool)
-    cur = mu.copy()
-    active = np.arange(mu.size)
-    for _ in range(MAX_ANCESTRY_DEPTH):
-        if active.size == 0:
-            break
-        c = cur[active]
-        m_local = gp["genPartIdxMother"][c]
-        ok = (m_local >= 0) & (m_local < gp.counts[gp.evt[c]])
-        active, c, m_local = active[ok], c[ok], m_local[ok]
-        m = gp.offsets[gp.evt[c]] + m_local
-        pdg = gp["pdgId"][m]
-        hq = heavy_quark(pdg)
-        has_b[active] |= hq == 5
-        has_c[active] |= hq == 4
-        has_tau[active] |= np.abs(pdg) == 15
-        cur[active] = m
-    prompt = (flags & 1) != 0
-    return np.where(prompt, 1, np.where(has_tau, 15, np.where(has_b, 5, np.where(has_c, 4, 3)))).astype(np.int64)
+    return muon_gen_part_flav(mu, gp["pdgId"], gp["status"], gp["statusFlags"], gp["genPartIdxMother"], gp.offsets)
 
 
 def _closest_genjet(g: GenInput, mu: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -147,7 +135,7 @@ def simulate_muons(g: GenInput, seed: int) -> dict[str, np.ndarray]:
     flip = nz.uniform("mu_charge_flip") < 1e-4 * pt / 100.0
     charge = np.where(flip, -charge, charge)
     out["charge"] = charge
-    out["pdgId"] = -13 * charge
+    out["pdgId"] = muon_pdg_id(charge)
 
     # impact parameters
     cosh = np.cosh(eta)
@@ -186,6 +174,15 @@ def simulate_muons(g: GenInput, seed: int) -> dict[str, np.ndarray]:
     out["pfRelIso04_all"] = (ch04 + np.maximum(ne04 - 0.5 * pu_ch, 0.0)) / pt_reco
     out["pfRelIso03_all"] = (ch03 + np.maximum(ne03 - 0.5 * pu03, 0.0)) / pt_reco
     out["pfRelIso03_chg"] = ch03 / pt_reco
+    pu_tracks = np.where(nz.uniform("mu_tkiso_pu") < 0.3, 0.15 * pu03, 0.0)
+    tk03 = 0.7 * jet_ch * np.exp(0.1 * nz.normal("mu_tkiso")) + 0.5625 * ue_ch + pu_tracks
+    out["tkRelIso"] = np.where(tk03 < TRACK_SUM_MIN, 0.0, tk03) / pt_reco
+    cone = np.clip(10.0 / pt_reco, 0.05, 0.2)
+    a_j, a_d = np.sqrt(cone / 0.4), (cone / 0.4) ** 2
+    mini_ch = a_j * jet_ch + a_d * ue_ch
+    mini_ne = np.maximum(a_j * jet_ne + a_d * ue_ne - 0.3 * a_d * pu_ch, 0.0)
+    mini = np.where(mini_ch < TRACK_SUM_MIN, 0.0, mini_ch) + np.where(mini_ne < NEUTRAL_SUM_MIN, 0.0, mini_ne)
+    out["miniPFRelIso_all"] = mini / pt_reco
     # pT relative to the jet-minus-muon axis, used if the muon ends up inside a reco jet:
     # the remainder of a jet whose axis is at ΔR = d from the muon sits at d·pT_jet/A.
     dr_rest = np.where(
@@ -199,12 +196,16 @@ def simulate_muons(g: GenInput, seed: int) -> dict[str, np.ndarray]:
     is_tracker = nz.uniform("mu_is_tracker") < 0.995
     is_global = nz.uniform("mu_is_global") < 0.99 - 0.3 * np.exp(-(pt - 3.0) / 4.0)
     is_pf = (is_global | is_tracker) & (nz.uniform("mu_is_pf") < 0.995)
-    loose = is_pf & (is_global | is_tracker)
+    loose = muon_loose_id(is_pf, is_global, is_tracker)
     medium = loose & (q > -0.6)
     tight = medium & is_global & (q > 0.0) & (np.abs(out["dxy"]) < 0.2) & (np.abs(out["dz"]) < 0.5)
     soft = is_tracker & (q > -1.5) & (np.abs(out["dxy"]) < 0.3) & (np.abs(out["dz"]) < 20.0)
     mva = np.tanh(0.55 + 0.15 * q + 0.05 * np.log(pt / 10.0) - 0.4 * (origin == 3) + 0.15 * nz.normal("mu_softmva"))
     mva = round_mantissa(mva, NANOAOD_MANTISSA_BITS["Muon_softMva"])  # the Id cut sees the stored value
+    good_ip = (np.abs(out["dxy"]) < 0.2) & (np.abs(out["dz"]) < 0.5)
+    global_high_pt = is_global & (q > -0.1) & (out["ptErr"] / pt_reco < 0.3) & good_ip
+    tracker_high_pt = is_tracker & ~is_global & (q > -0.3) & good_ip
+    out["highPtId"] = np.where(global_high_pt, 2, np.where(tracker_high_pt, 1, 0))
     out.update(
         isGlobal=is_global, isTracker=is_tracker, isPFcand=is_pf, looseId=loose, mediumId=medium,
         tightId=tight, softId=soft, softMva=mva, softMvaId=soft & (mva > 0.58),

@@ -28,6 +28,15 @@ Tables (muons spec / jets spec):
   model can match every marginal and still select the wrong muons;
 * ``jet_id``: pass rate of the loose pile-up ID as analyses apply it (``puId`` ≥ 4, required
   only below reco pT 50 GeV: a jet above passes) and of the tight jet ID (``jetId`` bit 1),
+  in GenJet pT × |η| bins;
+* ``muon_id_iso``: all muons (prompt and not), the working points analyses select with: tight ID
+  (``tightId``), tight PF isolation (``pfIsoId`` ≥ 4, i.e. pfRelIso04_all < 0.15: NanoAOD's
+  derivation, :func:`~flashsim_coffea.nanoaod.derived.muon_pf_iso_id`), both together, global
+  high-pT ID (``highPtId`` = 2) and mini-isolation < 0.1, in Gen pT × |η| bins;
+* ``jet_energy``: matched jets, the median ``rawFactor`` (raw pT = pT·(1 − rawFactor)) and the pass rate
+  of the energy-fraction part of the Run-3 tight jet ID (|η| ≤ 2.6: neHEF < 0.99, neEmEF < 0.9,
+  chHEF > 0.01; 2.6–2.7: neHEF < 0.9, neEmEF < 0.99; 2.7–3: neHEF < 0.99; > 3: neEmEF < 0.4, with
+  neEmEF the fraction the others leave, :func:`~flashsim_coffea.nanoaod.derived.remaining_energy_fraction`),
   in GenJet pT × |η| bins.
 
 Jets of every sample are compared above the NanoAOD reco threshold (reco pT > 15 GeV, which R
@@ -59,6 +68,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from flashsim_coffea.nanoaod.derived import muon_pf_iso_id, remaining_energy_fraction
 from flashsim_coffea.objects import ObjectSpec
 
 from .samples import ValidationSamples
@@ -74,6 +84,8 @@ MIN_COUNT = 50
 BTAG_WP = {"L": 0.0494, "M": 0.2770, "T": 0.7264}
 #: loose pile-up ID: puId ≥ 4, applied to jets below this reco pT (GeV)
 PUID_MAX_PT = 50.0
+#: ``Muon_pfIsoId`` value of the tight PF isolation working point (pfRelIso04_all < 0.15)
+PF_ISO_TIGHT = 4
 
 INF = float("inf")
 
@@ -104,6 +116,34 @@ def _jetid_tight(c: dict) -> float:
     return float(np.mean((np.rint(c["jetId"]).astype(np.int64) & 2) > 0))
 
 
+def _pf_iso_tight(c: dict) -> np.ndarray:
+    return muon_pf_iso_id(c["pfRelIso04_all"]) >= PF_ISO_TIGHT
+
+
+MUON_ID_ISO = {
+    "tightId": lambda c: float(np.mean(c["tightId"] > 0.5)),
+    "pfIsoId_tight": lambda c: float(np.mean(_pf_iso_tight(c))),
+    "tight_and_iso": lambda c: float(np.mean((c["tightId"] > 0.5) & _pf_iso_tight(c))),
+    "highPtId_global": lambda c: float(np.mean(np.rint(c["highPtId"]) == 2)),
+    "miniIso_0.1": lambda c: float(np.mean(c["miniPFRelIso_all"] < 0.1)),
+}
+
+
+def _energy_id(c: dict) -> float:
+    """Pass rate of the energy-fraction criteria of the Run-3 tight jet ID (module docstring)."""
+    ne_em = remaining_energy_fraction(c["muEF"], c["chHEF"], c["neHEF"], c["chEmEF"])
+    a = np.abs(c["GenJet_eta"] + c["etaMinusGen"])  # the reco |η|
+    ok = np.select(
+        [a <= 2.6, a <= 2.7, a <= 3.0],
+        [(c["neHEF"] < 0.99) & (ne_em < 0.9) & (c["chHEF"] > 0.01), (c["neHEF"] < 0.9) & (ne_em < 0.99),
+         c["neHEF"] < 0.99],
+        ne_em < 0.4)
+    return float(np.mean(ok))
+
+
+JET_ENERGY = {"rawFactor_median": lambda c: float(np.median(c["rawFactor"])), "energy_id": _energy_id}
+
+
 RESPONSE = {"median": _median, "w68": _half_width(0.68), "w95": _half_width(0.95)}
 
 
@@ -130,6 +170,8 @@ class Table:
     selection: str = ""
     #: exact values (instead of edges) for a categorical axis: {column: {label: values}}
     categories: dict[str, dict[str, tuple[float, ...]]] = field(default_factory=dict)
+    #: target columns the quantities read beyond the always-present ones (a model without them skips the table)
+    needs: tuple[str, ...] = ()
 
 
 MU_PT = (5.0, 10.0, 20.0, 30.0, 40.0, 50.0, 70.0, 100.0, 200.0, INF)
@@ -158,6 +200,13 @@ TABLES: tuple[Table, ...] = (
     Table("jet_id", "jets", "Jet ID pass rates: loose puId (≥ 4, below reco pT 50 GeV) and tight jetId (bit 1)",
           (("GenJet_pt", JET_PT, False), ("GenJet_eta", JET_ETA, True)),
           {"puId_loose": _puid, "jetId_tight": _jetid_tight}, selection="matched jets, reco pT > 15 GeV"),
+    Table("muon_id_iso", "muons", "Muon tight ID, tight PF isolation (pfIsoId ≥ 4), both, global high-pT ID and "
+          "miniPFRelIso_all < 0.1: pass rates", (("GenMuon_pt", MU_PT, False), ("GenMuon_eta", MU_ETA, True)),
+          MUON_ID_ISO, selection="all muons (prompt and not)",
+          needs=("tightId", "pfRelIso04_all", "highPtId", "miniPFRelIso_all")),
+    Table("jet_energy", "jets", "Jet rawFactor (median) and the energy-fraction criteria of the Run-3 tight jet ID",
+          (("GenJet_pt", JET_PT, False), ("GenJet_eta", JET_ETA, True)), JET_ENERGY,
+          selection="matched jets, reco pT > 15 GeV", needs=("rawFactor", "muEF", "chHEF", "neHEF", "chEmEF", "etaMinusGen")),
 )
 
 
@@ -247,7 +296,7 @@ def conditional_tables(spec: ObjectSpec, s: ValidationSamples, min_count: int = 
     ref2_cols = [_columns(spec, r.cond, r.targets, r.gen) for r in s.ref2_draws]
     out = {}
     for table in TABLES if tables is None else tables:
-        needed = {c for c, _, _ in table.bins}
+        needed = {c for c, _, _ in table.bins} | set(table.needs)
         if not needed <= set(ref_cols):
             continue
         samples = [ref_cols, *flash_cols, *ref2_cols]
