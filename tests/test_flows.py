@@ -476,8 +476,8 @@ def test_appended_targets_extend_the_trained_flow_exactly():
         for p in old.parameters():
             p.normal_(0.0, 0.3)  # far from nflows' near-identity initialisation
     y, c = torch.randn(64, 8), torch.randn(64, 3)
-    for k in (3, 1):
-        new = build_flow(5 + k, 3, {**arch, "extensions": [{"targets": k, "layers": 2}]}, seed=1)
+    for k, size in ((3, {}), (1, {"hidden": 6, "blocks": 1})):  # the extension's networks: the architecture's or their own
+        new = build_flow(5 + k, 3, {**arch, "extensions": [{"targets": k, "layers": 2, **size}]}, seed=1)
         state, n_old = extend_targets(old.state_dict(), new)
         new.load_state_dict(state)
         assert n_old == 2 * arch["layers"] - 1  # couplings and the permutations between them

@@ -103,3 +103,20 @@ def test_readme_lists_every_field_flashsim_fills_and_how():
             key = f"{spec.reco}_{field}"
             assert key in rows, f"README lacks {key} in its field table"
             assert how in rows[key], f"README: {key} is '{rows[key]}', the spec says {how}"
+
+
+@pytest.mark.slow
+def test_gen_part_flav_is_the_references_for_the_same_gen_muon(reference_and_flashsim):
+    """genPartFlav comes from the Gen muon (its status flags and mother chain), so a FlashSim muon
+    and the reference muon of the same Gen muon carry the same code."""
+    ref, flash = reference_and_flashsim
+
+    def by_gen(muons):
+        evt = ak.to_numpy(ak.flatten(ak.broadcast_arrays(ak.local_index(muons.pt, axis=0), muons.pt)[0]))
+        key = evt * 1000 + ak.to_numpy(ak.flatten(muons.genPartIdx))
+        return dict(zip(key.tolist(), ak.to_numpy(ak.flatten(muons.genPartFlav)).tolist()))
+
+    r, s = by_gen(ref.Muon), by_gen(flash.Muon)
+    common = set(r) & set(s)
+    assert len(common) > 0.8 * len(s)
+    assert all(r[k] == s[k] for k in common)

@@ -42,6 +42,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", default=None, metavar="MODEL", help="fine-tune starting from this model")
     parser.add_argument("--append-layers", type=int, default=None,
                         help="coupling layers that learn the targets the spec appends to the --init model's (default 4)")
+    parser.add_argument("--append-hidden", type=int, default=None,
+                        help="width of the appended layers' networks (default: the architecture's)")
+    parser.add_argument("--append-blocks", type=int, default=None,
+                        help="residual blocks of the appended layers' networks (default: the architecture's)")
     parser.add_argument("--freeze-init", action="store_true",
                         help="with appended targets: train only their new layers, the --init model's layers stay as they are")
     parser.add_argument("--head-only", action="store_true",
@@ -60,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     check_model_dir(args.output, args.force, args.resume)  # before reading the data
     cfg = dict(TINY) if args.tiny else {"arch": args.arch}
     for key in ("epochs", "batch_size", "lr", "patience", "max_objects", "max_minutes", "threads", "init", "epoch_size", "stop_after",
-                "head_epochs", "append_layers"):
+                "head_epochs", "append_layers", "append_hidden", "append_blocks"):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
     config = TrainConfig(**cfg, seed=args.seed, device=args.device, head_only=args.head_only,

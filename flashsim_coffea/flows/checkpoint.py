@@ -106,11 +106,11 @@ def check_card_fields(card: dict, card_path: Path | str) -> None:
             fail(name, value, f"is out of range [{low:g}, {high:g}]")
     extensions = card.get("architecture", {}).get("extensions", [])
     ok = isinstance(extensions, list) and all(
-        isinstance(e, dict) and set(e) == {"targets", "layers"}
+        isinstance(e, dict) and {"targets", "layers"} <= set(e) <= {"targets", "layers", "hidden", "blocks"}
         and all(isinstance(e[k], int) and not isinstance(e[k], bool) and 1 <= e[k] <= 1_000 for k in e)
         for e in extensions)
     if not ok or (ok and sum(e["targets"] for e in extensions) > card["n_targets"] - 2):
-        fail("architecture.extensions", extensions, "must be a list of {targets, layers} (integers ≥ 1) leaving ≥ 2 "
+        fail("architecture.extensions", extensions, "must be a list of {targets, layers[, hidden, blocks]} (integers ≥ 1) leaving ≥ 2 "
              "targets to the architecture's layers")
 
 

@@ -11,7 +11,8 @@ permutation between layers let every dimension condition on every other.
 Layer l: y = RQS(x_B; θ(x_A, c)) with A/B the two halves of the mask, θ a residual MLP
 on (x_A, context c), K bins on [−B, B] and linear tails outside (identity beyond ±B).
 
-**Appended targets** (``arch["extensions"]``: ``[{"targets": k, "layers": m}, ...]``): a model
+**Appended targets** (``arch["extensions"]``: ``[{"targets": k, "layers": m[, "hidden": h, "blocks": b]}, ...]``;
+the extension's networks default to the architecture's width and depth): a model
 that learns targets appended to a trained spec. The first n − Σk targets keep the layers of the
 architecture (same masks and permutations, the appended targets among their inputs x_A), and each
 extension adds m coupling layers that transform only its k targets, conditioned on every other
@@ -71,16 +72,20 @@ def build_flow(n_targets: int, n_context: int, arch: dict, seed: int = 0) -> Flo
             mask[start:start + k] = (1 - part) if (i % 2 and k > 1) else part
             masks.append(mask)
         start += k
+    # each layer's network size: the architecture's, or its extension's own hidden/blocks
+    sizes = [(arch["hidden"], arch["blocks"])] * arch["layers"]
+    for e in extensions:
+        sizes += [(int(e.get("hidden", arch["hidden"])), int(e.get("blocks", arch["blocks"])))] * int(e["layers"])
     layers = []
-    for i, mask in enumerate(masks):
+    for i, (mask, (hidden, blocks)) in enumerate(zip(masks, sizes)):
 
-        def net(in_f: int, out_f: int) -> ResidualNet:
+        def net(in_f: int, out_f: int, hidden: int = hidden, blocks: int = blocks) -> ResidualNet:
             return ResidualNet(
                 in_f,
                 out_f,
-                hidden_features=arch["hidden"],
+                hidden_features=hidden,
                 context_features=n_context,
-                num_blocks=arch["blocks"],
+                num_blocks=blocks,
                 activation=torch.nn.functional.relu,
                 dropout_probability=arch.get("dropout", 0.0),
                 use_batch_norm=False,

@@ -93,6 +93,8 @@ class TrainConfig:
     stop_after: int | None = None
     init: str | None = None
     append_layers: int = 4
+    append_hidden: int | None = None  # the extension networks' width (None: the architecture's)
+    append_blocks: int | None = None
     freeze_init: bool = False
     arch_overrides: dict = field(default_factory=dict)
     head_only: bool = False
@@ -176,13 +178,13 @@ def extend_targets(state: dict[str, torch.Tensor], flow: torch.nn.Module) -> tup
         elif k.endswith("_permutation"):
             out[k] = torch.cat([v, torch.arange(len(v), len(new), dtype=v.dtype)])
         elif k.endswith("initial_layer.weight"):
-            out[k] = _insert_zero_columns(v, _context_of(k, state, v), new.shape[1] - v.shape[1])
+            out[k] = _insert_zero_columns(v, _context_of(k, state), new.shape[1] - v.shape[1])
         else:
             raise ValueError(f"cannot embed {k}: shape {tuple(v.shape)} into {tuple(new.shape)}")
     return out, n_old
 
 
-def _context_of(key: str, state: dict[str, torch.Tensor], weight: torch.Tensor) -> int:
+def _context_of(key: str, state: dict[str, torch.Tensor]) -> int:
     """Context inputs of the ResidualNet owning ``key`` (its first block's context layer)."""
     ctx = state[key.replace("initial_layer.weight", "blocks.0.context_layer.weight")]
     return ctx.shape[1]
@@ -379,8 +381,10 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
                 print(f"--init {init_path}: {n_added} conditioning feature(s) appended; their weights start at zero")
         arch = init_card["architecture"]
         if n_appended:
-            arch = {**arch, "extensions": [*arch.get("extensions", []),
-                                           {"targets": n_appended, "layers": config.append_layers}]}
+            extension = {"targets": n_appended, "layers": config.append_layers}
+            extension.update({k: v for k, v in (("hidden", config.append_hidden), ("blocks", config.append_blocks))
+                              if v is not None})
+            arch = {**arch, "extensions": [*arch.get("extensions", []), extension]}
             if progress:
                 print(f"--init {init_path}: {n_appended} target(s) appended, learned by {config.append_layers} new coupling "
                       f"layers{' (the initial layers frozen)' if config.freeze_init else ''}")

@@ -31,7 +31,7 @@ import numpy as np
 
 from flashsim_coffea import noise
 from flashsim_coffea.nanoaod.conventions import EVENT_ID, schema_constants
-from flashsim_coffea.nanoaod.derived import derive
+from flashsim_coffea.nanoaod.derived import DERIVED, derive
 from flashsim_coffea.nanoaod.precision import NANOAOD_MANTISSA_BITS, fill_rounding_cell, round_mantissa
 
 from .features import Feature, NeighbourTable, feature_from_dict
@@ -90,6 +90,10 @@ class ObjectSpec:
             names = [x.name for x in items]
             if len(set(names)) != len(names):
                 raise ValueError(f"spec {self.name!r}: duplicate {kind} names")
+        unknown = [f for f in self.rules.derived if f"{self.reco}_{f}" not in DERIVED]
+        if unknown:
+            raise ValueError(f"spec {self.name!r}: no derivation of {', '.join(f'{self.reco}_{f}' for f in unknown)} "
+                             "in flashsim_coffea.nanoaod.derived.DERIVED; add one there or drop it from rules.derived")
         for t in self.targets:
             if t.relation == "scaled":
                 missing = set(SCALES[t.scale].reco) - {u.branch for u in self.targets if u is not t}

@@ -77,8 +77,13 @@ def resimulate_events(events: ak.Array, seed: int, source: str = "<input>") -> a
     return ak.Array({**gen, **respond(gen, seed=seed, source=source)})
 
 
-def resimulate_file(input_path: str | os.PathLike, output: str | os.PathLike, seed: int, force: bool = False, step: int = 50_000, progress: bool = True) -> dict:
-    """Write ``output`` = Gen branches of ``input_path`` + new reference Jet/Muon (see module doc)."""
+def resimulate_file(input_path: str | os.PathLike, output: str | os.PathLike, seed: int, force: bool = False, step: int = 50_000,
+                    progress: bool = True, record: bool = True) -> dict:
+    """Write ``output`` = Gen branches of ``input_path`` + new reference Jet/Muon (see module doc).
+
+    ``record=False`` keeps the input's metadata as it is (no ``resimulated_from``/``reference_seed``):
+    with a generated file's own generation seed the output is then the file ``flashsim generate``
+    writes with the current reference (``python -m flashsim_coffea.samples --reference-only``)."""
     from . import respond
 
     check_seed(seed)
@@ -105,7 +110,8 @@ def resimulate_file(input_path: str | os.PathLike, output: str | os.PathLike, se
                 writer.extend({**chunk, **reco})
                 bar.update(len(chunk["event"]))
         meta = read_metadata(input_path)
-        meta.update({"resimulated_from": str(input_path), "reference_seed": seed})
+        if record:
+            meta.update({"resimulated_from": str(input_path), "reference_seed": seed})
         runs = None
         with uproot.open(input_path) as f:
             if "Runs" in f:
