@@ -63,10 +63,11 @@
 #          on top of the frozen trained ones (`flashsim train --init MODEL --freeze-init`), then the
 #          discrete head over all classified targets. Inputs (APP_DIR, Gen only, re-drawn with the
 #          current reference): ttbar.root = `flashsim generate ttbar -n 30000 --seed 1001 --no-reference`,
-#          dy.root = `flashsim generate dy -n 40000 --seed 1002 --no-reference`. Jets: 2 reference draws
+#          dy.root = `flashsim generate dy -n 40000 --seed 1002 --no-reference` (626k jets, 411k muons). Jets: 2 reference draws
 #          (101, 102), muons 6 (101-106); 20 epochs of 200k at LR 1e-3 (cosine), head 8 epochs, one
-#          thread each; pile-up jets: 300k pile-up-only events (gen seed 3, reference seed 13), 12
-#          epochs of 100k, head 6 epochs, the count model kept. ~25 min on 2 cores. Alone, from the
+#          thread each, then for the jets the extension layers alone 25 more epochs at LR 5e-4;
+#          pile-up jets: 300k pile-up-only events (gen seed 3, reference seed 13), 12 epochs of 100k,
+#          then 30 more at 7e-4, head 6 epochs, the count model kept. ~45 min on 2 cores. Alone, from the
 #          shipped models: ONLY=appended APP_DIR=... scripts/train_shipped_models.sh
 #   both:  a discrete head (flows/head.py) for the classified targets (jets: puId, jetId; muons:
 #          the six ID booleans) trained on top of the final flow (--head-only, 12 epochs).
@@ -139,8 +140,14 @@ PY
   flashsim train muons "$WORK/muons_app.npz" -o "$WORK/muons_app" --init $M/muons $A --epochs 20 --epoch-size 200000 --head-epochs 8
   flashsim train pileup_jets "$WORK/pileup_jets_app.npz" -o "$WORK/pileup_jets_app" --init $M/pileup_jets $A --epochs 12 \
     --epoch-size 100000 --head-epochs 6
-  for s in jets muons pileup_jets; do  # the efficiency maps and the count model stay
-    cp "$WORK/${s}_app/card.json" "$WORK/${s}_app/model.safetensors" "$M/$s/"
+  # then the extension layers alone further (--freeze-init on a model of the same spec), same validation rows
+  local C="--freeze-init --seed 28 --split-seed 27 --force $T"
+  flashsim train jets "$WORK/jets_app.npz" -o "$WORK/jets_app2" --init "$WORK/jets_app" $C --lr 5e-4 --patience 6 --epochs 25 \
+    --epoch-size 200000 --head-epochs 8
+  flashsim train pileup_jets "$WORK/pileup_jets_app.npz" -o "$WORK/pileup_jets_app2" --init "$WORK/pileup_jets_app" $C --lr 7e-4 \
+    --patience 8 --epochs 30 --epoch-size 100000 --head-epochs 6
+  for s in jets_app2:jets muons_app:muons pileup_jets_app2:pileup_jets; do  # the efficiency maps and the count model stay
+    cp "$WORK/${s%%:*}/card.json" "$WORK/${s%%:*}/model.safetensors" "$M/${s##*:}/"
   done
 }
 if [[ "${ONLY:-}" == appended ]]; then

@@ -537,3 +537,15 @@ def test_training_with_appended_targets_from_a_trained_model(tmp_path):
     assert set(out) >= set(spec.target_names) and all(np.all(np.isfinite(out[t])) for t in spec.target_names)
     with pytest.raises(UserError, match="appends none"):
         train(old, data_old, tmp_path / "x", TrainConfig(**TINY, init=str(base), freeze_init=True), progress=False)
+    # the same spec from the extended model: only the extension layers train further
+    more = tmp_path / "more"
+    train(spec, data, more, TrainConfig(**dict(TINY, epochs=1), init=str(tuned), freeze_init=True), progress=False)
+    c, c_path = read_card(more)
+    wc, _ = load_weights(c, c_path)
+    assert c["architecture"]["extensions"] == b["architecture"]["extensions"]
+    assert all(torch.equal(wb[k], wc[k]) for k in frozen)
+    from flashsim_coffea.flows.model import ARCHITECTURES
+
+    first_extension = 2 * ARCHITECTURES["tiny"]["layers"] - 1  # after the couplings and permutations of the architecture
+    ext = [k for k in wb if k.startswith(f"_transform._transforms.{first_extension}.") and k.endswith("final_layer.weight")]
+    assert ext and not all(torch.equal(wb[k], wc[k]) for k in ext)

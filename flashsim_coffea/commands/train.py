@@ -47,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--append-blocks", type=int, default=None,
                         help="residual blocks of the appended layers' networks (default: the architecture's)")
     parser.add_argument("--freeze-init", action="store_true",
-                        help="with appended targets: train only their new layers, the --init model's layers stay as they are")
+                        help="with appended targets: train only their new layers, the --init model's layers stay as they are; "
+                             "with the --init model's own spec: train only its newest extension layers further")
     parser.add_argument("--head-only", action="store_true",
                         help="keep the --init model's flow and train only the discrete head of the spec's classified targets")
     parser.add_argument("--head-epochs", type=int, default=None, help="epochs of the discrete head (default 12)")

@@ -388,8 +388,9 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
             if progress:
                 print(f"--init {init_path}: {n_appended} target(s) appended, learned by {config.append_layers} new coupling "
                       f"layers{' (the initial layers frozen)' if config.freeze_init else ''}")
-        elif config.freeze_init:
-            raise UserError("--freeze-init trains only the layers of appended targets: this spec appends none to --init")
+        elif config.freeze_init and not arch.get("extensions"):
+            raise UserError("--freeze-init trains only the layers of appended targets: this spec appends none to --init, "
+                            "whose architecture has no extension layers to train on")
         u_fit = _uniforms(spec, config.seed, "fit", 0, train_rows)
         same_flow = ObjectSpec.from_dict(init_card["spec"]).flow_hash() == spec.flow_hash()
         if config.head_only and not same_flow:
@@ -445,6 +446,8 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
         n_frozen = 0
         if n_appended:
             init_state, n_frozen = extend_targets(init_state, flow)
+        elif config.freeze_init:  # continue training the newest extension of the same spec
+            n_frozen = len(flow._transform._transforms) - int(arch["extensions"][-1]["layers"])
         flow.load_state_dict(init_state)
         if config.freeze_init:
             for t in flow._transform._transforms[:n_frozen]:

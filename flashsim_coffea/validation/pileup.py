@@ -31,7 +31,7 @@ SPEC = "pileup_jets"
 
 NTRUE_BINS = (0, 20, 30, 40, 50, 100)
 CONTINUOUS = ("pt", "eta", "phi", "mass", "area", "nConstituents", "qgl", "btagDeepFlavB", "btagDeepB", "btagCSVV2",
-              "bRegCorr")
+              "bRegCorr", "rawFactor", "chHEF", "neHEF", "chEmEF", "neEmEF", "btagDeepFlavCvL")
 DISCRETE = {"puId": (0, 4, 6, 7), "jetId": (0, 2, 6)}
 
 
