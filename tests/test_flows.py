@@ -537,6 +537,8 @@ def test_training_with_appended_targets_from_a_trained_model(tmp_path):
     assert set(out) >= set(spec.target_names) and all(np.all(np.isfinite(out[t])) for t in spec.target_names)
     with pytest.raises(UserError, match="appends none"):
         train(old, data_old, tmp_path / "x", TrainConfig(**TINY, init=str(base), freeze_init=True), progress=False)
+    with pytest.raises(UserError, match="--head-only keeps the --init model's flow"):
+        train(spec, data, tmp_path / "y", TrainConfig(**TINY, init=str(base), head_only=True), progress=False)
     # the same spec from the extended model: only the extension layers train further
     more = tmp_path / "more"
     train(spec, data, more, TrainConfig(**dict(TINY, epochs=1), init=str(tuned), freeze_init=True), progress=False)
@@ -549,3 +551,14 @@ def test_training_with_appended_targets_from_a_trained_model(tmp_path):
     first_extension = 2 * ARCHITECTURES["tiny"]["layers"] - 1  # after the couplings and permutations of the architecture
     ext = [k for k in wb if k.startswith(f"_transform._transforms.{first_extension}.") and k.endswith("final_layer.weight")]
     assert ext and not all(torch.equal(wb[k], wc[k]) for k in ext)
+
+
+def test_append_options_are_checked(tmp_path):
+    """The options of appended layers: integers ≥ 1, and only with --init (else they would do nothing)."""
+    with pytest.raises(UserError, match="append-layers must be an integer ≥ 1"):
+        TrainConfig(append_layers=0)
+    spec = get_spec("muons")
+    data = synthetic(spec, 600, seed=3)
+    for bad in ({"freeze_init": True}, {"append_hidden": 32}):
+        with pytest.raises(UserError, match="give one with --init"):
+            train(spec, data, tmp_path / "x", TrainConfig(**TINY, **bad), progress=False)

@@ -314,3 +314,18 @@ def test_rounding_dequantization_fills_cells_and_rebuilds_the_reco_values():
         replace(spec, targets=tuple(replace(t, dequantize="rounding") if t.name == "ptRatio" else t for t in spec.targets))
     with pytest.raises(ValueError, match="'rounding' only for real"):
         Target("isGlobal", "isGlobal", kind="ordinal", values=(0.0, 1.0), dequantize="rounding")
+
+
+def test_derived_fields_need_a_derivation_and_its_inputs():
+    """A spec's derived fields must have a NanoAOD derivation whose inputs the spec makes, and must not
+    also be drawn: refused when the spec is built, not when a chunk is simulated."""
+    import dataclasses
+
+    muons = get_spec("muons")
+    with pytest.raises(ValueError, match="no derivation of Muon_dxy"):
+        dataclasses.replace(muons, rules=dataclasses.replace(muons.rules, derived=("dxy",)))
+    with pytest.raises(ValueError, match="pfIsoId needs pfRelIso04_all"):
+        dataclasses.replace(muons, targets=tuple(t for t in muons.targets if t.branch != "pfRelIso04_all"))
+    jets = get_spec("jets")
+    with pytest.raises(ValueError, match="btagDeepFlavCvL needs btagDeepFlavC"):
+        dataclasses.replace(jets, targets=tuple(t for t in jets.targets if t.branch != "btagDeepFlavC"))

@@ -18,12 +18,14 @@ architecture (same masks and permutations, the appended targets among their inpu
 extension adds m coupling layers that transform only its k targets, conditioned on every other
 target and the context (alternating halves of the k targets when k ≥ 2):
 
-    p(y_old, y_new | c) = p(y_old | c, y_new) · p(y_new | y_old, c)   (as one coupling flow)
+    p(y_old, y_new | c) = p(y_old | c) · p(y_new | y_old, c)
 
-Initialised from the trained model with zero weights on the appended inputs
-(:func:`flashsim_coffea.flows.train.extend_targets`), the old layers compute exactly what they
-did, so p(y_old | c) starts as the trained model's and the extension layers learn the new
-targets given the old ones.
+as long as the old layers' weights on the appended inputs are zero: initialised from the trained
+model that way (:func:`flashsim_coffea.flows.train.extend_targets`), they compute exactly what
+they did, p(y_old | c) is the trained model's, and the extension layers (which see the old
+targets through the old layers' output, a bijection of them given c) learn the new targets
+given the old ones. Trained with the old layers frozen, the factorisation stays exact; trained
+together, the old layers may come to depend on the new targets.
 """
 
 from __future__ import annotations

@@ -71,6 +71,10 @@ SUPERSEDED = ("efficiency.json", "count.json", "checkpoint/state.json", "checkpo
 SAMPLING_BLOCK_SIZE = 2048
 
 
+#: the options that shape the layers of appended targets (TrainConfig fields)
+APPEND_OPTIONS = ("append_layers", "append_hidden", "append_blocks")
+
+
 @dataclass
 class TrainConfig:
     arch: str = "default"
@@ -102,6 +106,12 @@ class TrainConfig:
     head_lr: float = 1e-3
     head_batch_size: int = 4096
 
+    def __post_init__(self):
+        for name in APPEND_OPTIONS:
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise UserError(f"--{name.replace('_', '-')} must be an integer ≥ 1, got {value!r}")
+
     @property
     def validation_seed(self) -> int:
         """Seed of the train/validation split and of the validation dequantization:
@@ -124,11 +134,15 @@ def _as_dicts(features) -> list[dict]:
     return [json.loads(json.dumps(f if isinstance(f, dict) else f.to_dict())) for f in features]
 
 
+def _appended(old: list, new: list) -> int:
+    """len(new) − len(old) when ``new`` starts with exactly ``old`` and is longer, else 0."""
+    return len(new) - len(old) if len(new) > len(old) and new[: len(old)] == old else 0
+
+
 def appends_conditioning(old_spec: dict, spec: ObjectSpec) -> int:
     """Number of conditioning features ``spec`` appends to ``old_spec``'s (a card's spec dict),
     0 when ``spec``'s conditioning does not start with exactly the old features."""
-    old, new = _as_dicts(old_spec["conditioning"]), _as_dicts(spec.conditioning)
-    return len(new) - len(old) if len(new) > len(old) and new[: len(old)] == old else 0
+    return _appended(_as_dicts(old_spec["conditioning"]), _as_dicts(spec.conditioning))
 
 
 def extend_context(state: dict[str, torch.Tensor], n_added: int) -> dict[str, torch.Tensor]:
@@ -149,8 +163,7 @@ def extend_context(state: dict[str, torch.Tensor], n_added: int) -> dict[str, to
 def appends_targets(old_spec: dict, spec: ObjectSpec) -> int:
     """Number of targets ``spec`` appends to ``old_spec``'s (a card's spec dict), 0 when
     ``spec``'s targets do not start with exactly the old ones."""
-    old, new = _as_dicts(old_spec["targets"]), _as_dicts(spec.targets)
-    return len(new) - len(old) if len(new) > len(old) and new[: len(old)] == old else 0
+    return _appended(_as_dicts(old_spec["targets"]), _as_dicts(spec.targets))
 
 
 def extend_targets(state: dict[str, torch.Tensor], flow: torch.nn.Module) -> tuple[dict[str, torch.Tensor], int]:
@@ -365,7 +378,7 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
         # and widen its conditioning range to cover the new data
         init_card, init_path = read_card(config.init)
         n_added = appends_conditioning(init_card["spec"], spec) if not config.head_only else 0
-        n_appended = appends_targets(init_card["spec"], spec) if not config.head_only else 0
+        n_appended = appends_targets(init_card["spec"], spec)
         same_shape = ((init_card["n_targets"] + n_appended, init_card["n_context"] + n_added)
                       == (len(spec.targets), len(spec.conditioning)))
         if init_card["spec"]["name"] != spec.name or not same_shape:
@@ -380,6 +393,9 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
             if progress:
                 print(f"--init {init_path}: {n_added} conditioning feature(s) appended; their weights start at zero")
         arch = init_card["architecture"]
+        if config.head_only and n_appended:
+            raise UserError(f"{init_path}: --head-only keeps the --init model's flow, but this spec appends "
+                            f"{n_appended} target(s) to it: train the flow with --init (and --freeze-init) first")
         if n_appended:
             extension = {"targets": n_appended, "layers": config.append_layers}
             extension.update({k: v for k, v in (("hidden", config.append_hidden), ("blocks", config.append_blocks))
@@ -417,6 +433,9 @@ def train(spec: ObjectSpec, data: TrainingData, out_dir: str | Path, config: Tra
                       f"{kept} unchanged columns, refitted the others")
     elif config.head_only:
         raise UserError("--head-only trains the discrete head of an existing model: give it with --init MODEL")
+    elif config.freeze_init or any(getattr(config, k) != getattr(TrainConfig, k) for k in APPEND_OPTIONS):
+        raise UserError("--freeze-init and --append-layers/--append-hidden/--append-blocks act on the layers a spec "
+                        "appends to an --init model: give one with --init MODEL")
     else:
         pre = Preprocessor.fit(spec, cond[train_rows], targ[train_rows], _uniforms(spec, config.seed, "fit", 0, train_rows))
     if not config.head_only:  # the flow's tensors (the head encodes its own)

@@ -19,6 +19,9 @@ flat arrays). Each states its formula and the CMSSW source that defines the fiel
 :data:`DERIVED` maps the stored field names to these functions and their inputs: FlashSim
 (``RecoRules.derived``, :meth:`~flashsim_coffea.objects.spec.ObjectSpec.complete`) and the
 reference response compute them with :func:`derive` from the stored (rounded) values.
+``genPartFlav`` reads the Gen record, not the object's fields: it is not in :data:`DERIVED`;
+:class:`~flashsim_coffea.objects.gen.GenCollection` (``with_origin``) and the reference call
+:func:`muon_gen_part_flav` on the Gen muon.
 
 All were checked against the real CMS files of ``shared/data/real-nanoaod`` (``tests/test_derived.py``).
 """
@@ -124,12 +127,17 @@ def charm_vs_light(c: np.ndarray, b: np.ndarray) -> np.ndarray:
     is > 0, else −1. With C = ``btagDeepFlavC`` = probc, B = ``btagDeepFlavB`` =
     probb + probbb + problepb and the six DeepFlavour probabilities summing to 1, the
     denominator is 1 − B. Undefined (−1): a negative score (DeepFlavour's −1 default for a jet
-    without tag information, or NanoAOD's −1 below its pT cut) or 1 − B ≤ 0. Computed in double
+    without tag information, or NanoAOD's −1 below its pT cut) or 1 − B ≤ 0 (also a stored B that
+    rounds to 1). Values above 1 (C > 1 − B: scores that are not one set of probabilities, as
+    simulated ones can be) are clipped to NanoAOD's range, 1. Computed in double
     precision and returned as float32, not rounded: NanoAOD stores it with 10 mantissa bits
     (:func:`~flashsim_coffea.nanoaod.precision.round_mantissa`).
     """
     c, b = np.asarray(c, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return _score_ratio(c, b, 1.0 - b)
+    cvl = _score_ratio(c, b, 1.0 - b)
+    # NanoAOD's probabilities sum to 1, so C ≤ 1 − B and CvL ≤ 1; simulated scores need not (FlashSim
+    # draws C and B separately: C + B > 1 for ~0.1 % of jets), and NanoAOD's range is kept
+    return np.minimum(cvl, np.float32(1.0))
 
 
 def charm_vs_b(c: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -33,6 +33,10 @@ from .transforms import Arctan, Asinh, Log, Logit, Transform
 CMVA_LOGIT = Logit(lo=-1.0, hi=1.0, eps=1e-3)
 
 
+#: jet fields NanoAOD defines from the others (nanoaod/derived.py): the fifth energy fraction and the
+#: DeepFlavour charm discriminants
+JET_DERIVED = ("neEmEF", "btagDeepFlavCvL", "btagDeepFlavCvB")
+
 #: NanoAOD around the jet flow: GenJets with |η| < 5 (the calorimeters; GenJets reach further),
 #: reco pT > 15 GeV after sampling, flavours copied from the GenJet. The efficiency map is the
 #: matched fraction N(GenJets with a stored reco jet) / N(GenJets) per Gen pT × |η| bin, the 15 GeV
@@ -40,10 +44,6 @@ CMVA_LOGIT = Logit(lo=-1.0, hi=1.0, eps=1e-3)
 #: pT > 15), i.e. it samples the reco pT of a jet *given* that it is stored, so the map must carry
 #: the threshold's effect (extrapolating the map from above 25 GeV made 2-6x too many jets from
 #: 10-15 GeV GenJets)
-#: jet fields NanoAOD defines from the others (nanoaod/derived.py): the fifth energy fraction and the
-#: DeepFlavour charm discriminants
-JET_DERIVED = ("neEmEF", "btagDeepFlavCvL", "btagDeepFlavCvB")
-
 JET_RULES = RecoRules(
     gen_max_abs_eta=JET_MAX_ABS_ETA,
     min_pt=JET_MIN_PT,

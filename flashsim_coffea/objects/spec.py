@@ -94,6 +94,14 @@ class ObjectSpec:
         if unknown:
             raise ValueError(f"spec {self.name!r}: no derivation of {', '.join(f'{self.reco}_{f}' for f in unknown)} "
                              "in flashsim_coffea.nanoaod.derived.DERIVED; add one there or drop it from rules.derived")
+        made = {t.branch for t in self.targets} | {f for f, _ in self.copy_from_gen} | {f for f, _ in self.rules.gen_defaults}
+        made |= {self.match} | ({"mass"} if self.rules.mass is not None else set())
+        for f in self.rules.derived:
+            missing = [i for i in DERIVED[f"{self.reco}_{f}"].inputs if i not in made]
+            if f in made or missing:
+                raise ValueError(f"spec {self.name!r}: derived field {f} " + (f"needs {', '.join(missing)}, which the spec "
+                                 "does not make" if missing else "is also drawn or copied"))
+            made.add(f)
         for t in self.targets:
             if t.relation == "scaled":
                 missing = set(SCALES[t.scale].reco) - {u.branch for u in self.targets if u is not t}

@@ -15,7 +15,9 @@ numbers follow the dependences of the real Run-2 and Run-3 NanoAOD files, docs/r
   0.07, 0.22), gluons (0.55, 0.07, 0.30), undefined partons (0.55, 0.08, 0.28), pile-up fakes
   (0.45, 0.15, 0.35); 2.5 ≤ |η| < 3 (0.30, 0.45, 0.20) for all; |η| ≥ 3 (HF: no tracker, no
   charged hadrons) (0, 0.93, 0.07). neHEF is exactly 0 for 20 % of the jets at |η| < 3
-  (real: 19–23 %), its share going to the others. A jet beyond the tracker has chHEF = 0.
+  (real: 19–23 %), its share going to the others. A jet in HF (|η| ≥ 3) has chHEF = chEmEF = 0.
+  The stored neEmEF is NanoAOD's remainder of the stored (6-bit) others,
+  :func:`flashsim_coffea.nanoaod.derived.remaining_energy_fraction` (as FlashSim's).
 * **rawFactor** = 1 − pT_raw/pT (NanoAOD: raw pT = pT·(1 − rawFactor)), a Run-2 CHS-like
   correction: the raw jet responds with r_raw = 1 − (1 + 0.25 min(|η|, 3))/√pT and carries
   a pile-up offset O = c(η)·nTrueInt·area·e^{0.6 z − 0.18} (≈ ρ·A: c = 0.28 GeV inside the
@@ -57,7 +59,7 @@ def _mean_shares(abseta: np.ndarray, parton: np.ndarray, fake: np.ndarray) -> np
 
 def energy_fractions(muef: np.ndarray, eta: np.ndarray, parton: np.ndarray, fake: np.ndarray,
                      nz: ObjectNoise) -> dict[str, np.ndarray]:
-    """chHEF, neHEF, chEmEF, neEmEF of each jet (float64; module docstring)."""
+    """chHEF, neHEF, chEmEF of each jet (float64; module docstring); neEmEF is the rest."""
     abseta = np.abs(eta)
     rest = 1.0 - np.asarray(muef, dtype=np.float64)
     electrons = (abseta < 2.5) & (nz.uniform("jet_chem") < ELECTRON_FRACTION_RATE)
@@ -71,7 +73,9 @@ def energy_fractions(muef: np.ndarray, eta: np.ndarray, parton: np.ndarray, fake
     w = np.exp(logit - logit.max(axis=1, keepdims=True))
     share = w / w.sum(axis=1, keepdims=True)
     had = rest - ch_em
-    return {"chHEF": had * share[:, 0], "neHEF": had * share[:, 1], "chEmEF": ch_em, "neEmEF": had * share[:, 2]}
+    # neEmEF (had·share[:, 2]) is what the others leave: written by the reference's packing as NanoAOD's
+    # derivation from the stored fractions (nanoaod.derived), exactly as FlashSim writes it
+    return {"chHEF": had * share[:, 0], "neHEF": had * share[:, 1], "chEmEF": ch_em}
 
 
 def raw_factor(pt: np.ndarray, eta: np.ndarray, area: np.ndarray, ntrue: np.ndarray, nz: ObjectNoise) -> np.ndarray:

@@ -68,7 +68,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from flashsim_coffea.nanoaod.derived import muon_pf_iso_id, remaining_energy_fraction
+from flashsim_coffea.nanoaod.derived import derive, muon_pf_iso_id
 from flashsim_coffea.objects import ObjectSpec
 
 from .samples import ValidationSamples
@@ -131,7 +131,7 @@ MUON_ID_ISO = {
 
 def _energy_id(c: dict) -> float:
     """Pass rate of the energy-fraction criteria of the Run-3 tight jet ID (module docstring)."""
-    ne_em = remaining_energy_fraction(c["muEF"], c["chHEF"], c["neHEF"], c["chEmEF"])
+    ne_em = derive("Jet", "neEmEF", c)  # as stored: NanoAOD's remainder, 6-bit
     a = np.abs(c["GenJet_eta"] + c["etaMinusGen"])  # the reco |η|
     ok = np.select(
         [a <= 2.6, a <= 2.7, a <= 3.0],
