@@ -205,9 +205,15 @@ def run3_v12_jets_spec() -> ObjectSpec:
 
 @needs_real
 def test_user_defined_run3_spec_extracts_from_v12():
+    from flashsim_coffea.objects import registry
+
     spec = run3_v12_jets_spec()
     register_spec(spec)
-    assert get_spec("jets_run3_v12").hash() == spec.hash() != get_spec("jets").hash()
+    try:
+        assert get_spec("jets_run3_v12").hash() == spec.hash() != get_spec("jets").hash()
+    finally:  # a registered Jet object would join every later FlashSim() of this test process
+        registry._REGISTRY.pop(spec.name, None)
+        registry._BUILT.pop(spec.name, None)
     data, prov = extract_files(spec, [str(REAL_NANOAOD / "nano_tt_v12.root")], progress=False)
     assert len(data) > 100 and data.targets.shape[1] == 9
     assert prov["dropped"]["unmatched"] > 0

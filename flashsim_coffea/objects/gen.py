@@ -74,19 +74,12 @@ class GenCollection:
     with_origin: bool = False
 
     def branches(self) -> list[str]:
-        f = list(self.fields)
-        if self.abs_pdg_id is not None or self.with_charge:
-            f.append("pdgId")
-        if self.status is not None:
-            f.append("status")
-        if self.with_origin:
-            f.extend(ORIGIN_FIELDS)
-        return sorted({f"{self.prefix}_{x}" for x in f})
+        return sorted({f"{self.prefix}_{x}" for x in self._read_fields()})
 
     def load(self, events) -> ak.Array:
         """Jagged record array of the selected objects, with ``index`` into ``prefix``: selected on
         the flat object table with numpy and rebuilt with :func:`jagged_records`."""
-        names = list(dict.fromkeys([*self.fields, *self._selection_fields()]))
+        names = self._read_fields()
         jagged = {f: branch(events, f"{self.prefix}_{f}") for f in names}
         counts = np.asarray(ak.to_numpy(ak.num(jagged[names[0]], axis=1)), dtype=np.int64)
         flat = {f: np.asarray(ak.to_numpy(ak.flatten(v, axis=1))) for f, v in jagged.items()}
@@ -117,9 +110,11 @@ class GenCollection:
             out.append("pdgId")
         if self.status is not None:
             out.append("status")
-        if self.with_origin:
-            out.extend(ORIGIN_FIELDS)
-        return list(dict.fromkeys(out))
+        return out
+
+    def _read_fields(self) -> list[str]:
+        """Every field read from the source collection: ``fields``, the selection's and the origin's."""
+        return list(dict.fromkeys([*self.fields, *self._selection_fields(), *(ORIGIN_FIELDS if self.with_origin else ())]))
 
     def to_dict(self) -> dict:
         d = asdict(self)

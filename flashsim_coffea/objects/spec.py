@@ -94,8 +94,7 @@ class ObjectSpec:
         if unknown:
             raise ValueError(f"spec {self.name!r}: no derivation of {', '.join(f'{self.reco}_{f}' for f in unknown)} "
                              "in flashsim_coffea.nanoaod.derived.DERIVED; add one there or drop it from rules.derived")
-        made = {t.branch for t in self.targets} | {f for f, _ in self.copy_from_gen} | {f for f, _ in self.rules.gen_defaults}
-        made |= {self.match} | ({"mass"} if self.rules.mass is not None else set())
+        made = set(self._own_field_sources())
         for f in self.rules.derived:
             missing = [i for i in DERIVED[f"{self.reco}_{f}"].inputs if i not in made]
             if f in made or missing:
@@ -282,14 +281,20 @@ class ObjectSpec:
         ``rules.gen_defaults``), ``"constant"`` (``rules.mass``, coffea's schema constants), ``"index"``
         (the match index into the Gen collection). The links into other collections
         (``Jet_muonIdx1`` …) are the injection's (:mod:`flashsim_coffea.nanoaod.links`)."""
+        out = self._own_field_sources()
+        out.update({f: "constant" for f in schema_constants(self.reco) if f not in out})
+        out.update({f: "derived" for f in self.rules.derived if f not in out})
+        return out
+
+    def _own_field_sources(self) -> dict[str, str]:
+        """:meth:`field_sources` without coffea's schema constants and the derived fields: what the
+        spec itself draws, copies and indexes (the inputs its derived fields may read)."""
         out = {t.branch: "simulated" for t in self.targets}
         out.update({f: "from Gen" for f, _ in self.copy_from_gen})
         out[self.match] = "index"
         if self.rules.mass is not None:
             out.setdefault("mass", "constant")
         out.update({f: "from Gen" for f, _ in self.rules.gen_defaults if f not in out})
-        out.update({f: "constant" for f in schema_constants(self.reco) if f not in out})
-        out.update({f: "derived" for f in self.rules.derived if f not in out})
         return out
 
     # -- serialisation ------------------------------------------------------------------------
